@@ -1,0 +1,289 @@
+package verifier
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Key is one verification key. Public is an *rsa.PublicKey,
+// *ecdsa.PublicKey, ed25519.PublicKey, or a []byte HMAC secret.
+type Key struct {
+	// ID is the key's kid; for keys loaded without one it is the RFC 7638
+	// thumbprint.
+	ID string
+	// Algorithms lists the JWS algorithms this key may verify. It is never
+	// empty for a usable key and never mixes key families.
+	Algorithms []string
+	// Public is the verification key material.
+	Public any
+}
+
+// allows reports whether k may verify a token signed with alg.
+func (k *Key) allows(alg string) bool { return slices.Contains(k.Algorithms, alg) }
+
+// KeySource supplies the verification keys of one issuer.
+type KeySource interface {
+	// Keys returns the keys that may have signed a token with the given
+	// kid, or all keys when kid is empty. An unknown kid yields no keys
+	// and no error; the error reports a source that cannot answer.
+	Keys(ctx context.Context, kid string) ([]*Key, error)
+}
+
+// KeySet is an immutable kid-indexed set of keys. It is a KeySource.
+type KeySet struct {
+	byID map[string][]*Key
+	all  []*Key
+}
+
+var _ KeySource = (*KeySet)(nil)
+
+// NewKeySet indexes keys by ID.
+func NewKeySet(keys ...*Key) *KeySet {
+	s := &KeySet{byID: make(map[string][]*Key, len(keys)), all: keys}
+	for _, k := range keys {
+		s.byID[k.ID] = append(s.byID[k.ID], k)
+	}
+	return s
+}
+
+// Keys implements KeySource.
+func (s *KeySet) Keys(_ context.Context, kid string) ([]*Key, error) {
+	if kid == "" {
+		return s.all, nil
+	}
+	return s.byID[kid], nil
+}
+
+// Len returns the number of keys in the set.
+func (s *KeySet) Len() int { return len(s.all) }
+
+// familyAlgorithms lists the algorithms each kind of key material can verify.
+// The token's alg is matched against this, so an RSA public key can never be
+// used as an HMAC secret.
+func familyAlgorithms(pub any) []string {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return []string{"ES256"}
+		case elliptic.P384():
+			return []string{"ES384"}
+		case elliptic.P521():
+			return []string{"ES512"}
+		}
+	case ed25519.PublicKey:
+		return []string{"EdDSA"}
+	case []byte:
+		return []string{"HS256", "HS384", "HS512"}
+	}
+	return nil
+}
+
+// newKey makes a Key from public material, restricting it to the algorithms
+// that are allowed by the issuer, possible for the key family, and (when the
+// JWK names one) the key's own alg.
+func newKey(kid, jwkAlg string, pub any, allowed []string) (*Key, error) {
+	var algs []string
+	for _, a := range familyAlgorithms(pub) {
+		if slices.Contains(allowed, a) && (jwkAlg == "" || jwkAlg == a) {
+			algs = append(algs, a)
+		}
+	}
+	if len(algs) == 0 {
+		return nil, fmt.Errorf("key %q (%T) allows none of the algorithms %v", kid, pub, allowed)
+	}
+	if kid == "" {
+		tp, err := thumbprint(pub)
+		if err != nil {
+			return nil, err
+		}
+		kid = tp
+	}
+	return &Key{ID: kid, Algorithms: algs, Public: pub}, nil
+}
+
+// thumbprint returns the RFC 7638 SHA-256 thumbprint of a key.
+func thumbprint(pub any) (string, error) {
+	sum, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(sum), nil
+}
+
+// publicOf returns the public half of a private key; public keys and HMAC
+// secrets pass through.
+func publicOf(k any) any {
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
+		return &k.PublicKey
+	case *ecdsa.PrivateKey:
+		return &k.PublicKey
+	case ed25519.PrivateKey:
+		return k.Public()
+	}
+	return k
+}
+
+// LoadKeyFiles reads keys from PEM, JWK and JWKS files; a directory is read
+// entry by entry (files only, sorted by name, hidden files skipped). Every
+// problem is reported, joined.
+func LoadKeyFiles(paths []string, allowed []string) ([]*Key, error) {
+	var keys []*Key
+	var errs []error
+	for _, p := range paths {
+		files, err := expand(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: %v", ErrKeyFile, err))
+			continue
+		}
+		for _, f := range files {
+			ks, err := loadKeyFile(f, allowed)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%w: %s: %v", ErrKeyFile, f, err))
+				continue
+			}
+			keys = append(keys, ks...)
+		}
+	}
+	return keys, errors.Join(errs...)
+}
+
+func expand(p string) ([]string, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return []string{p}, nil
+	}
+	entries, err := os.ReadDir(p)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			files = append(files, filepath.Join(p, e.Name()))
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s: no key files in directory", p)
+	}
+	return files, nil
+}
+
+func loadKeyFile(path string, allowed []string) ([]*Key, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	trimmed := strings.TrimSpace(string(data))
+	if strings.HasPrefix(trimmed, "{") {
+		return ParseJWKS(data, allowed)
+	}
+	return parsePEM(data, allowed)
+}
+
+// parsePEM reads every PEM block: public keys, certificates, and private
+// keys (whose public half is used).
+func parsePEM(data []byte, allowed []string) ([]*Key, error) {
+	var keys []*Key
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		var pub any
+		var err error
+		switch block.Type {
+		case "PUBLIC KEY":
+			pub, err = x509.ParsePKIXPublicKey(block.Bytes)
+		case "RSA PUBLIC KEY":
+			pub, err = x509.ParsePKCS1PublicKey(block.Bytes)
+		case "CERTIFICATE":
+			var c *x509.Certificate
+			if c, err = x509.ParseCertificate(block.Bytes); err == nil {
+				pub = c.PublicKey
+			}
+		case "PRIVATE KEY":
+			pub, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			pub, err = x509.ParseECPrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			pub, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pem %s: %v", block.Type, err)
+		}
+		k, err := newKey("", "", publicOf(pub), allowed)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no PEM key found")
+	}
+	return keys, nil
+}
+
+// ParseJWKS parses a JWK Set or a single JWK. Keys of unsupported types or
+// uses ("use" other than "sig") are skipped; it is an error if no usable key
+// remains. Private JWKs contribute their public half; symmetric ("oct") keys
+// are kept only when an HMAC algorithm is allowed.
+func ParseJWKS(data []byte, allowed []string) ([]*Key, error) {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(data, &set); err != nil {
+		return nil, fmt.Errorf("jwks: %v", err)
+	}
+	raws := set.Keys
+	if raws == nil {
+		raws = []json.RawMessage{data}
+	}
+	var keys []*Key
+	var skipped []error
+	for i, raw := range raws {
+		var jwk jose.JSONWebKey
+		if err := jwk.UnmarshalJSON(raw); err != nil {
+			skipped = append(skipped, fmt.Errorf("key %d: %v", i, err))
+			continue
+		}
+		if jwk.Use != "" && jwk.Use != "sig" {
+			continue
+		}
+		k, err := newKey(jwk.KeyID, jwk.Algorithm, publicOf(jwk.Key), allowed)
+		if err != nil {
+			skipped = append(skipped, err)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("no usable key: %w", errors.Join(skipped...))
+	}
+	return keys, nil
+}
