@@ -1,0 +1,442 @@
+package verifier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+// DefaultAlgorithms are the algorithms an issuer accepts when its config
+// names none. HMAC is deliberately absent: it must be asked for by name.
+var DefaultAlgorithms = []string{"ES256", "RS256", "EdDSA"}
+
+// supportedAlgorithms are the JWS algorithms the verifier knows how to check.
+var supportedAlgorithms = []string{
+	"ES256", "ES384", "ES512",
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"EdDSA",
+	"HS256", "HS384", "HS512",
+}
+
+// Config configures a Verifier.
+type Config struct {
+	// Issuers lists every trusted issuer. At least one is required.
+	Issuers []IssuerConfig
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Set-top box
+	// clocks drift. Zero means no leeway.
+	Leeway time.Duration
+	// MaxTokenBytes bounds the length of a raw token. Zero means 8192.
+	MaxTokenBytes int
+}
+
+// IssuerConfig is one trusted issuer.
+type IssuerConfig struct {
+	// Issuer is the exact iss value. Required.
+	Issuer string
+	// Audiences lists accepted aud values; a token must name at least one.
+	// Required.
+	Audiences []string
+	// Algorithms lists the JWS algorithms accepted from this issuer. Empty
+	// means DefaultAlgorithms. HS256/384/512 must be listed explicitly.
+	Algorithms []string
+	// KeyFiles are PEM, JWK or JWKS files or directories of them.
+	KeyFiles []string
+	// JWKSURLs are remote JWK Sets, refreshed in the background by Run.
+	JWKSURLs []string
+	// Remote tunes the JWKS fetching; its URL field is ignored.
+	Remote RemoteConfig
+	// Sources are in-process key sources, such as tollgate's own signing
+	// keys, consulted without any network round trip.
+	Sources []KeySource
+}
+
+// Option configures optional Verifier behaviour.
+type Option func(*options)
+
+type options struct {
+	now      func() time.Time
+	client   *http.Client
+	observer Observer
+}
+
+// WithClock sets the time source; tests use it to move time without
+// sleeping.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithHTTPClient sets the client used for JWKS fetches. The default has a
+// 10 second timeout.
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithObserver receives key-set events, for metrics.
+func WithObserver(obs Observer) Option { return func(o *options) { o.observer = obs } }
+
+// Token is a verified access token.
+type Token struct {
+	Issuer    string
+	Subject   string
+	ID        string
+	Audience  []string
+	ExpiresAt time.Time
+	IssuedAt  time.Time
+	// Claims holds every claim; numbers are json.Number so that ids keep
+	// their exact text.
+	Claims map[string]any
+}
+
+// Verifier checks access tokens against a fixed set of trusted issuers.
+// It is safe for concurrent use.
+type Verifier struct {
+	issuers  map[string]*issuer
+	remotes  []*Remote
+	leeway   time.Duration
+	maxBytes int
+	now      func() time.Time
+	parser   *jwt.Parser
+}
+
+type issuer struct {
+	name      string
+	audiences []string
+	algs      []string
+	sources   []KeySource
+}
+
+// New builds a Verifier. Key files are read here; remote JWKS are fetched
+// only once Run is called. Every configuration problem is reported at once.
+func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
+	o := options{now: time.Now, observer: NopObserver{}}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.client == nil {
+		o.client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	logger = logger.Named("verifier")
+	v := &Verifier{
+		issuers:  make(map[string]*issuer, len(cfg.Issuers)),
+		leeway:   cfg.Leeway,
+		maxBytes: cfg.MaxTokenBytes,
+		now:      o.now,
+		// Claims are validated by Verifier itself, before any signature
+		// work; numbers stay json.Number.
+		parser: jwt.NewParser(jwt.WithoutClaimsValidation(), jwt.WithJSONNumber()),
+	}
+	if v.maxBytes <= 0 {
+		v.maxBytes = 8192
+	}
+	var errs []error
+	if len(cfg.Issuers) == 0 {
+		errs = append(errs, errors.New("no trusted issuer configured"))
+	}
+	if cfg.Leeway < 0 {
+		errs = append(errs, errors.New("leeway must not be negative"))
+	}
+	for i, ic := range cfg.Issuers {
+		iss, remotes, err := newIssuer(ic, o, logger)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("issuer %d (%q): %w", i, ic.Issuer, err))
+			continue
+		}
+		if _, dup := v.issuers[iss.name]; dup {
+			errs = append(errs, fmt.Errorf("issuer %q configured twice", iss.name))
+			continue
+		}
+		v.issuers[iss.name] = iss
+		v.remotes = append(v.remotes, remotes...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return v, nil
+}
+
+func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remote, error) {
+	var errs []error
+	if ic.Issuer == "" {
+		errs = append(errs, errors.New("issuer is empty"))
+	}
+	if len(ic.Audiences) == 0 {
+		errs = append(errs, errors.New("no audience configured"))
+	}
+	algs := ic.Algorithms
+	if len(algs) == 0 {
+		algs = DefaultAlgorithms
+	}
+	for _, a := range algs {
+		if !slices.Contains(supportedAlgorithms, a) {
+			errs = append(errs, fmt.Errorf("unsupported algorithm %q", a))
+		}
+	}
+	if len(ic.KeyFiles)+len(ic.JWKSURLs)+len(ic.Sources) == 0 {
+		errs = append(errs, errors.New("no key source (key files, JWKS URLs)"))
+	}
+	iss := &issuer{name: ic.Issuer, audiences: ic.Audiences, algs: algs, sources: ic.Sources}
+	if len(ic.KeyFiles) > 0 {
+		keys, err := LoadKeyFiles(ic.KeyFiles, algs)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			iss.sources = append(iss.sources, NewKeySet(keys...))
+			o.observer.KeysLoaded(ic.Issuer, len(keys))
+		}
+	}
+	var remotes []*Remote
+	for _, u := range ic.JWKSURLs {
+		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+			errs = append(errs, fmt.Errorf("JWKS URL %q: want http:// or https://", u))
+			continue
+		}
+		rc := ic.Remote
+		rc.URL = u
+		r := NewRemote(rc, algs, o.client, logger, o.now, o.observer)
+		remotes = append(remotes, r)
+		iss.sources = append(iss.sources, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	return iss, remotes, nil
+}
+
+// Run keeps the remote key sets fresh until ctx is done.
+func (v *Verifier) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, r := range v.remotes {
+		g.Go(func() error { return r.Run(ctx) })
+	}
+	return g.Wait()
+}
+
+// Ready reports whether every remote key set has been fetched at least once.
+func (v *Verifier) Ready() bool {
+	for _, r := range v.remotes {
+		select {
+		case <-r.Ready():
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Verify checks raw and returns its claims. Errors wrap the package's
+// sentinels; several claim failures are joined.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
+	if len(raw) > v.maxBytes {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, v.maxBytes)
+	}
+	if strings.Count(raw, ".") != 2 {
+		return nil, fmt.Errorf("%w: want three dot-separated segments", ErrMalformed)
+	}
+	claims := jwt.MapClaims{}
+	var tok *Token
+	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		var err error
+		tok, err = v.checkClaims(t.Header, claims)
+		if err != nil {
+			return nil, err
+		}
+		return v.keyFor(ctx, tok.Issuer, t.Header)
+	})
+	if err != nil {
+		return nil, mapError(err)
+	}
+	return tok, nil
+}
+
+// checkClaims runs every cheap check on an unverified token: issuer,
+// algorithm, times, audience and type.
+func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, error) {
+	alg, _ := header["alg"].(string)
+	issName, ok := c["iss"].(string)
+	if !ok {
+		return nil, fmt.Errorf("%w: iss missing or not a string", ErrMalformed)
+	}
+	iss := v.issuers[issName]
+	if iss == nil {
+		return nil, ErrWrongIssuer
+	}
+	if !slices.Contains(iss.algs, alg) {
+		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, alg)
+	}
+	tok := &Token{Issuer: issName, Claims: c}
+	var errs []error
+	now := v.now()
+	exp, err := numericDate(c, "exp")
+	switch {
+	case err != nil:
+		errs = append(errs, err)
+	case exp.IsZero():
+		errs = append(errs, fmt.Errorf("%w: exp missing", ErrMalformed))
+	case !now.Before(exp.Add(v.leeway)):
+		errs = append(errs, ErrExpired)
+	}
+	tok.ExpiresAt = exp
+	for _, name := range []string{"nbf", "iat"} {
+		t, err := numericDate(c, name)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case !t.IsZero() && now.Add(v.leeway).Before(t):
+			errs = append(errs, fmt.Errorf("%w: %s in the future", ErrNotYetValid, name))
+		}
+		if name == "iat" {
+			tok.IssuedAt = t
+		}
+	}
+	aud, err := stringList(c["aud"])
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("%w: aud: %v", ErrMalformed, err))
+	case !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(iss.audiences, a) }):
+		errs = append(errs, ErrWrongAudience)
+	}
+	tok.Audience = aud
+	if err := checkType(header, c); err != nil {
+		errs = append(errs, err)
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"sub", &tok.Subject}, {"jti", &tok.ID}} {
+		switch s := c[f.name].(type) {
+		case string:
+			*f.dst = s
+		case nil:
+		default:
+			errs = append(errs, fmt.Errorf("%w: %s is not a string", ErrMalformed, f.name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return tok, nil
+}
+
+// checkType accepts a token whose header typ is at+jwt (RFC 9068) or whose
+// type claim is "access". A token that says it is anything else — refresh,
+// id — is refused even if the other marker looks right.
+func checkType(header map[string]any, c jwt.MapClaims) error {
+	typ, _ := header["typ"].(string)
+	typ = strings.ToLower(strings.TrimPrefix(strings.ToLower(typ), "application/"))
+	claim, hasClaim := c["type"]
+	switch {
+	case hasClaim && claim != "access":
+		return fmt.Errorf("%w: type claim %q", ErrWrongType, fmt.Sprint(claim))
+	case typ != "" && typ != "jwt" && typ != "at+jwt":
+		return fmt.Errorf("%w: typ %q", ErrWrongType, typ)
+	case typ == "at+jwt" || hasClaim:
+		return nil
+	default:
+		return fmt.Errorf("%w: neither typ at+jwt nor type access", ErrWrongType)
+	}
+}
+
+// keyFor returns the verification key (or key set) for a token whose claims
+// have passed. The token's alg only filters keys; every key carries its own
+// algorithms, fixed by its material and its issuer.
+func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string]any) (any, error) {
+	alg, _ := header["alg"].(string)
+	kid, _ := header["kid"].(string)
+	iss := v.issuers[issName]
+	var matches []jwt.VerificationKey
+	var errs []error
+	for _, src := range iss.sources {
+		keys, err := src.Keys(ctx, kid)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, k := range keys {
+			if k.allows(alg) {
+				matches = append(matches, k.Public)
+			}
+		}
+	}
+	switch len(matches) {
+	case 0:
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: kid %q alg %s: %w", ErrUnknownKey, kid, alg, errors.Join(errs...))
+	case 1:
+		return matches[0], nil
+	default:
+		return jwt.VerificationKeySet{Keys: matches}, nil
+	}
+}
+
+// mapError turns golang-jwt errors into this package's sentinels, keeping
+// any sentinel already present.
+func mapError(err error) error {
+	for _, s := range []error{ErrMalformed, ErrAlgorithm, ErrUnknownKey, ErrWrongIssuer,
+		ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrWrongType} {
+		if errors.Is(err, s) {
+			return err
+		}
+	}
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		// golang-jwt could not find the alg (e.g. "none" or unknown).
+		return fmt.Errorf("%w: %v", ErrAlgorithm, err)
+	default:
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+}
+
+// numericDate reads an optional NumericDate claim.
+func numericDate(c jwt.MapClaims, name string) (time.Time, error) {
+	v, ok := c[name]
+	if !ok {
+		return time.Time{}, nil
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return time.Time{}, fmt.Errorf("%w: %s is not a number", ErrMalformed, name)
+	}
+	f, err := n.Float64()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
+	}
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
+}
+
+// stringList reads a claim that is a string or an array of strings.
+func stringList(v any) ([]string, error) {
+	switch v := v.(type) {
+	case string:
+		return []string{v}, nil
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, errors.New("array element is not a string")
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	case nil:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("unexpected %T", v)
+	}
+}
