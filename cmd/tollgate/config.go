@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/verifier"
+)
+
+// envPrefix is the prefix of every environment variable tollgate reads.
+const envPrefix = "TOLLGATE_"
+
+// Config is everything tollgate serve needs: the environment variables
+// (prefix TOLLGATE_) plus the optional YAML file they may name. Only this
+// package reads the environment; every other package gets a plain Config.
+type Config struct {
+	// Listen is the public listener address: proxy and token endpoints.
+	Listen string `env:"LISTEN" envDefault:":8080"`
+	// AdminListen serves /metrics, /healthz and /readyz.
+	AdminListen string `env:"ADMIN_LISTEN" envDefault:":9090"`
+	// UpstreamURL, when set, routes every path not matched by a YAML route
+	// to this upstream (named "default") with auth required.
+	UpstreamURL string `env:"UPSTREAM_URL"`
+	// Issuer, Audience, VerifyKeys, JWKSURLs and Algorithms describe one
+	// trusted issuer without a YAML file.
+	Issuer     string   `env:"ISSUER"`
+	Audience   []string `env:"AUDIENCE"`
+	VerifyKeys []string `env:"VERIFY_KEYS"`
+	JWKSURLs   []string `env:"JWKS_URLS"`
+	Algorithms []string `env:"ALGORITHMS"`
+	// Leeway is the clock skew tolerated on exp/nbf/iat.
+	Leeway time.Duration `env:"LEEWAY" envDefault:"60s"`
+	// MaxTokenBytes bounds the length of a bearer token.
+	MaxTokenBytes int `env:"MAX_TOKEN_BYTES" envDefault:"8192"`
+	// JWKSRefresh is the background refresh interval of remote JWKS.
+	JWKSRefresh time.Duration `env:"JWKS_REFRESH" envDefault:"15m"`
+	// JWKSMaxStale is how long cached remote keys keep serving while the
+	// JWKS endpoint fails.
+	JWKSMaxStale time.Duration `env:"JWKS_MAX_STALE" envDefault:"24h"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// LogFormat is json or console.
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
+	// ConfigFile names the optional YAML file.
+	ConfigFile string `env:"CONFIG_FILE"`
+	// UpstreamTimeout bounds the wait for an upstream's response headers
+	// (504 after it).
+	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"30s"`
+	// ReadHeaderTimeout and IdleTimeout protect the public listener from
+	// slow clients. There is no overall read/write timeout, so that
+	// streaming responses and WebSockets work.
+	ReadHeaderTimeout time.Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s"`
+	IdleTimeout       time.Duration `env:"IDLE_TIMEOUT" envDefault:"120s"`
+	// MaxHeaderBytes bounds the request line and headers.
+	MaxHeaderBytes int `env:"MAX_HEADER_BYTES" envDefault:"65536"`
+	// ShutdownDelay is how long /readyz fails before the listeners stop
+	// accepting, so load balancers stop sending traffic first.
+	ShutdownDelay time.Duration `env:"SHUTDOWN_DELAY" envDefault:"5s"`
+	// DrainTimeout bounds how long in-flight requests may take to finish
+	// on shutdown.
+	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"25s"`
+
+	// File is the parsed YAML file (zero if none).
+	File File `env:"-"`
+
+	// extraIssuers are trusted issuers whose keys live in-process (the
+	// demo's ephemeral key); they are not configurable from outside.
+	extraIssuers []verifier.IssuerConfig
+}
+
+// File is the YAML configuration file: the structured parts of the
+// configuration. Unknown keys are an error, so typos do not go unnoticed.
+type File struct {
+	Upstreams      []FileUpstream `yaml:"upstreams"`
+	Routes         []FileRoute    `yaml:"routes"`
+	Headers        []FileHeader   `yaml:"headers"`
+	TrustedIssuers []FileIssuer   `yaml:"trusted_issuers"`
+	// Realm is the WWW-Authenticate realm; default "tollgate".
+	Realm string `yaml:"realm"`
+}
+
+// FileUpstream is a named upstream API.
+type FileUpstream struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+}
+
+// FileRoute maps a path prefix to an upstream.
+type FileRoute struct {
+	Name              string   `yaml:"name"`
+	Prefix            string   `yaml:"prefix"`
+	Upstream          string   `yaml:"upstream"`
+	Auth              string   `yaml:"auth"`
+	Scopes            []string `yaml:"scopes"`
+	Roles             []string `yaml:"roles"`
+	StripPrefix       bool     `yaml:"strip_prefix"`
+	DropAuthorization bool     `yaml:"drop_authorization"`
+}
+
+// FileHeader maps a claim to an upstream header.
+type FileHeader struct {
+	Header string `yaml:"header"`
+	Claim  string `yaml:"claim"`
+}
+
+// FileIssuer is one trusted token issuer.
+type FileIssuer struct {
+	Issuer     string   `yaml:"issuer"`
+	Audiences  []string `yaml:"audiences"`
+	Algorithms []string `yaml:"algorithms"`
+	KeyFiles   []string `yaml:"key_files"`
+	JWKSURLs   []string `yaml:"jwks_urls"`
+}
+
+// LoadConfig reads the configuration from environ (KEY=VALUE pairs, as
+// os.Environ returns) and the YAML file it names, and checks the shape of
+// every value, reporting every problem at once. What needs building (keys,
+// routes, header names) is checked by NewMain. The warnings name unknown
+// TOLLGATE_ variables.
+func LoadConfig(environ []string) (*Config, []string, error) {
+	cfg, warnings, errs := parseConfig(environ)
+	errs = append(errs, cfg.check()...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, warnings, err
+	}
+	return cfg, warnings, nil
+}
+
+// parseConfig reads environ and the YAML file without cross-checks.
+func parseConfig(environ []string) (*Config, []string, []error) {
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	var cfg Config
+	var errs []error
+	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: envPrefix, Environment: vars}); err != nil {
+		errs = append(errs, envErrors(err)...)
+	}
+	if cfg.ConfigFile != "" {
+		f, err := readFile(cfg.ConfigFile)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.File = f
+	}
+	return &cfg, unknownVars(vars), errs
+}
+
+// envErrors names the variable in each of env's parse errors, which only
+// name the struct field.
+func envErrors(err error) []error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return []error{err}
+	}
+	t := reflect.TypeFor[Config]()
+	var out []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := t.FieldByName(pe.Name); ok {
+				out = append(out, fmt.Errorf("%s%s: %w", envPrefix, f.Tag.Get("env"), pe.Err))
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// readFile parses the YAML configuration file strictly.
+func readFile(path string) (File, error) {
+	var f File
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return f, fmt.Errorf("config file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty file is an empty configuration.
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return f, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// unknownVars returns a warning for each TOLLGATE_ variable that names no
+// setting, so a typo does not silently fall back to a default.
+func unknownVars(vars map[string]string) []string {
+	known := map[string]bool{}
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		if name := t.Field(i).Tag.Get("env"); name != "" && name != "-" {
+			known[envPrefix+name] = true
+		}
+	}
+	var out []string
+	for k := range vars {
+		if strings.HasPrefix(k, envPrefix) && !known[k] {
+			out = append(out, fmt.Sprintf("unknown environment variable %s is ignored", k))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// check validates the values that need no building.
+func (c *Config) check() []error {
+	var errs []error
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("TOLLGATE_LOG_FORMAT: %q is not json or console", c.LogFormat))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("TOLLGATE_LOG_LEVEL: %w", err))
+	}
+	for name, d := range map[string]time.Duration{
+		"TOLLGATE_LEEWAY": c.Leeway, "TOLLGATE_SHUTDOWN_DELAY": c.ShutdownDelay,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative", name))
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"TOLLGATE_UPSTREAM_TIMEOUT": c.UpstreamTimeout, "TOLLGATE_DRAIN_TIMEOUT": c.DrainTimeout,
+		"TOLLGATE_READ_HEADER_TIMEOUT": c.ReadHeaderTimeout, "TOLLGATE_IDLE_TIMEOUT": c.IdleTimeout,
+		"TOLLGATE_JWKS_REFRESH": c.JWKSRefresh, "TOLLGATE_JWKS_MAX_STALE": c.JWKSMaxStale,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", name))
+		}
+	}
+	if c.MaxHeaderBytes < 4096 {
+		errs = append(errs, errors.New("TOLLGATE_MAX_HEADER_BYTES: must be at least 4096"))
+	}
+	if c.MaxTokenBytes < 256 {
+		errs = append(errs, errors.New("TOLLGATE_MAX_TOKEN_BYTES: must be at least 256"))
+	}
+	if c.UpstreamURL != "" {
+		if u, err := url.Parse(c.UpstreamURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("TOLLGATE_UPSTREAM_URL: %q is not an http(s) URL", c.UpstreamURL))
+		}
+	}
+	if c.Issuer == "" && (len(c.Audience)+len(c.VerifyKeys)+len(c.JWKSURLs)) > 0 {
+		errs = append(errs, errors.New("TOLLGATE_ISSUER: required when TOLLGATE_AUDIENCE, TOLLGATE_VERIFY_KEYS or TOLLGATE_JWKS_URLS is set"))
+	}
+	if c.UpstreamURL == "" && len(c.File.Routes) == 0 {
+		errs = append(errs, errors.New("no route: set TOLLGATE_UPSTREAM_URL or routes in TOLLGATE_CONFIG_FILE"))
+	}
+	if c.Issuer == "" && len(c.File.TrustedIssuers)+len(c.extraIssuers) == 0 {
+		errs = append(errs, errors.New("no trusted issuer: set TOLLGATE_ISSUER (with TOLLGATE_AUDIENCE and TOLLGATE_VERIFY_KEYS or TOLLGATE_JWKS_URLS) or trusted_issuers in TOLLGATE_CONFIG_FILE"))
+	}
+	return errs
+}
+
+// verifierConfig turns the trusted issuers (env and file) into the
+// verifier's configuration.
+func (c *Config) verifierConfig() verifier.Config {
+	remote := verifier.RemoteConfig{RefreshInterval: c.JWKSRefresh, MaxStale: c.JWKSMaxStale}
+	vc := verifier.Config{Leeway: c.Leeway, MaxTokenBytes: c.MaxTokenBytes}
+	if c.Issuer != "" {
+		vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
+			Issuer: c.Issuer, Audiences: c.Audience, Algorithms: c.Algorithms,
+			KeyFiles: c.VerifyKeys, JWKSURLs: c.JWKSURLs, Remote: remote,
+		})
+	}
+	for _, fi := range c.File.TrustedIssuers {
+		vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
+			Issuer: fi.Issuer, Audiences: fi.Audiences, Algorithms: fi.Algorithms,
+			KeyFiles: fi.KeyFiles, JWKSURLs: fi.JWKSURLs, Remote: remote,
+		})
+	}
+	return vc
+}
+
+// proxyConfig turns upstreams, routes and headers into the proxy's
+// configuration. TOLLGATE_UPSTREAM_URL becomes the upstream "default" with a
+// catch-all route, unless the file already routes "/".
+func (c *Config) proxyConfig() proxy.Config {
+	pc := proxy.Config{Realm: c.File.Realm, ResponseHeaderTimeout: c.UpstreamTimeout}
+	for _, u := range c.File.Upstreams {
+		pc.Upstreams = append(pc.Upstreams, proxy.Upstream{Name: u.Name, URL: u.URL})
+	}
+	for _, r := range c.File.Routes {
+		pc.Routes = append(pc.Routes, proxy.Route{
+			Name: r.Name, Prefix: r.Prefix, Upstream: r.Upstream, Auth: proxy.AuthMode(r.Auth),
+			Scopes: r.Scopes, Roles: r.Roles, StripPrefix: r.StripPrefix, DropAuthorization: r.DropAuthorization,
+		})
+	}
+	if c.UpstreamURL != "" {
+		pc.Upstreams = append(pc.Upstreams, proxy.Upstream{Name: "default", URL: c.UpstreamURL})
+		if !slices.ContainsFunc(pc.Routes, func(r proxy.Route) bool { return r.Prefix == "/" }) {
+			pc.Routes = append(pc.Routes, proxy.Route{Name: "default", Prefix: "/", Upstream: "default", Auth: proxy.AuthRequired})
+		}
+	}
+	for _, h := range c.File.Headers {
+		pc.Headers = append(pc.Headers, proxy.HeaderMapping{Header: h.Header, Claim: h.Claim})
+	}
+	return pc
+}

@@ -1,0 +1,111 @@
+// Command tollgate is an authenticating reverse-proxy gateway: it verifies
+// Bearer JWTs on every request, maps their claims to identity headers and
+// forwards to the operator's upstream APIs.
+//
+// Usage:
+//
+//	tollgate serve          run the gateway (configuration from TOLLGATE_* and TOLLGATE_CONFIG_FILE)
+//	tollgate demo           run a zero-configuration demo on 127.0.0.1
+//	tollgate check-config   validate the configuration and exit
+//	tollgate version        print the version
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "tollgate:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: tollgate <command>
+
+commands:
+  serve          run the gateway (configuration from TOLLGATE_* variables
+                 and the YAML file named by TOLLGATE_CONFIG_FILE)
+  demo           run a zero-configuration demo on 127.0.0.1 with an echo upstream
+  check-config   validate the configuration, list every problem, and exit
+  version        print the version
+`
+
+// run executes one command. ctx is cancelled by SIGINT/SIGTERM.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, environ, stderr)
+	case "demo":
+		return demo(ctx, environ, stdout, stderr)
+	case "check-config":
+		return checkConfig(environ, stdout, stderr)
+	case "version":
+		bi := buildInfo()
+		fmt.Fprintf(stdout, "tollgate %s (revision %s, %s)\n", bi.Version, bi.Revision, bi.GoVersion)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+// serve runs the gateway until ctx is cancelled, then shuts down
+// gracefully.
+func serve(ctx context.Context, environ []string, stderr io.Writer) error {
+	cfg, warnings, err := LoadConfig(environ)
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	logger, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
+	defer logger.Sync()
+	for _, w := range warnings {
+		logger.Warn(w)
+	}
+	m, err := NewMain(cfg, logger)
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return m.Close()
+}
+
+// checkConfig runs exactly the validation serve runs, without listening.
+func checkConfig(environ []string, stdout, stderr io.Writer) error {
+	cfg, warnings, err := LoadConfig(environ)
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	logger, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
+	if _, err := NewMain(cfg, logger); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	fmt.Fprintln(stdout, "configuration ok")
+	return nil
+}

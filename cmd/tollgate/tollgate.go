@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/metrics"
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/verifier"
+)
+
+// Main is the running gateway: it owns the listeners, the servers and every
+// background goroutine. End-to-end tests start it on :0 ports.
+type Main struct {
+	cfg      *Config
+	logger   *zap.Logger
+	metrics  *metrics.Metrics
+	verifier *verifier.Verifier
+	public   *http.Server
+	admin    *http.Server
+
+	publicLn, adminLn net.Listener
+	// draining is set when shutdown begins; /readyz fails from then on.
+	draining atomic.Bool
+	// cancel stops the background goroutines started by Run.
+	cancel context.CancelFunc
+	// bg tracks the background goroutines and the servers' Serve loops.
+	bg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewMain builds every part of the gateway from cfg without listening: key
+// files are read, routes and header mappings checked. Every problem is
+// reported at once. check-config stops here.
+func NewMain(cfg *Config, logger *zap.Logger) (*Main, error) {
+	m := &Main{cfg: cfg, logger: logger, metrics: metrics.New(buildInfo())}
+	var errs []error
+	vc := cfg.verifierConfig()
+	vc.Issuers = append(vc.Issuers, cfg.extraIssuers...)
+	v, err := verifier.New(vc, logger)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	m.verifier = v
+	p, err := proxy.New(cfg.proxyConfig(), v, logger)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	m.public = &http.Server{
+		Handler:           proxy.Edge(p, logger),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          zap.NewStdLog(logger.Named("http")),
+	}
+	m.admin = &http.Server{
+		Handler:           m.adminHandler(),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          zap.NewStdLog(logger.Named("admin")),
+	}
+	return m, nil
+}
+
+// Run opens both listeners, starts serving and the background key refresh,
+// and returns. ctx bounds the background work; Close stops everything.
+func (m *Main) Run(ctx context.Context) error {
+	var err error
+	if m.publicLn, err = net.Listen("tcp", m.cfg.Listen); err != nil {
+		return fmt.Errorf("public listener: %w", err)
+	}
+	if m.adminLn, err = net.Listen("tcp", m.cfg.AdminListen); err != nil {
+		m.publicLn.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	ctx, m.cancel = context.WithCancel(ctx)
+	m.bg.Go(func() {
+		if err := m.verifier.Run(ctx); err != nil {
+			m.logger.Error("key refresh stopped", zap.Error(err))
+		}
+	})
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{m.public, m.publicLn}, {m.admin, m.adminLn}} {
+		m.bg.Go(func() {
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				m.logger.Error("server stopped", zap.String("addr", s.ln.Addr().String()), zap.Error(err))
+			}
+		})
+	}
+	m.logger.Info("tollgate listening",
+		zap.String("public", m.publicLn.Addr().String()),
+		zap.String("admin", m.adminLn.Addr().String()))
+	return nil
+}
+
+// PublicAddr is the public listener's address once Run has returned.
+func (m *Main) PublicAddr() string { return m.publicLn.Addr().String() }
+
+// AdminAddr is the admin listener's address once Run has returned.
+func (m *Main) AdminAddr() string { return m.adminLn.Addr().String() }
+
+// Close shuts down gracefully: /readyz fails at once so load balancers
+// stop routing here, then after ShutdownDelay the public listener stops
+// accepting and in-flight requests get up to DrainTimeout to finish.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.shutdown() })
+	return m.closeErr
+}
+
+func (m *Main) shutdown() error {
+	m.draining.Store(true)
+	if m.publicLn == nil { // never started
+		return nil
+	}
+	m.logger.Info("shutting down", zap.Duration("delay", m.cfg.ShutdownDelay), zap.Duration("drain_timeout", m.cfg.DrainTimeout))
+	if m.cfg.ShutdownDelay > 0 {
+		t := time.NewTimer(m.cfg.ShutdownDelay)
+		<-t.C
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.DrainTimeout)
+	defer cancel()
+	var errs []error
+	if err := m.public.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("drain public listener: %w", err))
+		m.public.Close()
+	}
+	if err := m.admin.Shutdown(ctx); err != nil {
+		m.admin.Close()
+	}
+	m.cancel()
+	m.bg.Wait()
+	m.logger.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func (m *Main) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case m.draining.Load():
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		case !m.verifier.Ready():
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "waiting for keys"})
+		default:
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		}
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// buildInfo reads the version and VCS revision stamped by the Go toolchain.
+func buildInfo() metrics.BuildInfo {
+	info := metrics.BuildInfo{Version: "(devel)", Revision: "unknown", GoVersion: "unknown"}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return info
+	}
+	info.GoVersion = bi.GoVersion
+	if bi.Main.Version != "" {
+		info.Version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			info.Revision = s.Value
+		}
+	}
+	return info
+}

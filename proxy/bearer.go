@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+)
+
+// TokenStatus says what BearerToken found.
+type TokenStatus int
+
+const (
+	// TokenFound: a well-formed Bearer token.
+	TokenFound TokenStatus = iota
+	// TokenMissing: no Authorization header.
+	TokenMissing
+	// TokenInvalid: an Authorization header that is not exactly one
+	// RFC 6750 Bearer credential.
+	TokenInvalid
+)
+
+// BearerToken extracts the RFC 6750 Bearer token from h. There must be
+// exactly one Authorization header; the scheme is case-insensitive and
+// separated from the token by spaces; the token is a b64token. Tokens in
+// query strings are not accepted: they end up in access logs.
+func BearerToken(h http.Header) (string, TokenStatus) {
+	vals := h["Authorization"]
+	switch len(vals) {
+	case 0:
+		return "", TokenMissing
+	case 1:
+	default:
+		return "", TokenInvalid
+	}
+	v := vals[0]
+	const scheme = "bearer"
+	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) || v[len(scheme)] != ' ' {
+		return "", TokenInvalid
+	}
+	tok := strings.TrimLeft(v[len(scheme):], " ")
+	if !isB64Token(tok) {
+		return "", TokenInvalid
+	}
+	return tok, TokenFound
+}
+
+// isB64Token reports whether s matches RFC 6750's
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
+			break
+		}
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// claimValue renders the claim at path as a header value. Strings and
+// numbers (json.Number keeps the exact text) are used as they are, arrays
+// of them joined with spaces; objects, empty values and values that could
+// not be sent in a header are skipped.
+func claimValue(claims map[string]any, path []string) (string, bool) {
+	var v any = claims
+	for _, key := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		if v, ok = m[key]; !ok {
+			return "", false
+		}
+	}
+	var s string
+	switch v := v.(type) {
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, e := range v {
+			if p, ok := scalar(e); ok {
+				parts = append(parts, p)
+			}
+		}
+		s = strings.Join(parts, " ")
+	default:
+		var ok bool
+		if s, ok = scalar(v); !ok {
+			return "", false
+		}
+	}
+	if s == "" || !validHeaderValue(s) {
+		return "", false
+	}
+	return s, true
+}
+
+func scalar(v any) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case json.Number:
+		return v.String(), true
+	case bool:
+		return strconv.FormatBool(v), true
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64), true
+	}
+	return "", false
+}
+
+// validHeaderValue refuses control characters, so a claim can never split
+// or smuggle a header.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// stringsOf reads a claim that is a space-separated string or an array.
+func stringsOf(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return strings.Fields(v)
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// hasScopes reports whether the scope claim grants every one of want.
+func hasScopes(claims map[string]any, want []string) bool {
+	if len(want) == 0 {
+		return true
+	}
+	have := stringsOf(claims["scope"])
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// hasAnyRole reports whether the token holds one of want, from "roles",
+// "role" or Keycloak's realm_access.roles.
+func hasAnyRole(claims map[string]any, want []string) bool {
+	if len(want) == 0 {
+		return true
+	}
+	have := stringsOf(claims["roles"])
+	if r, ok := claims["role"].(string); ok {
+		have = append(have, r)
+	}
+	if ra, ok := claims["realm_access"].(map[string]any); ok {
+		have = append(have, stringsOf(ra["roles"])...)
+	}
+	return slices.ContainsFunc(want, func(w string) bool { return slices.Contains(have, w) })
+}

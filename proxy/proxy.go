@@ -1,0 +1,373 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/verifier"
+)
+
+// Verifier checks a raw bearer token. *verifier.Verifier satisfies it.
+type Verifier interface {
+	Verify(ctx context.Context, raw string) (*verifier.Token, error)
+}
+
+// Observer receives the proxy's decisions, for metrics. Its arguments are
+// bounded: route and upstream names from the Config, fixed reasons.
+type Observer interface {
+	// AuthDecision reports one authentication outcome: "ok", "anonymous",
+	// "missing", "invalid_request", "insufficient_scope" or a
+	// verifier.Reason.
+	AuthDecision(route, reason string)
+	// Upstream reports one upstream round trip: its status code, or 0 and
+	// kind "refused", "timeout", "reset" or "other" when it failed.
+	Upstream(upstream string, code int, d time.Duration, kind string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) AuthDecision(string, string)                      {}
+func (nopObserver) Upstream(string, int, time.Duration, string) {}
+
+// Option configures optional Proxy behaviour.
+type Option func(*options)
+
+type options struct {
+	transport http.RoundTripper
+	observer  Observer
+}
+
+// WithTransport replaces the upstream transport (by default
+// http.DefaultTransport cloned with Config's timeouts and pool sizes).
+func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.transport = rt } }
+
+// WithObserver receives auth decisions and upstream outcomes.
+func WithObserver(obs Observer) Option { return func(o *options) { o.observer = obs } }
+
+// Proxy authenticates requests and forwards them to upstreams.
+type Proxy struct {
+	routes   []*route // longest prefix first
+	identity []string // canonical names of every mapped header
+	headers  []mapping
+	verifier Verifier
+	logger   *zap.Logger
+	observer Observer
+	errs     *responses
+}
+
+var _ http.Handler = (*Proxy)(nil)
+
+type route struct {
+	Route
+	prefix    string // normalised: no trailing slash except "/"
+	rp        *httputil.ReverseProxy
+	forbidden *errorResponse
+}
+
+type mapping struct {
+	header string // canonical
+	path   []string
+}
+
+// New validates cfg, reporting every problem at once, and builds the
+// proxy. v verifies tokens; it may be nil only if every route has auth
+// none.
+func New(cfg Config, v Verifier, logger *zap.Logger, opts ...Option) (*Proxy, error) {
+	o := options{observer: nopObserver{}}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	cfg.setDefaults()
+	targets, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	if v == nil && slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Auth != AuthNone }) {
+		return nil, fmt.Errorf("%w: routes need authentication but no verifier is configured", ErrInvalidConfig)
+	}
+	if o.transport == nil {
+		o.transport = newTransport(cfg)
+	}
+	p := &Proxy{
+		verifier: v,
+		logger:   logger.Named("proxy"),
+		observer: o.observer,
+		errs:     newResponses(cfg.Realm),
+	}
+	for _, h := range cfg.Headers {
+		name := http.CanonicalHeaderKey(h.Header)
+		p.identity = append(p.identity, name)
+		p.headers = append(p.headers, mapping{header: name, path: strings.Split(h.Claim, ".")})
+	}
+	bufs := &bufferPool{}
+	errLog := zap.NewStdLog(p.logger.WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+	for _, r := range cfg.Routes {
+		rt := &route{Route: r, prefix: normPrefix(r.Prefix), forbidden: p.errs.forbidden(r.Scopes)}
+		if rt.Name == "" {
+			rt.Name = r.Prefix
+		}
+		if rt.Auth == "" {
+			rt.Auth = AuthRequired
+		}
+		target := targets[r.Upstream]
+		rt.rp = &httputil.ReverseProxy{
+			Rewrite:        func(pr *httputil.ProxyRequest) { p.rewrite(rt, target, pr) },
+			Transport:      o.transport,
+			BufferPool:     bufs,
+			ErrorLog:       errLog,
+			ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { p.upstreamError(rt, w, r, err) },
+			ModifyResponse: func(resp *http.Response) error { p.upstreamDone(rt, resp); return nil },
+		}
+		p.routes = append(p.routes, rt)
+	}
+	slices.SortStableFunc(p.routes, func(a, b *route) int { return len(b.prefix) - len(a.prefix) })
+	return p, nil
+}
+
+// newTransport clones http.DefaultTransport with explicit timeouts and pool
+// sizes. Proxy environment variables are ignored: upstreams are reached
+// directly.
+func newTransport(cfg Config) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.DialContext = (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = cfg.ResponseHeaderTimeout
+	t.IdleConnTimeout = cfg.IdleConnTimeout
+	t.MaxIdleConns = cfg.MaxIdleConns
+	t.MaxIdleConnsPerHost = cfg.MaxIdleConnsPerHost
+	return t
+}
+
+// match returns the route with the longest prefix matching path on a
+// segment boundary.
+func (p *Proxy) match(path string) *route {
+	for _, rt := range p.routes {
+		if rt.prefix == "/" || path == rt.prefix ||
+			(strings.HasPrefix(path, rt.prefix) && path[len(rt.prefix)] == '/') {
+			return rt
+		}
+	}
+	return nil
+}
+
+// ServeHTTP routes, authenticates and forwards one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info := infoFrom(r.Context())
+	if info == nil {
+		info = &requestInfo{}
+		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+	}
+	// A client never chooses its identity, whatever the route.
+	for _, h := range p.identity {
+		delete(r.Header, h)
+	}
+	if !cleanPath(r.URL.Path) {
+		p.errs.write(w, errNonCanonicalPath)
+		return
+	}
+	rt := p.match(r.URL.Path)
+	if rt == nil {
+		p.errs.write(w, errNoRoute)
+		return
+	}
+	info.route, info.upstream = rt.Name, rt.Upstream
+	if rt.Auth != AuthNone && !p.authenticate(rt, w, r, info) {
+		return
+	}
+	info.upstreamStart = time.Now()
+	rt.rp.ServeHTTP(w, r)
+}
+
+// authenticate verifies the request's token as rt requires, writing the
+// refusal itself; it reports whether the request may go on.
+func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, info *requestInfo) bool {
+	raw, status := BearerToken(r.Header)
+	switch status {
+	case TokenMissing:
+		if rt.Auth == AuthOptional {
+			p.decide(rt, info, "anonymous")
+			return true
+		}
+		p.decide(rt, info, "missing")
+		p.errs.write(w, p.errs.missing)
+		return false
+	case TokenInvalid:
+		p.decide(rt, info, "invalid_request")
+		p.errs.write(w, p.errs.invalidRequest)
+		return false
+	}
+	tok, err := p.verifier.Verify(r.Context(), raw)
+	if err != nil {
+		if r.Context().Err() != nil {
+			info.status = statusClientClosed
+			return false
+		}
+		reason := verifier.Reason(err)
+		p.decide(rt, info, reason)
+		if ce := p.logger.Check(zap.DebugLevel, "token refused"); ce != nil {
+			ce.Write(zap.String("route", rt.Name), zap.String("reason", reason), zap.Error(err))
+		}
+		p.errs.write(w, p.errs.invalidToken(reason))
+		return false
+	}
+	info.token, info.user = tok, tok.Subject
+	if !hasScopes(tok.Claims, rt.Scopes) || !hasAnyRole(tok.Claims, rt.Roles) {
+		p.decide(rt, info, "insufficient_scope")
+		p.errs.write(w, rt.forbidden)
+		return false
+	}
+	p.decide(rt, info, "ok")
+	return true
+}
+
+func (p *Proxy) decide(rt *route, info *requestInfo, reason string) {
+	info.auth = reason
+	p.observer.AuthDecision(rt.Name, reason)
+}
+
+// rewrite builds the outbound request. It runs after ReverseProxy removed
+// hop-by-hop headers (including any named in Connection), so the identity
+// headers set here cannot be dropped by the client.
+func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
+	if rt.StripPrefix && rt.prefix != "/" {
+		stripPrefix(pr.Out.URL, rt.prefix)
+	}
+	pr.SetURL(target)
+	pr.SetXForwarded()
+	out := pr.Out.Header
+	for _, h := range p.identity {
+		delete(out, h)
+	}
+	if rt.DropAuthorization {
+		delete(out, "Authorization")
+	}
+	info := infoFrom(pr.In.Context())
+	if info == nil {
+		return
+	}
+	if info.requestID != "" {
+		out.Set(requestIDHeader, info.requestID)
+	}
+	if info.token == nil {
+		return
+	}
+	for _, m := range p.headers {
+		if v, ok := claimValue(info.token.Claims, m.path); ok {
+			out[m.header] = []string{v}
+		}
+	}
+}
+
+// stripPrefix removes prefix from u's path, keeping it absolute.
+func stripPrefix(u *url.URL, prefix string) {
+	trim := func(s string) string {
+		s = strings.TrimPrefix(s, prefix)
+		if s == "" || s[0] != '/' {
+			s = "/" + s
+		}
+		return s
+	}
+	u.Path = trim(u.Path)
+	if u.RawPath != "" {
+		if strings.HasPrefix(u.RawPath, prefix) {
+			u.RawPath = trim(u.RawPath)
+		} else {
+			u.RawPath = ""
+		}
+	}
+}
+
+// cleanPath reports whether path is absolute and free of dot segments and
+// empty segments. Such paths could match one route here and reach another
+// upstream path after normalisation (/public/../admin), so they are refused.
+func cleanPath(path string) bool {
+	if path == "" || path[0] != '/' {
+		return false
+	}
+	for seg := range strings.SplitSeq(path[1:], "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return !strings.Contains(path, "//")
+}
+
+func (p *Proxy) upstreamDone(rt *route, resp *http.Response) {
+	info := infoFrom(resp.Request.Context())
+	var d time.Duration
+	if info != nil {
+		d = time.Since(info.upstreamStart)
+	}
+	p.observer.Upstream(rt.Upstream, resp.StatusCode, d, "")
+}
+
+// upstreamError answers a failed round trip: 504 for a timeout, 502
+// otherwise. A client that went away gets nothing.
+func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request, err error) {
+	info := infoFrom(r.Context())
+	if errors.Is(r.Context().Err(), context.Canceled) {
+		if info != nil {
+			info.status = statusClientClosed
+		}
+		if ce := p.logger.Check(zap.DebugLevel, "client went away"); ce != nil {
+			ce.Write(zap.String("route", rt.Name), zap.String("upstream", rt.Upstream))
+		}
+		return
+	}
+	kind := errorKind(err)
+	var d time.Duration
+	if info != nil {
+		d = time.Since(info.upstreamStart)
+	}
+	p.observer.Upstream(rt.Upstream, 0, d, kind)
+	p.logger.Warn("upstream request failed",
+		zap.String("route", rt.Name), zap.String("upstream", rt.Upstream),
+		zap.String("kind", kind), zap.Error(err))
+	if kind == "timeout" {
+		p.errs.write(w, errTimeout)
+		return
+	}
+	p.errs.write(w, errBadGateway)
+}
+
+func errorKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "reset"
+	default:
+		return "other"
+	}
+}
+
+// bufferPool shares the 32 KiB copy buffers between requests.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
