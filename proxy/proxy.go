@@ -39,7 +39,7 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) AuthDecision(string, string)                      {}
+func (nopObserver) AuthDecision(string, string)                 {}
 func (nopObserver) Upstream(string, int, time.Duration, string) {}
 
 // Option configures optional Proxy behaviour.
