@@ -62,15 +62,17 @@ type Remote struct {
 	kick  chan struct{} // capacity 1: pending fetch requests merge
 	ready chan struct{} // closed after the first successful fetch
 
-	// lastKick is the unix-nano time of the last fetch requested for an
-	// unknown kid, for the cooldown. Scheduled refreshes do not count, so a
-	// rotation right after one is still picked up at once.
-	lastKick atomic.Int64
-
 	mu sync.Mutex
-	// next is closed when the fetch after the current one completes;
-	// guarded by mu.
-	next chan struct{}
+	// pending is closed when the fetch requested for an unknown kid has
+	// completed; nil when no such fetch is pending. Guarded by mu.
+	pending chan struct{}
+	// inflight is closed when the fetch now running completes; nil when
+	// none runs. Guarded by mu.
+	inflight chan struct{}
+	// lastKick is when the last unknown-kid fetch was requested, for the
+	// cooldown. Scheduled refreshes do not count, so a rotation right after
+	// one is still picked up at once. Guarded by mu.
+	lastKick time.Time
 }
 
 // remoteKeys is one immutable result of a successful fetch.
@@ -94,36 +96,55 @@ func NewRemote(cfg RemoteConfig, allowed []string, client *http.Client, logger *
 		observer: observer,
 		kick:     make(chan struct{}, 1),
 		ready:    make(chan struct{}),
-		next:     make(chan struct{}),
 	}
 }
 
 // Keys implements KeySource. Keys older than MaxStale are not served. An
-// unknown kid triggers one fetch (subject to the cooldown) and waits for it
-// within ctx.
+// unknown kid requests one fetch from Run and waits for it within ctx;
+// concurrent lookups share that fetch. Within Cooldown of the last such
+// request, an unknown kid is answered from the cache at once.
 func (r *Remote) Keys(ctx context.Context, kid string) ([]*Key, error) {
 	if keys := r.fresh(kid); len(keys) > 0 || kid == "" {
 		return keys, nil
 	}
-	now := r.now()
-	if last := r.lastKick.Load(); last != 0 && now.Sub(time.Unix(0, last)) < r.cfg.Cooldown {
-		r.observer.UnknownKIDSuppressed(r.cfg.URL)
-		return nil, nil
+	for attempt := 0; ; attempt++ {
+		r.mu.Lock()
+		if keys := r.fresh(kid); len(keys) > 0 { // a fetch finished meanwhile
+			r.mu.Unlock()
+			return keys, nil
+		}
+		wait, joined := r.pending, false
+		if wait == nil && r.inflight != nil && attempt == 0 {
+			// A fetch is running; its result may hold the kid. If it does
+			// not (it may have started before the key was published), ask
+			// for a fetch of our own on the next attempt.
+			wait, joined = r.inflight, true
+		}
+		if wait == nil {
+			now := r.now()
+			if !r.lastKick.IsZero() && now.Sub(r.lastKick) < r.cfg.Cooldown {
+				r.mu.Unlock()
+				r.observer.UnknownKIDSuppressed(r.cfg.URL)
+				return nil, nil
+			}
+			r.lastKick = now
+			r.pending = make(chan struct{})
+			wait = r.pending
+			select {
+			case r.kick <- struct{}{}:
+			default: // Run already has a fetch request queued
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if !joined {
+			return r.fresh(kid), nil
+		}
 	}
-	r.lastKick.Store(now.UnixNano())
-	r.mu.Lock()
-	wait := r.next
-	r.mu.Unlock()
-	select {
-	case r.kick <- struct{}{}:
-	default: // a fetch is already requested
-	}
-	select {
-	case <-wait:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return r.fresh(kid), nil
 }
 
 func (r *Remote) fresh(kid string) []*Key {
@@ -162,13 +183,21 @@ func (r *Remote) Run(ctx context.Context) error {
 	}
 }
 
-// refresh performs one fetch and wakes everyone waiting for it.
+// refresh performs one fetch and wakes the lookups that asked for it.
 func (r *Remote) refresh(ctx context.Context) {
 	r.mu.Lock()
-	done := r.next
-	r.next = make(chan struct{})
+	done := r.pending
+	if done == nil {
+		done = make(chan struct{})
+	}
+	r.pending, r.inflight = nil, done
 	r.mu.Unlock()
-	defer close(done)
+	defer func() {
+		r.mu.Lock()
+		r.inflight = nil
+		r.mu.Unlock()
+		close(done)
+	}()
 
 	set, err := r.fetch(ctx)
 	r.observer.JWKSFetch(r.cfg.URL, err)

@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -122,6 +123,11 @@ func newKey(kid, jwkAlg string, pub any, allowed []string) (*Key, error) {
 
 // thumbprint returns the RFC 7638 SHA-256 thumbprint of a key.
 func thumbprint(pub any) (string, error) {
+	if secret, ok := pub.([]byte); ok { // go-jose has no oct thumbprint
+		canon := `{"k":"` + base64.RawURLEncoding.EncodeToString(secret) + `","kty":"oct"}`
+		sum := sha256.Sum256([]byte(canon))
+		return base64.RawURLEncoding.EncodeToString(sum[:]), nil
+	}
 	sum, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
 	if err != nil {
 		return "", err

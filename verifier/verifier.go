@@ -371,7 +371,10 @@ func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: kid %q alg %s: %w", ErrUnknownKey, kid, alg, errors.Join(errs...))
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("%w: kid %q alg %s: %w", ErrUnknownKey, kid, alg, err)
+		}
+		return nil, fmt.Errorf("%w: kid %q alg %s", ErrUnknownKey, kid, alg)
 	case 1:
 		return matches[0], nil
 	default:

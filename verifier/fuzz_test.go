@@ -1,0 +1,102 @@
+package verifier_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/verifier"
+)
+
+var sentinels = []error{
+	verifier.ErrMalformed, verifier.ErrAlgorithm, verifier.ErrBadSignature, verifier.ErrUnknownKey,
+	verifier.ErrExpired, verifier.ErrNotYetValid, verifier.ErrWrongIssuer, verifier.ErrWrongAudience,
+	verifier.ErrWrongType,
+}
+
+// FuzzVerify feeds arbitrary strings to Verify. Seeds: the tokens printed
+// in the source docs, valid tokens of every algorithm, and mutations.
+func FuzzVerify(f *testing.F) {
+	k := newKeys(f)
+	v := newVerifier(f, verifier.IssuerConfig{
+		Issuer: iss, Audiences: []string{aud}, Algorithms: []string{"ES256", "RS256", "EdDSA", "HS256"},
+		Sources: []verifier.KeySource{k.keySet()},
+	}, time.Minute)
+	valid := map[string]bool{}
+	for _, alg := range []string{"ES256", "RS256", "EdDSA", "HS256"} {
+		m, key := k.signer(alg)
+		tok := sign(f, m, key, claims(), nil)
+		valid[tok] = true
+		f.Add(tok)
+		f.Add(tok[:len(tok)/2])
+		f.Add(strings.Replace(tok, ".", "..", 1))
+	}
+	for _, tok := range sourceDocTokens {
+		f.Add(tok)
+	}
+	f.Add("")
+	f.Add("..")
+	f.Add("eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci50ZXN0In0.")
+	f.Fuzz(func(t *testing.T, raw string) {
+		tok, err := v.Verify(t.Context(), raw)
+		if err == nil {
+			if tok == nil || tok.Issuer != iss {
+				t.Fatalf("accepted without a token: %+v", tok)
+			}
+			if !valid[raw] && !verifiesDirectly(k, raw) {
+				t.Fatalf("accepted a token that no key signed: %q", raw)
+			}
+			return
+		}
+		matched := false
+		for _, s := range sentinels {
+			if errors.Is(err, s) {
+				matched = true
+			}
+		}
+		if !matched {
+			t.Fatalf("error matches no sentinel: %v", err)
+		}
+	})
+}
+
+// verifiesDirectly re-checks a signature with golang-jwt alone.
+func verifiesDirectly(k *keys, raw string) bool {
+	_, err := jwt.Parse(raw, func(t *jwt.Token) (any, error) {
+		switch t.Method.Alg() {
+		case "ES256":
+			return &k.ec.PublicKey, nil
+		case "RS256":
+			return &k.rsa.PublicKey, nil
+		case "EdDSA":
+			return k.ed.Public(), nil
+		case "HS256":
+			return k.secret, nil
+		}
+		return nil, errors.New("alg")
+	}, jwt.WithoutClaimsValidation())
+	return err == nil
+}
+
+func BenchmarkVerify(b *testing.B) {
+	k := newKeys(b)
+	v := newVerifier(b, verifier.IssuerConfig{
+		Issuer: iss, Audiences: []string{aud}, Algorithms: []string{"ES256", "RS256", "EdDSA", "HS256"},
+		Sources: []verifier.KeySource{k.keySet()},
+	}, time.Minute)
+	for _, alg := range []string{"ES256", "RS256", "EdDSA", "HS256"} {
+		b.Run(alg, func(b *testing.B) {
+			m, key := k.signer(alg)
+			tok := sign(b, m, key, claims(), map[string]any{"kid": kids[alg]})
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Verify(b.Context(), tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

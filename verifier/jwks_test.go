@@ -1,0 +1,275 @@
+package verifier_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/verifier"
+)
+
+// jwksServer serves a JWK Set that tests can replace, counting fetches.
+type jwksServer struct {
+	*httptest.Server
+	mu      sync.Mutex
+	body    []byte // guarded by mu
+	status  int    // guarded by mu
+	fetches atomic.Int64
+}
+
+func newJWKSServer(t *testing.T) *jwksServer {
+	s := &jwksServer{status: http.StatusOK}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fetches.Add(1)
+		s.mu.Lock()
+		body, status := s.body, s.status
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.WriteHeader(status)
+		w.Write(body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *jwksServer) serve(status int, body []byte) {
+	s.mu.Lock()
+	s.body, s.status = body, status
+	s.mu.Unlock()
+}
+
+func (s *jwksServer) serveKeys(t *testing.T, keys map[string]*ecdsa.PrivateKey) {
+	t.Helper()
+	var set jose.JSONWebKeySet
+	for kid, k := range keys {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.PublicKey, KeyID: kid, Algorithm: "ES256", Use: "sig"})
+	}
+	body, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.serve(http.StatusOK, body)
+}
+
+// recorder is an Observer that counts events.
+type recorder struct {
+	fetchOK, fetchErr, suppressed atomic.Int64
+	fetched                       chan error // every fetch outcome, if non-nil
+}
+
+func (r *recorder) JWKSFetch(_ string, err error) {
+	if err != nil {
+		r.fetchErr.Add(1)
+	} else {
+		r.fetchOK.Add(1)
+	}
+	if r.fetched != nil {
+		r.fetched <- err
+	}
+}
+func (r *recorder) KeysLoaded(string, int)      {}
+func (r *recorder) UnknownKIDSuppressed(string) { r.suppressed.Add(1) }
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time // guarded by mu
+}
+
+func (c *fakeClock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// remoteFixture runs a Remote against a jwksServer, with a verifier over it.
+type remoteFixture struct {
+	srv    *jwksServer
+	remote *verifier.Remote
+	v      *verifier.Verifier
+	clock  *fakeClock
+	obs    *recorder
+}
+
+func newRemoteFixture(t *testing.T, initial map[string]*ecdsa.PrivateKey, obs *recorder) *remoteFixture {
+	t.Helper()
+	f := &remoteFixture{srv: newJWKSServer(t), clock: &fakeClock{t: now}, obs: obs}
+	f.srv.serveKeys(t, initial)
+	f.remote = verifier.NewRemote(verifier.RemoteConfig{
+		URL: f.srv.URL, RefreshInterval: time.Hour, Cooldown: 30 * time.Second, MaxStale: 2 * time.Hour, MaxBytes: 4096,
+	}, []string{"ES256"}, f.srv.Client(), zap.NewNop(), f.clock.now, obs)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { f.remote.Run(ctx); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	<-f.remote.Ready()
+	v, err := verifier.New(verifier.Config{Issuers: []verifier.IssuerConfig{{
+		Issuer: iss, Audiences: []string{aud}, Sources: []verifier.KeySource{f.remote},
+	}}}, zap.NewNop(), verifier.WithClock(f.clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.v = v
+	return f
+}
+
+func (f *remoteFixture) token(t *testing.T, key *ecdsa.PrivateKey, kid string) string {
+	c := claims()
+	c["exp"] = now.Add(24 * time.Hour).Unix()
+	return sign(t, jwt.SigningMethodES256, key, c, map[string]any{"kid": kid})
+}
+
+func newEC(t *testing.T) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestRemoteRotation(t *testing.T) {
+	a, b := newEC(t), newEC(t)
+	f := newRemoteFixture(t, map[string]*ecdsa.PrivateKey{"a": a}, &recorder{})
+	if _, err := f.v.Verify(t.Context(), f.token(t, a, "a")); err != nil {
+		t.Fatalf("key a: %v", err)
+	}
+	if got := f.srv.fetches.Load(); got != 1 {
+		t.Fatalf("fetches after start = %d, want 1", got)
+	}
+	// The issuer rotates to b: the first token with kid b causes exactly
+	// one fetch and verifies; a is gone.
+	f.srv.serveKeys(t, map[string]*ecdsa.PrivateKey{"b": b})
+	if _, err := f.v.Verify(t.Context(), f.token(t, b, "b")); err != nil {
+		t.Fatalf("key b after rotation: %v", err)
+	}
+	if got := f.srv.fetches.Load(); got != 2 {
+		t.Errorf("fetches after rotation = %d, want 2", got)
+	}
+	if _, err := f.v.Verify(t.Context(), f.token(t, b, "b")); err != nil || f.srv.fetches.Load() != 2 {
+		t.Errorf("second b token: %v, fetches %d (want served from cache)", err, f.srv.fetches.Load())
+	}
+	if _, err := f.v.Verify(t.Context(), f.token(t, a, "a")); !errors.Is(err, verifier.ErrUnknownKey) {
+		t.Errorf("retired key a: %v", err)
+	}
+}
+
+func TestRemoteConcurrentUnknownKIDOneFetch(t *testing.T) {
+	a, c := newEC(t), newEC(t)
+	f := newRemoteFixture(t, map[string]*ecdsa.PrivateKey{"a": a}, &recorder{})
+	f.srv.serveKeys(t, map[string]*ecdsa.PrivateKey{"a": a, "c": c})
+	tok := f.token(t, c, "c")
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			_, err := f.v.Verify(t.Context(), tok)
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	var ok, unknown int
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, verifier.ErrUnknownKey):
+			// A lookup that arrived after the shared fetch completed is
+			// answered from the refreshed cache, so this stays zero.
+			unknown++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if got := f.srv.fetches.Load(); got != 2 {
+		t.Errorf("%d concurrent lookups of a new kid caused %d fetches, want 1", n, got-1)
+	}
+	if ok != n {
+		t.Errorf("%d of %d verified (%d unknown key)", ok, n, unknown)
+	}
+}
+
+func TestRemoteCooldown(t *testing.T) {
+	a := newEC(t)
+	obs := &recorder{}
+	f := newRemoteFixture(t, map[string]*ecdsa.PrivateKey{"a": a}, obs)
+	for i, kid := range []string{"made-up-1", "made-up-2", "made-up-3"} {
+		if _, err := f.v.Verify(t.Context(), f.token(t, a, kid)); !errors.Is(err, verifier.ErrUnknownKey) {
+			t.Fatalf("%s: %v", kid, err)
+		}
+		if i == 0 && f.srv.fetches.Load() != 2 {
+			t.Fatalf("first unknown kid: fetches = %d, want 2", f.srv.fetches.Load())
+		}
+	}
+	if got := f.srv.fetches.Load(); got != 2 {
+		t.Errorf("fetches during cooldown = %d, want 2", got)
+	}
+	if got := obs.suppressed.Load(); got != 2 {
+		t.Errorf("suppressed = %d, want 2", got)
+	}
+	f.clock.add(31 * time.Second)
+	f.v.Verify(t.Context(), f.token(t, a, "made-up-4"))
+	if got := f.srv.fetches.Load(); got != 3 {
+		t.Errorf("fetches after cooldown = %d, want 3", got)
+	}
+}
+
+func TestRemoteServerDownServesCachedKeysUpToMaxStale(t *testing.T) {
+	a := newEC(t)
+	obs := &recorder{}
+	f := newRemoteFixture(t, map[string]*ecdsa.PrivateKey{"a": a}, obs)
+	tok := f.token(t, a, "a")
+
+	// The endpoint fails (500, then an oversized body, then closed):
+	// every fetch error is reported, and the cached key keeps verifying.
+	for i, fail := range []func(){
+		func() { f.srv.serve(http.StatusInternalServerError, []byte("oops")) },
+		func() { f.srv.serve(http.StatusOK, []byte(`{"keys":[`+strings.Repeat(" ", 5000)+`]}`)) },
+		func() { f.srv.serve(http.StatusOK, []byte(`{"keys":[{"kty":"EC"}]}`)) },
+		func() { f.srv.CloseClientConnections(); f.srv.Close() },
+	} {
+		fail()
+		f.clock.add(31 * time.Second) // past the cooldown: an unknown kid triggers a fetch
+		if _, err := f.v.Verify(t.Context(), f.token(t, a, "unknown")); !errors.Is(err, verifier.ErrUnknownKey) {
+			t.Fatalf("failure %d: unknown kid: %v", i, err)
+		}
+		if got := obs.fetchErr.Load(); got != int64(i+1) {
+			t.Errorf("failure %d: fetch errors reported = %d", i, got)
+		}
+		if _, err := f.v.Verify(t.Context(), tok); err != nil {
+			t.Fatalf("failure %d: cached key no longer verifies: %v", i, err)
+		}
+	}
+	// Past MaxStale (2h since the last success) the cache stops serving.
+	f.clock.add(2 * time.Hour)
+	if _, err := f.v.Verify(t.Context(), tok); !errors.Is(err, verifier.ErrUnknownKey) {
+		t.Errorf("after MaxStale: %v, want unknown key", err)
+	}
+}
+
+func TestRemoteWaitHonoursContext(t *testing.T) {
+	// A Remote whose Run was never started: a lookup for an unknown kid
+	// waits for a fetch that never comes, and must give up with ctx.
+	r := verifier.NewRemote(verifier.RemoteConfig{URL: "http://127.0.0.1:1/jwks"}, []string{"ES256"},
+		http.DefaultClient, zap.NewNop(), time.Now, verifier.NopObserver{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := r.Keys(ctx, "kid"); !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}

@@ -1,0 +1,406 @@
+package verifier_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/verifier"
+)
+
+const (
+	iss = "https://issuer.test"
+	aud = "video-api"
+)
+
+// keys are one signing key per algorithm family, generated per test run.
+type keys struct {
+	ec     *ecdsa.PrivateKey
+	rsa    *rsa.PrivateKey
+	ed     ed25519.PrivateKey
+	secret []byte
+}
+
+func newKeys(t testing.TB) *keys {
+	t.Helper()
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	return &keys{ec: ec, rsa: rk, ed: ed, secret: secret}
+}
+
+// signer returns the method and key for alg.
+func (k *keys) signer(alg string) (jwt.SigningMethod, any) {
+	switch alg {
+	case "ES256":
+		return jwt.SigningMethodES256, k.ec
+	case "RS256":
+		return jwt.SigningMethodRS256, k.rsa
+	case "EdDSA":
+		return jwt.SigningMethodEdDSA, k.ed
+	case "HS256":
+		return jwt.SigningMethodHS256, k.secret
+	}
+	panic("no signer for " + alg)
+}
+
+// keySet is the public half of k as an in-process source, one kid each.
+func (k *keys) keySet() *verifier.KeySet {
+	return verifier.NewKeySet(
+		&verifier.Key{ID: "ec", Algorithms: []string{"ES256"}, Public: &k.ec.PublicKey},
+		&verifier.Key{ID: "rsa", Algorithms: []string{"RS256"}, Public: &k.rsa.PublicKey},
+		&verifier.Key{ID: "ed", Algorithms: []string{"EdDSA"}, Public: k.ed.Public()},
+		&verifier.Key{ID: "hs", Algorithms: []string{"HS256"}, Public: k.secret},
+	)
+}
+
+var kids = map[string]string{"ES256": "ec", "RS256": "rsa", "EdDSA": "ed", "HS256": "hs"}
+
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func claims() jwt.MapClaims {
+	return jwt.MapClaims{
+		"iss": iss, "aud": aud, "sub": "user-1", "jti": "t1",
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		"type": "access", "siteId": 10115, "profile": "p-1",
+	}
+}
+
+// sign mints a token with header edits applied after the defaults.
+func sign(t testing.TB, method jwt.SigningMethod, key any, c jwt.MapClaims, hdr map[string]any) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, c)
+	for k, v := range hdr {
+		if v == nil {
+			delete(tok.Header, k)
+		} else {
+			tok.Header[k] = v
+		}
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newVerifier(t testing.TB, ic verifier.IssuerConfig, leeway time.Duration) *verifier.Verifier {
+	t.Helper()
+	v, err := verifier.New(verifier.Config{Issuers: []verifier.IssuerConfig{ic}, Leeway: leeway}, zap.NewNop(),
+		verifier.WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestVerifyAlgorithms(t *testing.T) {
+	k := newKeys(t)
+	v := newVerifier(t, verifier.IssuerConfig{
+		Issuer: iss, Audiences: []string{aud}, Algorithms: []string{"ES256", "RS256", "EdDSA", "HS256"},
+		Sources: []verifier.KeySource{k.keySet()},
+	}, time.Minute)
+	for _, alg := range []string{"ES256", "RS256", "EdDSA", "HS256"} {
+		t.Run(alg, func(t *testing.T) {
+			m, key := k.signer(alg)
+			for name, hdr := range map[string]map[string]any{
+				"with kid":    {"kid": kids[alg]},
+				"without kid": {},
+			} {
+				tok, err := v.Verify(t.Context(), sign(t, m, key, claims(), hdr))
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if tok.Subject != "user-1" || tok.Issuer != iss || tok.ID != "t1" || len(tok.Audience) != 1 || tok.Audience[0] != aud {
+					t.Errorf("%s: token %+v", name, tok)
+				}
+				if n, ok := tok.Claims["siteId"].(json.Number); !ok || n.String() != "10115" {
+					t.Errorf("%s: siteId = %#v, want json.Number 10115", name, tok.Claims["siteId"])
+				}
+				if !tok.ExpiresAt.Equal(now.Add(time.Hour)) {
+					t.Errorf("%s: ExpiresAt %v", name, tok.ExpiresAt)
+				}
+			}
+		})
+	}
+}
+
+func TestVerifyRefusals(t *testing.T) {
+	k := newKeys(t)
+	other := newKeys(t)
+	v := newVerifier(t, verifier.IssuerConfig{
+		Issuer: iss, Audiences: []string{aud, "second-api"}, Algorithms: []string{"ES256", "RS256", "EdDSA", "HS256"},
+		Sources: []verifier.KeySource{k.keySet()},
+	}, time.Minute)
+	// An RS256/HS256 issuer holding only an RSA public key: the classic
+	// key-confusion target.
+	rsaOnly := newVerifier(t, verifier.IssuerConfig{
+		Issuer: iss, Audiences: []string{aud}, Algorithms: []string{"RS256", "HS256"},
+		Sources: []verifier.KeySource{verifier.NewKeySet(&verifier.Key{ID: "rsa", Algorithms: []string{"RS256"}, Public: &k.rsa.PublicKey})},
+	}, time.Minute)
+	esOnly := newVerifier(t, verifier.IssuerConfig{
+		Issuer: iss, Audiences: []string{aud}, Sources: []verifier.KeySource{k.keySet()},
+	}, time.Minute)
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(&k.rsa.PublicKey))})
+
+	es := func(edit func(jwt.MapClaims), hdr map[string]any) string {
+		c := claims()
+		if edit != nil {
+			edit(c)
+		}
+		if hdr == nil {
+			hdr = map[string]any{"kid": "ec"}
+		}
+		return sign(t, jwt.SigningMethodES256, k.ec, c, hdr)
+	}
+	valid := es(nil, nil)
+	parts := strings.Split(valid, ".")
+	unsigned := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + "."
+
+	tests := []struct {
+		name  string
+		v     *verifier.Verifier
+		token string
+		want  []error // all must match; nil means valid
+	}{
+		{"alg none", v, unsigned, []error{verifier.ErrAlgorithm}},
+		{"alg none with a signature", v, unsigned + parts[2], []error{verifier.ErrAlgorithm}},
+		{"HS256 signed with the RSA public key", rsaOnly, sign(t, jwt.SigningMethodHS256, pubPEM, claims(), nil), []error{verifier.ErrUnknownKey}},
+		{"HS256 with the RSA key's kid", rsaOnly, sign(t, jwt.SigningMethodHS256, pubPEM, claims(), map[string]any{"kid": "rsa"}), []error{verifier.ErrUnknownKey}},
+		{"alg not allowed for issuer", esOnly, sign(t, jwt.SigningMethodHS256, k.secret, claims(), map[string]any{"kid": "hs"}), []error{verifier.ErrAlgorithm}},
+		{"alg unknown to the library", v, base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"XS999"}`)) + "." + parts[1] + "." + parts[2], []error{verifier.ErrAlgorithm}},
+		{"unknown kid", v, es(nil, map[string]any{"kid": "nope"}), []error{verifier.ErrUnknownKey}},
+		{"kid of another key type", v, es(nil, map[string]any{"kid": "rsa"}), []error{verifier.ErrUnknownKey}},
+		{"signed by another key", v, sign(t, jwt.SigningMethodES256, other.ec, claims(), map[string]any{"kid": "ec"}), []error{verifier.ErrBadSignature}},
+		{"tampered payload", v, parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"`+iss+`","aud":"`+aud+`","type":"access","exp":9999999999,"sub":"admin"}`)) + "." + parts[2], []error{verifier.ErrBadSignature}},
+		{"expired inside leeway", v, es(func(c jwt.MapClaims) { c["exp"] = now.Add(-30 * time.Second).Unix() }, nil), nil},
+		{"expired outside leeway", v, es(func(c jwt.MapClaims) { c["exp"] = now.Add(-61 * time.Second).Unix() }, nil), []error{verifier.ErrExpired}},
+		{"nbf inside leeway", v, es(func(c jwt.MapClaims) { c["nbf"] = now.Add(30 * time.Second).Unix() }, nil), nil},
+		{"nbf outside leeway", v, es(func(c jwt.MapClaims) { c["nbf"] = now.Add(2 * time.Minute).Unix() }, nil), []error{verifier.ErrNotYetValid}},
+		{"iat in the future", v, es(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() }, nil), []error{verifier.ErrNotYetValid}},
+		{"exp missing", v, es(func(c jwt.MapClaims) { delete(c, "exp") }, nil), []error{verifier.ErrMalformed}},
+		{"exp not a number", v, es(func(c jwt.MapClaims) { c["exp"] = "tomorrow" }, nil), []error{verifier.ErrMalformed}},
+		{"wrong issuer", v, es(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" }, nil), []error{verifier.ErrWrongIssuer}},
+		{"issuer missing", v, es(func(c jwt.MapClaims) { delete(c, "iss") }, nil), []error{verifier.ErrMalformed}},
+		{"wrong audience", v, es(func(c jwt.MapClaims) { c["aud"] = "other" }, nil), []error{verifier.ErrWrongAudience}},
+		{"wrong audience array", v, es(func(c jwt.MapClaims) { c["aud"] = []string{"a", "b"} }, nil), []error{verifier.ErrWrongAudience}},
+		{"audience array with ours", v, es(func(c jwt.MapClaims) { c["aud"] = []string{"a", "second-api"} }, nil), nil},
+		{"audience missing", v, es(func(c jwt.MapClaims) { delete(c, "aud") }, nil), []error{verifier.ErrWrongAudience}},
+		{"refresh token", v, es(func(c jwt.MapClaims) { c["type"] = "refresh" }, nil), []error{verifier.ErrWrongType}},
+		{"typ at+jwt without type claim", v, es(func(c jwt.MapClaims) { delete(c, "type") }, map[string]any{"kid": "ec", "typ": "at+jwt"}), nil},
+		{"typ application/at+jwt", v, es(func(c jwt.MapClaims) { delete(c, "type") }, map[string]any{"kid": "ec", "typ": "application/at+jwt"}), nil},
+		{"typ at+jwt but type refresh", v, es(func(c jwt.MapClaims) { c["type"] = "refresh" }, map[string]any{"kid": "ec", "typ": "at+jwt"}), []error{verifier.ErrWrongType}},
+		{"neither typ nor type", v, es(func(c jwt.MapClaims) { delete(c, "type") }, nil), []error{verifier.ErrWrongType}},
+		{"id token typ", v, es(nil, map[string]any{"kid": "ec", "typ": "id+jwt"}), []error{verifier.ErrWrongType}},
+		{"expired and wrong audience", v, es(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix(); c["aud"] = "x" }, nil), []error{verifier.ErrExpired, verifier.ErrWrongAudience}},
+		{"empty", v, "", []error{verifier.ErrMalformed}},
+		{"one segment", v, parts[0], []error{verifier.ErrMalformed}},
+		{"two segments", v, parts[0] + "." + parts[1], []error{verifier.ErrMalformed}},
+		{"truncated signature", v, valid[:len(valid)-10], []error{verifier.ErrBadSignature}},
+		{"non-base64 header", v, "***." + parts[1] + "." + parts[2], []error{verifier.ErrMalformed}},
+		{"non-base64 payload", v, parts[0] + ".%%%." + parts[2], []error{verifier.ErrMalformed}},
+		{"non-base64 signature", v, parts[0] + "." + parts[1] + ".!!!", []error{verifier.ErrMalformed}},
+		{"payload not an object", v, parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`[1,2]`)) + "." + parts[2], []error{verifier.ErrMalformed}},
+		{"oversized", v, es(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("x", 9000) }, nil), []error{verifier.ErrMalformed}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, err := tt.v.Verify(t.Context(), tt.token)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			if err == nil || tok != nil {
+				t.Fatalf("accepted: %+v", tok)
+			}
+			for _, w := range tt.want {
+				if !errors.Is(err, w) {
+					t.Errorf("error %q does not match %v", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), tt.token) && tt.token != "" {
+				t.Error("the error repeats the token")
+			}
+		})
+	}
+}
+
+func TestReason(t *testing.T) {
+	for err, want := range map[error]string{
+		nil:                         "ok",
+		verifier.ErrExpired:         "expired",
+		verifier.ErrNotYetValid:     "not_yet_valid",
+		verifier.ErrBadSignature:    "bad_signature",
+		verifier.ErrAlgorithm:       "bad_signature",
+		verifier.ErrUnknownKey:      "unknown_key",
+		verifier.ErrWrongIssuer:     "wrong_issuer",
+		verifier.ErrWrongAudience:   "wrong_audience",
+		verifier.ErrWrongType:       "wrong_type",
+		verifier.ErrMalformed:       "malformed",
+		errors.New("anything else"): "malformed",
+	} {
+		if got := verifier.Reason(err); got != want {
+			t.Errorf("Reason(%v) = %q, want %q", err, got, want)
+		}
+	}
+}
+
+// The legacy tokens of source-docs 000/001: HS256, no kid, typ JWT, iss
+// com.aminocom, type access/refresh, a nested data object.
+func TestLegacyAminoTokens(t *testing.T) {
+	secret := []byte("legacy-shared-secret-of-at-least-32-bytes!")
+	dir := t.TempDir()
+	jwk := `{"kty":"oct","k":"` + base64.RawURLEncoding.EncodeToString(secret) + `"}`
+	path := filepath.Join(dir, "legacy.jwk")
+	if err := os.WriteFile(path, []byte(jwk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The samples were minted at 1581273888 (2020-02-09).
+	minted := time.Unix(1581273888, 0)
+	clock := minted.Add(time.Minute)
+	v, err := verifier.New(verifier.Config{Leeway: time.Minute, Issuers: []verifier.IssuerConfig{{
+		Issuer: "com.aminocom", Audiences: []string{"com.aminocom"}, Algorithms: []string{"HS256"}, KeyFiles: []string{path},
+	}}}, zap.NewNop(), verifier.WithClock(func() time.Time { return clock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := func(typ string) jwt.MapClaims {
+		return jwt.MapClaims{
+			"iss": "com.aminocom", "aud": "com.aminocom", "type": typ, "jti": "5Fl4edsv7S",
+			"iat": 1581273888, "nbf": 1581273888, "exp": 1581277488,
+			"data": map[string]any{"userId": "2", "user_email": "sam.bocharov@24i.com", "session_id": "8f44cdf17d8decbb4557ce"},
+			"sub":  "2", "profile": "4f3d8946-4423-11ea-bbb8-b7af30354b4a",
+		}
+	}
+	hdr := map[string]any{"typ": "JWT"}
+	tok, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodHS256, secret, legacy("access"), hdr))
+	if err != nil {
+		t.Fatalf("legacy access token: %v", err)
+	}
+	if d, _ := tok.Claims["data"].(map[string]any); d["userId"] != "2" {
+		t.Errorf("data.userId = %v", tok.Claims["data"])
+	}
+	if _, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodHS256, secret, legacy("refresh"), hdr)); !errors.Is(err, verifier.ErrWrongType) {
+		t.Errorf("legacy refresh token as access: %v", err)
+	}
+
+	// The real samples printed in 000: parsed all the way to the
+	// signature check (we do not know their secret) inside their validity
+	// window, and expired now.
+	sample := sourceDocTokens[0]
+	if _, err := v.Verify(t.Context(), sample); !errors.Is(err, verifier.ErrBadSignature) {
+		t.Errorf("000 access sample inside its window: %v, want bad signature", err)
+	}
+	clock = time.Now()
+	if _, err := v.Verify(t.Context(), sample); !errors.Is(err, verifier.ErrExpired) {
+		t.Errorf("000 access sample today: %v, want expired", err)
+	}
+	if _, err := v.Verify(t.Context(), sourceDocTokens[1]); !errors.Is(err, verifier.ErrWrongType) {
+		t.Errorf("000 refresh sample: %v, want wrong type", err)
+	}
+}
+
+func TestNewReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o700)
+	hsOnly := filepath.Join(dir, "hs.jwk")
+	os.WriteFile(hsOnly, []byte(`{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"}`), 0o600)
+	_, err := verifier.New(verifier.Config{Leeway: -time.Second, Issuers: []verifier.IssuerConfig{
+		{Issuer: "", Audiences: nil, KeyFiles: []string{filepath.Join(dir, "missing.pem")}},
+		{Issuer: "a", Audiences: []string{"x"}, Algorithms: []string{"ES256", "none"}, KeyFiles: []string{empty}},
+		{Issuer: "b", Audiences: []string{"x"}, KeyFiles: []string{hsOnly}},
+		{Issuer: "c", Audiences: []string{"x"}},
+		{Issuer: "d", Audiences: []string{"x"}, JWKSURLs: []string{"ftp://keys"}},
+	}}, zap.NewNop())
+	if !errors.Is(err, verifier.ErrInvalidConfig) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{"leeway", "issuer is empty", "no audience", "missing.pem", `unsupported algorithm "none"`,
+		"no key files in directory", "allows none of the algorithms", "no key source", "ftp://keys"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+	if _, err := verifier.New(verifier.Config{}, zap.NewNop()); !errors.Is(err, verifier.ErrInvalidConfig) {
+		t.Errorf("no issuers: %v", err)
+	}
+}
+
+func TestKeyFiles(t *testing.T) {
+	k := newKeys(t)
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyDir := filepath.Join(dir, "keys")
+	os.Mkdir(keyDir, 0o700)
+	os.WriteFile(filepath.Join(keyDir, "ec.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(&k.ec.PublicKey))}), 0o600)
+	os.WriteFile(filepath.Join(keyDir, "rsa.pem"), pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&k.rsa.PublicKey)}), 0o600)
+	os.WriteFile(filepath.Join(keyDir, ".hidden"), []byte("not a key"), 0o600)
+	edJWKS := write("ed.jwks", must(json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.ed.Public(), KeyID: "ed-1", Algorithm: "EdDSA", Use: "sig"}}})))
+	hsJWK := write("hs.jwk", []byte(`{"kty":"oct","kid":"hs-1","k":"`+base64.RawURLEncoding.EncodeToString(k.secret)+`"}`))
+
+	v := newVerifier(t, verifier.IssuerConfig{
+		Issuer: iss, Audiences: []string{aud}, Algorithms: []string{"ES256", "RS256", "EdDSA", "HS256"},
+		KeyFiles: []string{keyDir, edJWKS, hsJWK},
+	}, 0)
+	for _, tc := range []struct {
+		alg string
+		kid any // nil: no kid (PEM keys get thumbprint kids)
+	}{{"ES256", nil}, {"RS256", nil}, {"EdDSA", "ed-1"}, {"HS256", "hs-1"}} {
+		m, key := k.signer(tc.alg)
+		hdr := map[string]any{}
+		if tc.kid != nil {
+			hdr["kid"] = tc.kid
+		}
+		if _, err := v.Verify(t.Context(), sign(t, m, key, claims(), hdr)); err != nil {
+			t.Errorf("%s from file: %v", tc.alg, err)
+		}
+	}
+	// The PEM keys' kid is their RFC 7638 thumbprint.
+	tp := must((&jose.JSONWebKey{Key: &k.ec.PublicKey}).Thumbprint(cryptoSHA256))
+	if _, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodES256, k.ec, claims(), map[string]any{"kid": base64.RawURLEncoding.EncodeToString(tp)})); err != nil {
+		t.Errorf("ES256 with thumbprint kid: %v", err)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
