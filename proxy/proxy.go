@@ -174,9 +174,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
 	}
 	// A client never chooses its identity, whatever the route.
-	for _, h := range p.identity {
-		delete(r.Header, h)
-	}
+	p.stripIdentity(r.Header)
 	if !cleanPath(r.URL.Path) {
 		p.errs.write(w, errNonCanonicalPath)
 		return
@@ -251,9 +249,7 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	pr.SetURL(target)
 	pr.SetXForwarded()
 	out := pr.Out.Header
-	for _, h := range p.identity {
-		delete(out, h)
-	}
+	p.stripIdentity(out)
 	if rt.DropAuthorization {
 		delete(out, "Authorization")
 	}
@@ -272,6 +268,47 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 			out[m.header] = []string{v}
 		}
 	}
+}
+
+// stripIdentity deletes every header that names an identity header, also
+// in non-canonical spellings and with "_" for "-": some upstream stacks
+// (CGI, PHP, nginx with underscores_in_headers) read X_User_Id as X-User-Id.
+func (p *Proxy) stripIdentity(h http.Header) {
+	for k := range h {
+		for _, id := range p.identity {
+			if sameHeaderName(k, id) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+// sameHeaderName compares header names case-insensitively, with '_' and
+// '-' equal.
+func sameHeaderName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == '_' {
+			x = '-'
+		}
+		if y == '_' {
+			y = '-'
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // stripPrefix removes prefix from u's path, keeping it absolute.

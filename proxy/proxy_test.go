@@ -1,0 +1,546 @@
+package proxy_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/verifier"
+)
+
+const (
+	iss = "https://issuer.test"
+	aud = "api"
+)
+
+type fixture struct {
+	key *ecdsa.PrivateKey
+	v   *verifier.Verifier
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := verifier.New(verifier.Config{Leeway: time.Minute, Issuers: []verifier.IssuerConfig{{
+		Issuer: iss, Audiences: []string{aud},
+		Sources: []verifier.KeySource{verifier.NewKeySet(&verifier.Key{ID: "k1", Algorithms: []string{"ES256"}, Public: &key.PublicKey})},
+	}}}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{key: key, v: v}
+}
+
+func (f *fixture) token(t testing.TB, edit func(jwt.MapClaims)) string {
+	t.Helper()
+	c := jwt.MapClaims{
+		"iss": iss, "aud": aud, "sub": "u-1", "sid": "s-1", "profile": "p-1", "client_id": "stb",
+		"scope": []any{"openid", "catalog"}, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+	}
+	if edit != nil {
+		edit(c)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, c)
+	tok.Header["typ"] = "at+jwt"
+	tok.Header["kid"] = "k1"
+	s, err := tok.SignedString(f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// seen is what an echo upstream received.
+type seen struct {
+	Path    string
+	RawPath string
+	Query   string
+	Host    string
+	Header  http.Header
+}
+
+func echo(t testing.TB) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(seen{Path: r.URL.Path, RawPath: r.URL.RawPath, Query: r.URL.RawQuery, Host: r.Host, Header: r.Header})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func newProxy(t testing.TB, cfg proxy.Config, v proxy.Verifier, opts ...proxy.Option) *proxy.Proxy {
+	t.Helper()
+	p, err := proxy.New(cfg, v, zap.NewNop(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func serve(h http.Handler, req *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestRoutingAndRewrite(t *testing.T) {
+	f := newFixture(t)
+	a, b := echo(t), echo(t)
+	p := newProxy(t, proxy.Config{
+		Upstreams: []proxy.Upstream{{Name: "a", URL: a.URL}, {Name: "b", URL: b.URL + "/base"}},
+		Routes: []proxy.Route{
+			{Prefix: "/", Upstream: "a", Auth: proxy.AuthNone},
+			{Prefix: "/api", Upstream: "b", Auth: proxy.AuthNone},
+			{Prefix: "/api/v2/", Upstream: "b", Auth: proxy.AuthNone, StripPrefix: true},
+			{Prefix: "/exact", Upstream: "b", Auth: proxy.AuthNone, StripPrefix: true},
+		},
+	}, f.v)
+	tests := []struct {
+		target, wantHost, wantPath, wantQuery string
+	}{
+		{"/", a.Listener.Addr().String(), "/", ""},
+		{"/apix", a.Listener.Addr().String(), "/apix", ""},
+		{"/api", b.Listener.Addr().String(), "/base/api", ""},
+		{"/api/v1/x?q=1", b.Listener.Addr().String(), "/base/api/v1/x", "q=1"},
+		{"/api/v2", b.Listener.Addr().String(), "/base/", ""},
+		{"/api/v2/vms/7", b.Listener.Addr().String(), "/base/vms/7", ""},
+		{"/api/v2x", b.Listener.Addr().String(), "/base/api/v2x", ""},
+		{"/exact/a%2Fb", b.Listener.Addr().String(), "/base/a/b", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.target, func(t *testing.T) {
+			rec := serve(p, httptest.NewRequest(http.MethodGet, tt.target, nil))
+			if rec.Code != 200 {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			var got seen
+			json.Unmarshal(rec.Body.Bytes(), &got)
+			if got.Host != tt.wantHost || got.Path != tt.wantPath || got.Query != tt.wantQuery {
+				t.Errorf("upstream saw host %s path %s query %q; want %s %s %q", got.Host, got.Path, got.Query, tt.wantHost, tt.wantPath, tt.wantQuery)
+			}
+			if got.Header.Get("X-Forwarded-For") == "" || got.Header.Get("X-Forwarded-Host") != "example.com" || got.Header.Get("X-Forwarded-Proto") != "http" {
+				t.Errorf("X-Forwarded-*: %v", got.Header)
+			}
+		})
+	}
+}
+
+func TestNoRouteAndNonCanonicalPaths(t *testing.T) {
+	f := newFixture(t)
+	p := newProxy(t, proxy.Config{
+		Upstreams: []proxy.Upstream{{Name: "a", URL: echo(t).URL}},
+		Routes: []proxy.Route{
+			{Prefix: "/public", Upstream: "a", Auth: proxy.AuthNone},
+			{Prefix: "/admin", Upstream: "a"},
+		},
+	}, f.v)
+	for target, want := range map[string]int{
+		"/other":                      404,
+		"/public/../admin/users":      400,
+		"/public/%2e%2e/admin/users":  400,
+		"/public/./x":                 400,
+		"/public//x":                  400,
+		"/public/ok":                  200,
+		"/public/..hidden-but-fine":   200,
+		"/public/%2E%2E%2Fadmin%2Fx":  400,
+		"/admin/users":                401,
+		"/admin/users/../../public/x": 400,
+	} {
+		rec := serve(p, httptest.NewRequest(http.MethodGet, target, nil))
+		if rec.Code != want {
+			t.Errorf("%s: %d, want %d (%s)", target, rec.Code, want, rec.Body)
+		}
+	}
+}
+
+func TestIdentityHeaders(t *testing.T) {
+	f := newFixture(t)
+	p := newProxy(t, proxy.Config{
+		Upstreams: []proxy.Upstream{{Name: "a", URL: echo(t).URL}},
+		Routes: []proxy.Route{
+			{Prefix: "/req", Upstream: "a"},
+			{Prefix: "/opt", Upstream: "a", Auth: proxy.AuthOptional},
+			{Prefix: "/none", Upstream: "a", Auth: proxy.AuthNone},
+			{Prefix: "/drop", Upstream: "a", DropAuthorization: true},
+		},
+		Headers: []proxy.HeaderMapping{
+			{Header: "X-User-Id", Claim: "sub"},
+			{Header: "x-legacy-user", Claim: "data.userId"},
+			{Header: "X-Site-Id", Claim: "siteId"},
+			{Header: "X-Scopes", Claim: "scope"},
+			{Header: "X-Roles", Claim: "roles"},
+			{Header: "X-Flag", Claim: "flag"},
+			{Header: "X-Evil", Claim: "evil"},
+			{Header: "X-Obj", Claim: "data"},
+		},
+	}, f.v)
+	tok := f.token(t, func(c jwt.MapClaims) {
+		c["data"] = map[string]any{"userId": "2"}
+		c["siteId"] = 10115
+		c["roles"] = []any{"AGENT", "ADMIN"}
+		c["flag"] = true
+		c["evil"] = "x\r\nX-User-Id: admin"
+	})
+	spoof := func(r *http.Request) {
+		for _, h := range []string{"X-User-Id", "X-Legacy-User", "X-Site-Id", "X-Scopes", "X-Roles", "X-Flag", "X-Evil", "X-Obj"} {
+			r.Header.Add(h, "spoofed")
+		}
+		r.Header["x-user-id"] = []string{"lowercase-spoof"} // non-canonical key
+		r.Header["X_User_Id"] = []string{"underscore-spoof"} // CGI-style servers read it as X-User-Id
+		r.Header.Set("Connection", "X-User-Id, X-Legacy-User")
+	}
+	tests := []struct {
+		path     string
+		token    string
+		want     map[string]string // "" = absent
+		wantAuth bool
+	}{
+		{"/req", tok, map[string]string{"X-User-Id": "u-1", "X-Legacy-User": "2", "X-Site-Id": "10115", "X-Scopes": "openid catalog", "X-Roles": "AGENT ADMIN", "X-Flag": "true", "X-Evil": "", "X-Obj": ""}, true},
+		{"/opt", "", map[string]string{"X-User-Id": "", "X-Legacy-User": "", "X-Site-Id": "", "X-Scopes": "", "X-Obj": ""}, false},
+		{"/opt", tok, map[string]string{"X-User-Id": "u-1", "X-Legacy-User": "2"}, true},
+		{"/none", tok, map[string]string{"X-User-Id": "", "X-Legacy-User": "", "X-Scopes": ""}, true},
+		{"/drop", tok, map[string]string{"X-User-Id": "u-1"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path+map[bool]string{true: " with token", false: " anonymous"}[tt.token != ""], func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, tt.path, nil)
+			spoof(req)
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			rec := serve(p, req)
+			if rec.Code != 200 {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			var got seen
+			json.Unmarshal(rec.Body.Bytes(), &got)
+			for h, want := range tt.want {
+				vals := got.Header.Values(h)
+				if want == "" && len(vals) > 0 {
+					t.Errorf("%s reached the upstream: %q", h, vals)
+				}
+				if want != "" && (len(vals) != 1 || vals[0] != want) {
+					t.Errorf("%s = %q, want [%s]", h, vals, want)
+				}
+			}
+			if len(got.Header["x-user-id"])+len(got.Header["X_user_id"])+len(got.Header["X_User_Id"]) > 0 {
+				t.Errorf("non-canonical spoof reached the upstream")
+			}
+			if has := got.Header.Get("Authorization") != ""; has != tt.wantAuth {
+				t.Errorf("Authorization forwarded = %v, want %v", has, tt.wantAuth)
+			}
+		})
+	}
+}
+
+// authObserver records auth decisions and upstream outcomes.
+type authObserver struct {
+	mu        sync.Mutex
+	decisions []string // route:reason
+	upstreams []string // upstream:code:kind
+}
+
+func (o *authObserver) AuthDecision(route, reason string) {
+	o.mu.Lock()
+	o.decisions = append(o.decisions, route+":"+reason)
+	o.mu.Unlock()
+}
+
+func (o *authObserver) Upstream(upstream string, code int, _ time.Duration, kind string) {
+	o.mu.Lock()
+	o.upstreams = append(o.upstreams, upstream+":"+http.StatusText(code)+":"+kind)
+	o.mu.Unlock()
+}
+
+func TestRefusals(t *testing.T) {
+	f := newFixture(t)
+	obs := &authObserver{}
+	p := newProxy(t, proxy.Config{
+		Realm:     `video "api"`,
+		Upstreams: []proxy.Upstream{{Name: "a", URL: echo(t).URL}},
+		Routes: []proxy.Route{
+			{Name: "api", Prefix: "/", Upstream: "a"},
+			{Name: "admin", Prefix: "/admin", Upstream: "a", Scopes: []string{"admin", "write"}},
+			{Name: "agents", Prefix: "/agents", Upstream: "a", Roles: []string{"AGENT"}},
+		},
+	}, f.v, proxy.WithObserver(obs))
+	realm := `Bearer realm="video \"api\""`
+	tests := []struct {
+		name, path string
+		auth       []string
+		code       int
+		www        string
+		errCode    string
+		decision   string
+	}{
+		{"missing", "/x", nil, 401, realm, "missing_token", "api:missing"},
+		{"empty bearer", "/x", []string{"Bearer "}, 401, realm + `, error="invalid_request", error_description="the Authorization header is not one Bearer token"`, "invalid_request", "api:invalid_request"},
+		{"two headers", "/x", []string{"Bearer a.b.c", "Bearer d.e.f"}, 401, realm + `, error="invalid_request"`, "invalid_request", "api:invalid_request"},
+		{"basic", "/x", []string{"Basic dTpw"}, 401, realm + `, error="invalid_request"`, "invalid_request", "api:invalid_request"},
+		{"expired", "/x", []string{"Bearer " + f.token(t, func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() })}, 401,
+			realm + `, error="invalid_token", error_description="token expired"`, "invalid_token", "api:expired"},
+		{"wrong audience", "/x", []string{"bearer " + f.token(t, func(c jwt.MapClaims) { c["aud"] = "x" })}, 401,
+			realm + `, error="invalid_token", error_description="wrong audience"`, "invalid_token", "api:wrong_audience"},
+		{"refresh token", "/x", []string{"Bearer " + f.token(t, func(c jwt.MapClaims) { c["type"] = "refresh" })}, 401,
+			realm + `, error="invalid_token", error_description="not an access token"`, "invalid_token", "api:wrong_type"},
+		{"scope missing", "/admin", []string{"Bearer " + f.token(t, func(c jwt.MapClaims) { c["scope"] = "admin read" })}, 403,
+			realm + `, error="insufficient_scope", error_description="the token lacks a required scope", scope="admin write"`, "insufficient_scope", "admin:insufficient_scope"},
+		{"scopes granted", "/admin", []string{"Bearer " + f.token(t, func(c jwt.MapClaims) { c["scope"] = "write admin" })}, 200, "", "", "admin:ok"},
+		{"role missing", "/agents", []string{"Bearer " + f.token(t, nil)}, 403, realm + `, error="insufficient_scope"`, "insufficient_scope", "agents:insufficient_scope"},
+		{"role claim", "/agents", []string{"Bearer " + f.token(t, func(c jwt.MapClaims) { c["role"] = "AGENT" })}, 200, "", "", "agents:ok"},
+		{"keycloak roles", "/agents", []string{"Bearer " + f.token(t, func(c jwt.MapClaims) { c["realm_access"] = map[string]any{"roles": []any{"x", "AGENT"}} })}, 200, "", "", "agents:ok"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obs.mu.Lock()
+			obs.decisions = nil
+			obs.mu.Unlock()
+			req := httptest.NewRequest(http.MethodGet, tt.path, nil)
+			for _, a := range tt.auth {
+				req.Header.Add("Authorization", a)
+			}
+			rec := serve(p, req)
+			if rec.Code != tt.code {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.code, rec.Body)
+			}
+			if www := rec.Header().Get("WWW-Authenticate"); !strings.HasPrefix(www, tt.www) || (tt.www == "" && www != "") {
+				t.Errorf("WWW-Authenticate = %s\nwant prefix   %s", www, tt.www)
+			}
+			if tt.errCode != "" {
+				var body map[string]string
+				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body["error"] != tt.errCode || body["error_description"] == "" {
+					t.Errorf("body %s (%v)", rec.Body, err)
+				}
+				if rec.Header().Get("Cache-Control") != "no-store" || rec.Header().Get("Content-Type") != "application/json" {
+					t.Errorf("headers %v", rec.Header())
+				}
+			}
+			obs.mu.Lock()
+			defer obs.mu.Unlock()
+			if len(obs.decisions) != 1 || obs.decisions[0] != tt.decision {
+				t.Errorf("decisions %v, want [%s]", obs.decisions, tt.decision)
+			}
+		})
+	}
+}
+
+func TestUpstreamErrorKinds(t *testing.T) {
+	f := newFixture(t)
+	obs := &authObserver{}
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	hang := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(hang) })
+	p := newProxy(t, proxy.Config{
+		ResponseHeaderTimeout: 50 * time.Millisecond,
+		Upstreams:             []proxy.Upstream{{Name: "down", URL: down.URL}, {Name: "slow", URL: slow.URL}},
+		Routes:                []proxy.Route{{Prefix: "/down", Upstream: "down", Auth: proxy.AuthNone}, {Prefix: "/slow", Upstream: "slow", Auth: proxy.AuthNone}},
+	}, f.v, proxy.WithObserver(obs))
+	for path, want := range map[string]struct {
+		code int
+		obs  string
+	}{
+		"/down": {502, "down::refused"},
+		"/slow": {504, "slow::timeout"},
+	} {
+		obs.mu.Lock()
+		obs.upstreams = nil
+		obs.mu.Unlock()
+		rec := serve(p, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != want.code {
+			t.Errorf("%s: %d, want %d", path, rec.Code, want.code)
+		}
+		obs.mu.Lock()
+		if len(obs.upstreams) != 1 || obs.upstreams[0] != want.obs {
+			t.Errorf("%s: observed %v, want [%s]", path, obs.upstreams, want.obs)
+		}
+		obs.mu.Unlock()
+	}
+}
+
+func TestEdgeRequestIDAndAccessLog(t *testing.T) {
+	f := newFixture(t)
+	core, logs := observer.New(zapcore.InfoLevel)
+	p, err := proxy.New(proxy.Config{
+		Upstreams: []proxy.Upstream{{Name: "legacy", URL: echo(t).URL}},
+		Routes:    []proxy.Route{{Name: "all", Prefix: "/", Upstream: "legacy"}},
+	}, f.v, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := proxy.Edge(p, zap.New(core))
+	tok := f.token(t, nil)
+	for _, tt := range []struct{ in, want string }{
+		{"abc-123.x:y_z", "abc-123.x:y_z"},
+		{"", ""},
+		{"bad id with spaces", ""},
+		{strings.Repeat("a", 129), ""},
+	} {
+		logs.TakeAll()
+		req := httptest.NewRequest(http.MethodGet, "/channels?access_token=secret-in-query", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if tt.in != "" {
+			req.Header.Set("X-Request-Id", tt.in)
+		}
+		rec := serve(h, req)
+		id := rec.Header().Get("X-Request-Id")
+		if tt.want != "" && id != tt.want || tt.want == "" && (id == "" || id == tt.in) {
+			t.Errorf("in %q: response id %q", tt.in, id)
+		}
+		var got seen
+		json.Unmarshal(rec.Body.Bytes(), &got)
+		if got.Header.Get("X-Request-Id") != id {
+			t.Errorf("upstream saw id %q, response %q", got.Header.Get("X-Request-Id"), id)
+		}
+		entries := logs.FilterMessage("request").All()
+		if len(entries) != 1 {
+			t.Fatalf("%d access log lines", len(entries))
+		}
+		fields := entries[0].ContextMap()
+		for k, want := range map[string]any{"route": "all", "upstream": "legacy", "user": "u-1", "status": int64(200), "path": "/channels", "request_id": id, "auth": "ok"} {
+			if fields[k] != want {
+				t.Errorf("log field %s = %v, want %v", k, fields[k], want)
+			}
+		}
+		for _, e := range logs.All() {
+			line, _ := json.Marshal(e.ContextMap())
+			if strings.Contains(string(line), tok) || strings.Contains(string(line), "secret-in-query") || strings.Contains(e.Message, tok) {
+				t.Errorf("a log line holds the token or the query: %s", line)
+			}
+		}
+	}
+}
+
+func TestEdgeRecoversPanics(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	h := proxy.Edge(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }), zap.New(core))
+	rec := serve(h, httptest.NewRequest(http.MethodGet, "/x", nil))
+	if rec.Code != 500 || !strings.Contains(rec.Body.String(), `"server_error"`) || strings.Contains(rec.Body.String(), "boom") {
+		t.Errorf("panic answered %d %s", rec.Code, rec.Body)
+	}
+	if logs.FilterMessage("panic serving request").Len() != 1 {
+		t.Error("panic not logged")
+	}
+	if e := logs.FilterMessage("request").All(); len(e) != 1 || e[0].ContextMap()["status"] != int64(500) {
+		t.Errorf("access log after panic: %v", e)
+	}
+}
+
+func TestNewReportsEveryProblem(t *testing.T) {
+	_, err := proxy.New(proxy.Config{
+		Upstreams: []proxy.Upstream{{Name: "a", URL: "ftp://x"}, {Name: "", URL: "http://x"}, {Name: "b", URL: "http://b"}, {Name: "b", URL: "http://b"}},
+		Routes: []proxy.Route{
+			{Prefix: "api", Upstream: "b"},
+			{Prefix: "/x", Upstream: "nowhere"},
+			{Prefix: "/x/", Upstream: "b"},
+			{Prefix: "/y", Upstream: "b", Auth: "sometimes"},
+			{Prefix: "/z", Upstream: "b", Auth: proxy.AuthNone, Scopes: []string{"s"}},
+		},
+		Headers: []proxy.HeaderMapping{{Header: "Bad Header", Claim: "sub"}, {Header: "Authorization", Claim: "sub"}, {Header: "X-A", Claim: "a..b"}},
+	}, nil, zap.NewNop())
+	if !errors.Is(err, proxy.ErrInvalidConfig) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{`"ftp://x"`, "name is empty", `"b": defined twice`, "must start with /", `unknown upstream "nowhere"`,
+		"routed twice", `auth "sometimes"`, "scopes or roles need auth", `"Bad Header" is not a valid header name`, "Authorization cannot carry", `"a..b" is invalid`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+}
+
+// FuzzBearerToken checks the extraction of the Authorization header and the
+// verification behind it. Seeds: the tokens printed in the source docs.
+func FuzzBearerToken(f *testing.F) {
+	fx := newFixture(f)
+	valid := fx.token(f, nil)
+	for _, s := range []string{
+		"Bearer eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJBbWlub1RWIEFQSSIsImlhdCI6MTUzMTgzNDI0MSwiZXhwIjoxNTYzMzcwMjQxLCJhdWQiOiJ3d3cuYW1pbm9jb20uY29tIiwic3ViIjoiYW5keS5iZWFrQGFtaW5vY29tLmNvbSJ9.BL5bRDANTPJqTSiPdUWKN3xSEJTqdVoDuwqrYSaW1xY",
+		"Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJuYmYiOjE2NTI5MzkzOTEsImV4cCI6MTY1Mjk4MjU5MSwiaXNzIjoiaHR0cDovL2ludGVybmFscGFydG5lci50ZXN0aW5nLmNvbW0xMDBkZXYuaW8iLCJhdWQiOiJpZHMucmVzb3VyY2UuMSJ9.ADZQq2R3",
+		"bearer " + valid,
+		"Bearer  " + valid,
+		"Bearer\t" + valid,
+		"Basic dXNlcjpwYXNz",
+		"Bearer abc==",
+		"Bearer a=b",
+		"Bearer",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		h := http.Header{"Authorization": {value}}
+		tok, status := proxy.BearerToken(h)
+		if status != proxy.TokenFound {
+			if tok != "" {
+				t.Fatalf("status %v with token %q", status, tok)
+			}
+			return
+		}
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n") || !strings.Contains(value, tok) || !strings.HasSuffix(value, tok) {
+			t.Fatalf("bad extraction %q from %q", tok, value)
+		}
+		if _, err := fx.v.Verify(t.Context(), tok); err == nil && tok != valid {
+			t.Fatalf("a token nobody signed verified: %q", tok)
+		}
+	})
+}
+
+func BenchmarkProxyWithToken(b *testing.B) {
+	f := newFixture(b)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	b.Cleanup(up.Close)
+	p := newProxy(b, proxy.Config{
+		Upstreams: []proxy.Upstream{{Name: "a", URL: up.URL}},
+		Routes:    []proxy.Route{{Prefix: "/", Upstream: "a"}},
+	}, f.v)
+	tok := "Bearer " + f.token(b, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodGet, "/channels/1", nil)
+		req.Header.Set("Authorization", tok)
+		if rec := serve(p, req); rec.Code != 204 {
+			b.Fatal(rec.Code)
+		}
+	}
+}
+
+func BenchmarkBareReverseProxy(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	b.Cleanup(up.Close)
+	target, _ := url.Parse(up.URL)
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() }}
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodGet, "/channels/1", nil)
+		req.Header.Set("Authorization", "Bearer x")
+		if rec := serve(rp, req); rec.Code != 204 {
+			b.Fatal(rec.Code)
+		}
+	}
+}
