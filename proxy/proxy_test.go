@@ -203,7 +203,7 @@ func TestIdentityHeaders(t *testing.T) {
 		for _, h := range []string{"X-User-Id", "X-Legacy-User", "X-Site-Id", "X-Scopes", "X-Roles", "X-Flag", "X-Evil", "X-Obj"} {
 			r.Header.Add(h, "spoofed")
 		}
-		r.Header["x-user-id"] = []string{"lowercase-spoof"} // non-canonical key
+		r.Header["x-user-id"] = []string{"lowercase-spoof"}  // non-canonical key
 		r.Header["X_User_Id"] = []string{"underscore-spoof"} // CGI-style servers read it as X-User-Id
 		r.Header.Set("Connection", "X-User-Id, X-Legacy-User")
 	}
