@@ -58,6 +58,10 @@ type IssuerConfig struct {
 	// Sources are in-process key sources, such as tollgate's own signing
 	// keys, consulted without any network round trip.
 	Sources []KeySource
+	// Refresh makes this issuer's tokens acceptable only as refresh tokens
+	// (claim type "refresh"), for the token endpoint's refresh grant. By
+	// default only access tokens are accepted.
+	Refresh bool
 }
 
 // Option configures optional Verifier behaviour.
@@ -105,6 +109,7 @@ type Verifier struct {
 }
 
 type issuer struct {
+	refresh   bool
 	name      string
 	audiences []string
 	algs      []string
@@ -183,7 +188,7 @@ func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remo
 	if len(ic.KeyFiles)+len(ic.JWKSURLs)+len(ic.Sources) == 0 {
 		errs = append(errs, errors.New("no key source (key files, JWKS URLs)"))
 	}
-	iss := &issuer{name: ic.Issuer, audiences: ic.Audiences, algs: algs, sources: ic.Sources}
+	iss := &issuer{name: ic.Issuer, audiences: ic.Audiences, algs: algs, sources: ic.Sources, refresh: ic.Refresh}
 	if len(ic.KeyFiles) > 0 {
 		keys, err := LoadKeyFiles(ic.KeyFiles, algs)
 		if err != nil {
@@ -305,7 +310,11 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 		errs = append(errs, ErrWrongAudience)
 	}
 	tok.Audience = aud
-	if err := checkType(header, c); err != nil {
+	check := checkType
+	if iss.refresh {
+		check = checkRefreshType
+	}
+	if err := check(header, c); err != nil {
 		errs = append(errs, err)
 	}
 	for _, f := range []struct {
@@ -343,6 +352,16 @@ func checkType(header map[string]any, c jwt.MapClaims) error {
 	default:
 		return fmt.Errorf("%w: neither typ at+jwt nor type access", ErrWrongType)
 	}
+}
+
+// checkRefreshType accepts only a token whose type claim is "refresh" and
+// whose header typ, if any, is plain JWT.
+func checkRefreshType(header map[string]any, c jwt.MapClaims) error {
+	typ, _ := header["typ"].(string)
+	if c["type"] != "refresh" || (typ != "" && !strings.EqualFold(typ, "jwt")) {
+		return fmt.Errorf("%w: not a refresh token", ErrWrongType)
+	}
+	return nil
 }
 
 // keyFor returns the verification key (or key set) for a token whose claims

@@ -15,6 +15,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tollgate/tollgate/issuer"
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/verifier"
 )
@@ -53,6 +54,22 @@ type Config struct {
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// LogFormat is json or console.
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
+	// PublicURL is tollgate's own public base URL: the iss of the tokens it
+	// mints and the base of its discovery document.
+	PublicURL string `env:"PUBLIC_URL"`
+	// SigningKeysDir holds the PEM private keys tollgate signs with; setting
+	// it turns the token endpoints on.
+	SigningKeysDir string `env:"SIGNING_KEYS_DIR"`
+	// UsersFile is the YAML users file the password grant checks.
+	UsersFile string `env:"USERS_FILE"`
+	// TokenAudience is the aud of minted access tokens.
+	TokenAudience string `env:"TOKEN_AUDIENCE" envDefault:"tollgate"`
+	// AccessTokenTTL and RefreshTokenTTL are the token lifetimes.
+	AccessTokenTTL  time.Duration `env:"ACCESS_TOKEN_TTL" envDefault:"1h"`
+	RefreshTokenTTL time.Duration `env:"REFRESH_TOKEN_TTL" envDefault:"720h"`
+	// ReloadInterval is how often the users file and the keys directory
+	// are checked for changes.
+	ReloadInterval time.Duration `env:"RELOAD_INTERVAL" envDefault:"5s"`
 	// ConfigFile names the optional YAML file.
 	ConfigFile string `env:"CONFIG_FILE"`
 	// UpstreamTimeout bounds the wait for an upstream's response headers
@@ -74,10 +91,6 @@ type Config struct {
 
 	// File is the parsed YAML file (zero if none).
 	File File `env:"-"`
-
-	// extraIssuers are trusted issuers whose keys live in-process (the
-	// demo's ephemeral key); they are not configurable from outside.
-	extraIssuers []verifier.IssuerConfig
 }
 
 // File is the YAML configuration file: the structured parts of the
@@ -87,6 +100,7 @@ type File struct {
 	Routes         []FileRoute    `yaml:"routes"`
 	Headers        []FileHeader   `yaml:"headers"`
 	TrustedIssuers []FileIssuer   `yaml:"trusted_issuers"`
+	Clients        []FileClient   `yaml:"clients"`
 	// Realm is the WWW-Authenticate realm; default "tollgate".
 	Realm string `yaml:"realm"`
 }
@@ -113,6 +127,18 @@ type FileRoute struct {
 type FileHeader struct {
 	Header string `yaml:"header"`
 	Claim  string `yaml:"claim"`
+}
+
+// FileClient is a registered OAuth client of the token endpoints.
+type FileClient struct {
+	ID              string        `yaml:"id"`
+	Secret          string        `yaml:"secret"`
+	Grants          []string      `yaml:"grants"`
+	Scopes          []string      `yaml:"scopes"`
+	Audience        string        `yaml:"audience"`
+	PartnerID       string        `yaml:"partner_id"`
+	AccessTokenTTL  time.Duration `yaml:"access_token_ttl"`
+	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
 }
 
 // FileIssuer is one trusted token issuer.
@@ -238,6 +264,8 @@ func (c *Config) check() []error {
 		"TOLLGATE_UPSTREAM_TIMEOUT": c.UpstreamTimeout, "TOLLGATE_DRAIN_TIMEOUT": c.DrainTimeout,
 		"TOLLGATE_READ_HEADER_TIMEOUT": c.ReadHeaderTimeout, "TOLLGATE_IDLE_TIMEOUT": c.IdleTimeout,
 		"TOLLGATE_JWKS_REFRESH": c.JWKSRefresh, "TOLLGATE_JWKS_MAX_STALE": c.JWKSMaxStale,
+		"TOLLGATE_ACCESS_TOKEN_TTL": c.AccessTokenTTL, "TOLLGATE_REFRESH_TOKEN_TTL": c.RefreshTokenTTL,
+		"TOLLGATE_RELOAD_INTERVAL": c.ReloadInterval,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", name))
@@ -260,7 +288,20 @@ func (c *Config) check() []error {
 	if c.UpstreamURL == "" && len(c.File.Routes) == 0 {
 		errs = append(errs, errors.New("no route: set TOLLGATE_UPSTREAM_URL or routes in TOLLGATE_CONFIG_FILE"))
 	}
-	if c.Issuer == "" && len(c.File.TrustedIssuers)+len(c.extraIssuers) == 0 {
+	if c.SigningKeysDir != "" {
+		if c.UsersFile == "" {
+			errs = append(errs, errors.New("TOLLGATE_USERS_FILE: required with TOLLGATE_SIGNING_KEYS_DIR"))
+		}
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("TOLLGATE_PUBLIC_URL: %q is not an http(s) URL (required with TOLLGATE_SIGNING_KEYS_DIR: it is the iss of minted tokens)", c.PublicURL))
+		}
+	} else if c.UsersFile != "" || len(c.File.Clients) > 0 {
+		errs = append(errs, errors.New("TOLLGATE_SIGNING_KEYS_DIR: required when TOLLGATE_USERS_FILE or clients are configured"))
+	}
+	if c.AccessTokenTTL > 0 && c.RefreshTokenTTL > 0 && c.RefreshTokenTTL < c.AccessTokenTTL {
+		errs = append(errs, errors.New("TOLLGATE_REFRESH_TOKEN_TTL: shorter than TOLLGATE_ACCESS_TOKEN_TTL"))
+	}
+	if c.Issuer == "" && c.SigningKeysDir == "" && len(c.File.TrustedIssuers) == 0 {
 		errs = append(errs, errors.New("no trusted issuer: set TOLLGATE_ISSUER (with TOLLGATE_AUDIENCE and TOLLGATE_VERIFY_KEYS or TOLLGATE_JWKS_URLS) or trusted_issuers in TOLLGATE_CONFIG_FILE"))
 	}
 	return errs
@@ -310,4 +351,32 @@ func (c *Config) proxyConfig() proxy.Config {
 		pc.Headers = append(pc.Headers, proxy.HeaderMapping{Header: h.Header, Claim: h.Claim})
 	}
 	return pc
+}
+
+// issuerConfig is the token endpoints' configuration. A nil clients
+// section means an open registry; an empty list means no client at all.
+func (c *Config) issuerConfig() issuer.Config {
+	ic := issuer.Config{Issuer: c.PublicURL, Audience: c.TokenAudience, AccessTTL: c.AccessTokenTTL, RefreshTTL: c.RefreshTokenTTL}
+	if c.File.Clients != nil {
+		ic.Clients = []issuer.Client{}
+	}
+	for _, fc := range c.File.Clients {
+		ic.Clients = append(ic.Clients, issuer.Client{
+			ID: fc.ID, Secret: fc.Secret, Grants: fc.Grants, Scopes: fc.Scopes, Audience: fc.Audience,
+			PartnerID: fc.PartnerID, AccessTTL: fc.AccessTokenTTL, RefreshTTL: fc.RefreshTokenTTL,
+		})
+	}
+	return ic
+}
+
+// selfAudiences lists the audiences of minted access tokens, for the
+// verifier that trusts them.
+func (c *Config) selfAudiences() []string {
+	auds := []string{c.TokenAudience}
+	for _, fc := range c.File.Clients {
+		if fc.Audience != "" && !slices.Contains(auds, fc.Audience) {
+			auds = append(auds, fc.Audience)
+		}
+	}
+	return auds
 }

@@ -2,39 +2,49 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/template"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/tollgate/tollgate/verifier"
+	"github.com/tollgate/tollgate/identity"
 )
 
+// The demo's user and clients, shaped like the source documents' examples.
 const (
-	demoIssuer   = "tollgate-demo"
-	demoAudience = "demo-api"
-	demoKeyID    = "demo-key"
+	demoUser     = "demo@example.com"
+	demoPassword = "demo-password"
+	demoPartner  = "10000"
+	demoClient   = "1d29e6d7-18cf-407d-a064-e4f8c4baefab" // 003's client_id
 )
 
-// demo runs the gateway with an ephemeral signing key and a built-in echo
-// upstream on loopback, and prints tokens and curl commands to try. It needs
-// no configuration; TOLLGATE_LISTEN and TOLLGATE_ADMIN_LISTEN still apply.
+// demo runs the gateway with an ephemeral signing key, a demo user and a
+// built-in echo upstream on loopback, and prints tokens and curl commands to
+// try. It needs no configuration; TOLLGATE_LISTEN and TOLLGATE_ADMIN_LISTEN
+// still apply.
 func demo(ctx context.Context, environ []string, stdout, stderr io.Writer) error {
 	cfg, _, errs := parseConfig(environ)
 	if len(errs) > 0 {
-		return fmt.Errorf("invalid configuration: %v", errs)
+		return fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
 	}
 	set := func(name string) bool {
 		return slices.ContainsFunc(environ, func(kv string) bool { return strings.HasPrefix(kv, envPrefix+name+"=") })
@@ -50,8 +60,16 @@ func demo(ctx context.Context, environ []string, stdout, stderr io.Writer) error
 	}
 	cfg.ShutdownDelay = 0 // no load balancer to warn
 
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	dir, err := os.MkdirTemp("", "tollgate-demo-")
 	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	key, kid, err := writeDemoKey(filepath.Join(dir, "keys"))
+	if err != nil {
+		return err
+	}
+	if err := writeDemoUsers(filepath.Join(dir, "users.yaml")); err != nil {
 		return err
 	}
 	echo, err := startEcho()
@@ -59,42 +77,53 @@ func demo(ctx context.Context, environ []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer echo.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("public listener: %w", err)
+	}
+	public := "http://" + ln.Addr().String()
 	cfg.UpstreamURL = "http://" + echo.Addr().String()
-	cfg.extraIssuers = []verifier.IssuerConfig{{
-		Issuer:     demoIssuer,
-		Audiences:  []string{demoAudience},
-		Algorithms: []string{"ES256"},
-		Sources: []verifier.KeySource{verifier.NewKeySet(&verifier.Key{
-			ID: demoKeyID, Algorithms: []string{"ES256"}, Public: &key.PublicKey,
-		})},
-	}}
+	cfg.SigningKeysDir = filepath.Join(dir, "keys")
+	cfg.UsersFile = filepath.Join(dir, "users.yaml")
+	cfg.PublicURL = public
+	cfg.File.Clients = []FileClient{
+		{ID: "anonymous", Grants: []string{"password", "refresh_token"}},
+		{ID: demoClient, Grants: []string{"password", "refresh_token"}, PartnerID: demoPartner},
+	}
 	if err := errors.Join(cfg.check()...); err != nil {
+		ln.Close()
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	logger, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	defer logger.Sync()
 	m, err := NewMain(cfg, logger)
 	if err != nil {
+		ln.Close()
 		return err
 	}
+	m.publicLn = ln
 	if err := m.Run(ctx); err != nil {
 		return err
 	}
 	now := time.Now()
-	valid, err := demoToken(key, now, time.Hour)
+	mint := func(iat time.Time) (string, error) {
+		return demoToken(key, kid, public, cfg.TokenAudience, iat, time.Hour)
+	}
+	valid, err := mint(now)
 	if err != nil {
 		return err
 	}
-	expired, err := demoToken(key, now.Add(-2*time.Hour), time.Hour)
+	expired, err := mint(now.Add(-2 * time.Hour))
 	if err != nil {
 		return err
 	}
 	err = demoText.Execute(stdout, map[string]string{
-		"Public": "http://" + m.PublicAddr(), "Admin": "http://" + m.AdminAddr(),
-		"Token": valid, "Expired": expired,
+		"Public": public, "Admin": "http://" + m.AdminAddr(), "Token": valid, "Expired": expired,
+		"User": demoUser, "Password": demoPassword, "Partner": demoPartner, "Client": demoClient,
 	})
 	if err != nil {
 		return err
@@ -105,8 +134,9 @@ func demo(ctx context.Context, environ []string, stdout, stderr io.Writer) error
 
 var demoText = template.Must(template.New("demo").Parse(`
 tollgate demo is running (Ctrl-C to stop)
-  public listener: {{.Public}}   (every path goes to a built-in echo upstream; auth required)
+  public listener: {{.Public}}   (token endpoints; every other path goes to a built-in echo upstream, auth required)
   admin listener:  {{.Admin}}    (/metrics, /healthz, /readyz)
+  demo user: {{.User}} / {{.Password}} (partner {{.Partner}})
 
 A valid access token (ES256, 1 hour):
 TOKEN={{.Token}}
@@ -123,23 +153,79 @@ curl -s {{.Public}}/api/hello -H "Authorization: Bearer $TOKEN" -H 'X-User-Id: a
 # 4. No token at all: 401.
 curl -si {{.Public}}/api/hello
 
-# 5. Metrics and readiness.
+# 5. Log in as the fielded clients do (source docs 000, 002, 003):
+curl --location --request POST '{{.Public}}/api/auth/v1/access_tokens' --header 'Content-Type: application/x-www-form-urlencoded' --data-raw '{"grant_type": "password", "credentials": {"username": "{{.User}}", "password": "{{.Password}}"}}'
+curl -X POST -H 'Content-Type: application/x-www-form-urlencoded' -d 'client_id=anonymous& grant_type=password& response_type=token& scope=openid& username={{.User}}& password={{.Password}}' {{.Public}}/auth/realms/platform/protocol/openid-connect/token
+curl '{{.Public}}/oauth/token?partnerId={{.Partner}}' -H 'Content-Type: application/x-www-form-urlencoded' -X 'POST' -d 'client_id={{.Client}}&grant_type=password&email={{.User}}&password={{.Password}}'
+
+# 6. Renew with the refresh_token from a login (002's request):
+curl -X POST -H 'Content-Type: application/x-www-form-urlencoded' -d ' grant_type=refresh_token& client_id=anonymous& refresh_token=<REFRESH_TOKEN>' {{.Public}}/auth/realms/platform/protocol/openid-connect/token
+
+# 7. Who am I (003), discovery and keys:
+curl {{.Public}}/oauth/userinfo -H "Authorization:Bearer $TOKEN"
+curl -s {{.Public}}/.well-known/openid-configuration
+curl -s {{.Public}}/.well-known/jwks.json
+
+# 8. Metrics and readiness.
 curl -s {{.Admin}}/metrics | grep tollgate_
 curl -s {{.Admin}}/readyz
 `))
 
-// demoToken mints an access token for the demo user, issued at iat.
-func demoToken(key *ecdsa.PrivateKey, iat time.Time, ttl time.Duration) (string, error) {
+// writeDemoKey writes an ephemeral ES256 key and returns it with its kid.
+func writeDemoKey(dir string) (*ecdsa.PrivateKey, string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "demo.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return nil, "", err
+	}
+	sum, err := (&jose.JSONWebKey{Key: &key.PublicKey}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, "", err
+	}
+	return key, base64.RawURLEncoding.EncodeToString(sum), nil
+}
+
+// writeDemoUsers writes the demo users file.
+func writeDemoUsers(path string) error {
+	hash, err := identity.PasswordHasher{}.Hash([]byte(demoPassword))
+	if err != nil {
+		return err
+	}
+	users := fmt.Sprintf(`users:
+  - id: demo-user
+    username: demo
+    email: %s
+    password_hash: %q
+    profiles: [demo-profile, kids-profile]
+    role: AGENT
+    partner_id: %q
+    claims: {agentId: f9683b7b-e332-4864-b725-ac6cdc207dbd, siteId: 10115}
+`, demoUser, hash, demoPartner)
+	return os.WriteFile(path, []byte(users), 0o600)
+}
+
+// demoToken mints an access token for the demo user, issued at iat, the
+// way the token endpoints would.
+func demoToken(key *ecdsa.PrivateKey, kid, iss, aud string, iat time.Time, ttl time.Duration) (string, error) {
 	sid := make([]byte, 8)
 	rand.Read(sid)
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
-		"iss": demoIssuer, "aud": demoAudience, "sub": "demo-user",
+		"iss": iss, "aud": aud, "sub": "demo-user",
 		"iat": iat.Unix(), "nbf": iat.Unix(), "exp": iat.Add(ttl).Unix(),
 		"jti": hex.EncodeToString(sid), "type": "access", "profile": "demo-profile",
-		"sid": hex.EncodeToString(sid), "client_id": "demo", "scope": "openid profile",
+		"sid": hex.EncodeToString(sid), "client_id": "anonymous", "scope": "openid profile",
 	})
 	t.Header["typ"] = "at+jwt"
-	t.Header["kid"] = demoKeyID
+	t.Header["kid"] = kid
 	return t.SignedString(key)
 }
 

@@ -19,7 +19,7 @@ func TestDemo(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"demo"}, []string{
 			"TOLLGATE_LISTEN=127.0.0.1:0", "TOLLGATE_ADMIN_LISTEN=127.0.0.1:0", "TOLLGATE_LOG_LEVEL=warn",
-		}, pw, io.Discard)
+		}, nil, pw, io.Discard)
 		pw.Close()
 	}()
 	t.Cleanup(func() {

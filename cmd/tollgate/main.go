@@ -7,22 +7,32 @@
 //	tollgate serve          run the gateway (configuration from TOLLGATE_* and TOLLGATE_CONFIG_FILE)
 //	tollgate demo           run a zero-configuration demo on 127.0.0.1
 //	tollgate check-config   validate the configuration and exit
+//	tollgate keygen         write a new signing key into TOLLGATE_SIGNING_KEYS_DIR
+//	tollgate hash-password  read a password on stdin, print its argon2id hash
 //	tollgate version        print the version
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
+
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/issuer"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "tollgate:", err)
 		os.Exit(1)
 	}
@@ -35,11 +45,16 @@ commands:
                  and the YAML file named by TOLLGATE_CONFIG_FILE)
   demo           run a zero-configuration demo on 127.0.0.1 with an echo upstream
   check-config   validate the configuration, list every problem, and exit
+  keygen [-alg ES256|RS256|EdDSA] [-dir DIR]
+                 write a new signing key (default: ES256 into
+                 TOLLGATE_SIGNING_KEYS_DIR); it signs from the next reload on
+  hash-password  read a password on stdin, print its argon2id hash for the
+                 users file
   version        print the version
 `
 
 // run executes one command. ctx is cancelled by SIGINT/SIGTERM.
-func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("no command given")
@@ -51,6 +66,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return demo(ctx, environ, stdout, stderr)
 	case "check-config":
 		return checkConfig(environ, stdout, stderr)
+	case "keygen":
+		return keygen(args[1:], environ, stdout, stderr)
+	case "hash-password":
+		return hashPassword(stdin, stdout)
 	case "version":
 		bi := buildInfo()
 		fmt.Fprintf(stdout, "tollgate %s (revision %s, %s)\n", bi.Version, bi.Revision, bi.GoVersion)
@@ -107,5 +126,48 @@ func checkConfig(environ []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	fmt.Fprintln(stdout, "configuration ok")
+	return nil
+}
+
+// keygen writes a new private key into the signing keys directory.
+func keygen(args, environ []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	alg := fs.String("alg", "ES256", "ES256, RS256 or EdDSA")
+	dir := fs.String("dir", "", "directory (default TOLLGATE_SIGNING_KEYS_DIR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		cfg, _, _ := parseConfig(environ)
+		*dir = cfg.SigningKeysDir
+	}
+	if *dir == "" {
+		return errors.New("keygen: no directory: pass -dir or set TOLLGATE_SIGNING_KEYS_DIR")
+	}
+	file, kid, err := issuer.GenerateKey(*dir, *alg, time.Now())
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s, kid %s)\n", file, *alg, kid)
+	return nil
+}
+
+// hashPassword reads one password (the first line of stdin) and prints its
+// argon2id hash.
+func hashPassword(stdin io.Reader, stdout io.Writer) error {
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return errors.New("hash-password: empty password on stdin")
+	}
+	h, err := identity.PasswordHasher{}.Hash([]byte(pw))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, h)
 	return nil
 }

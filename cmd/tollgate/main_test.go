@@ -533,7 +533,7 @@ func TestCheckConfigListsEveryProblem(t *testing.T) {
 		"TOLLGATE_LOG_FORMAT=xml",
 		"TOLLGATE_AUDIENCE=api",
 		"TOLLGATE_AUDIANCE=typo",
-	}, &stdout, &stderr)
+	}, nil, &stdout, &stderr)
 	if err == nil {
 		t.Fatal("check-config accepted a broken configuration")
 	}
@@ -552,7 +552,7 @@ func TestCheckConfigListsEveryProblem(t *testing.T) {
 		"TOLLGATE_ISSUER=" + testIssuer,
 		"TOLLGATE_AUDIENCE=api",
 		"TOLLGATE_VERIFY_KEYS=" + filepath.Join(dir, "missing.pem"),
-	}, &stdout, &stderr)
+	}, nil, &stdout, &stderr)
 	if err == nil {
 		t.Fatal("check-config accepted a broken configuration")
 	}
@@ -569,7 +569,7 @@ func TestCheckConfigListsEveryProblem(t *testing.T) {
 		"TOLLGATE_ISSUER=" + testIssuer,
 		"TOLLGATE_AUDIENCE=api",
 		"TOLLGATE_VERIFY_KEYS=" + writeKey(t, dir, key),
-	}, &stdout, &stderr)
+	}, nil, &stdout, &stderr)
 	if err != nil || !strings.Contains(stdout.String(), "configuration ok") {
 		t.Fatalf("valid configuration refused: %v", err)
 	}
@@ -577,10 +577,10 @@ func TestCheckConfigListsEveryProblem(t *testing.T) {
 
 func TestUnknownCommand(t *testing.T) {
 	var out, errOut strings.Builder
-	if err := run(t.Context(), []string{"frobnicate"}, nil, &out, &errOut); err == nil || !strings.Contains(errOut.String(), "usage") {
+	if err := run(t.Context(), []string{"frobnicate"}, nil, nil, &out, &errOut); err == nil || !strings.Contains(errOut.String(), "usage") {
 		t.Fatalf("err %v, stderr %q", err, errOut.String())
 	}
-	if err := run(t.Context(), []string{"version"}, nil, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "tollgate ") {
+	if err := run(t.Context(), []string{"version"}, nil, nil, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "tollgate ") {
 		t.Fatalf("version: %v %q", err, out.String())
 	}
 }

@@ -14,6 +14,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/issuer"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/verifier"
@@ -26,6 +28,8 @@ type Main struct {
 	logger   *zap.Logger
 	metrics  *metrics.Metrics
 	verifier *verifier.Verifier
+	keys     *issuer.Keys    // nil without token endpoints
+	users    *identity.Users // nil without token endpoints
 	public   *http.Server
 	admin    *http.Server
 
@@ -47,7 +51,23 @@ func NewMain(cfg *Config, logger *zap.Logger) (*Main, error) {
 	m := &Main{cfg: cfg, logger: logger, metrics: metrics.New(buildInfo())}
 	var errs []error
 	vc := cfg.verifierConfig()
-	vc.Issuers = append(vc.Issuers, cfg.extraIssuers...)
+	if cfg.SigningKeysDir != "" {
+		keys, err := issuer.LoadKeys(issuer.KeysConfig{Dir: cfg.SigningKeysDir, PollInterval: cfg.ReloadInterval}, logger, nil)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		users, err := identity.New(identity.Config{Path: cfg.UsersFile, PollInterval: cfg.ReloadInterval}, logger)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		m.keys, m.users = keys, users
+		if keys != nil {
+			// Self-issued tokens verify against the in-process key set.
+			vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
+				Issuer: cfg.PublicURL, Audiences: cfg.selfAudiences(), Sources: []verifier.KeySource{keys},
+			})
+		}
+	}
 	v, err := verifier.New(vc, logger)
 	if err != nil {
 		errs = append(errs, err)
@@ -57,11 +77,21 @@ func NewMain(cfg *Config, logger *zap.Logger) (*Main, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	var iss *issuer.Issuer
+	if m.keys != nil && m.users != nil && v != nil {
+		if iss, err = issuer.New(cfg.issuerConfig(), m.keys, m.users, v, logger); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	var public http.Handler = p
+	if iss != nil {
+		public = withIssuer(iss, p)
+	}
 	m.public = &http.Server{
-		Handler:           proxy.Edge(p, logger),
+		Handler:           proxy.Edge(public, logger),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -81,8 +111,10 @@ func NewMain(cfg *Config, logger *zap.Logger) (*Main, error) {
 // and returns. ctx bounds the background work; Close stops everything.
 func (m *Main) Run(ctx context.Context) error {
 	var err error
-	if m.publicLn, err = net.Listen("tcp", m.cfg.Listen); err != nil {
-		return fmt.Errorf("public listener: %w", err)
+	if m.publicLn == nil { // tests and the demo may listen first, to learn the address
+		if m.publicLn, err = net.Listen("tcp", m.cfg.Listen); err != nil {
+			return fmt.Errorf("public listener: %w", err)
+		}
 	}
 	if m.adminLn, err = net.Listen("tcp", m.cfg.AdminListen); err != nil {
 		m.publicLn.Close()
@@ -94,6 +126,10 @@ func (m *Main) Run(ctx context.Context) error {
 			m.logger.Error("key refresh stopped", zap.Error(err))
 		}
 	})
+	if m.keys != nil {
+		m.bg.Go(func() { m.keys.Run(ctx) })
+		m.bg.Go(func() { m.users.Run(ctx) })
+	}
 	for _, s := range []struct {
 		srv *http.Server
 		ln  net.Listener
@@ -148,6 +184,23 @@ func (m *Main) shutdown() error {
 	m.bg.Wait()
 	m.logger.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// withIssuer sends the token endpoints' paths to the issuer and every other
+// request to the proxy.
+func withIssuer(iss *issuer.Issuer, p http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	h := iss.Handler()
+	for _, pattern := range iss.Routes() {
+		mux.Handle(pattern, h)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		p.ServeHTTP(w, r)
+	})
 }
 
 func (m *Main) adminHandler() http.Handler {

@@ -1,0 +1,310 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/verifier"
+)
+
+// SigningKey is one private key from the keys directory.
+type SigningKey struct {
+	// ID is the RFC 7638 thumbprint of the public key.
+	ID string
+	// Algorithm is ES256 (P-256), RS256 (RSA) or EdDSA (Ed25519).
+	Algorithm string
+	// File is the file the key came from.
+	File string
+
+	method jwt.SigningMethod
+	signer crypto.Signer
+}
+
+// keySnapshot is one immutable reading of the keys directory.
+type keySnapshot struct {
+	current *SigningKey // the newest key: it signs
+	all     []*SigningKey
+	set     *verifier.KeySet // every public key, for in-process verification
+	jwks    []byte           // every public key, published
+	stamp   string           // names, sizes and times of the files read
+}
+
+// KeysConfig configures Keys.
+type KeysConfig struct {
+	// Dir holds PEM private keys (PKCS#8, SEC 1 or PKCS#1). Required. The
+	// newest key — the last file in name order; keygen names files by
+	// creation time — signs; every key is published until its file is
+	// removed.
+	Dir string
+	// PollInterval is how often Run looks for changes. Zero means 5s.
+	PollInterval time.Duration
+}
+
+// Keys holds tollgate's signing keys, re-read when the directory changes.
+// It is a verifier.KeySource, so the proxy verifies self-issued tokens
+// without an HTTP round trip.
+type Keys struct {
+	cfg      KeysConfig
+	logger   *zap.Logger
+	onReload func(error)
+	snap     atomic.Pointer[keySnapshot]
+}
+
+var _ verifier.KeySource = (*Keys)(nil)
+
+// LoadKeys reads the directory; no usable key is an error.
+func LoadKeys(cfg KeysConfig, logger *zap.Logger, onReload func(error)) (*Keys, error) {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 5 * time.Second
+	}
+	if onReload == nil {
+		onReload = func(error) {}
+	}
+	k := &Keys{cfg: cfg, logger: logger.Named("keys"), onReload: onReload}
+	s, err := readKeyDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	k.snap.Store(s)
+	k.logger.Info("signing keys loaded", zap.Int("keys", len(s.all)), zap.String("signing_kid", s.current.ID))
+	return k, nil
+}
+
+// Reload re-reads the directory; on error the last good set is kept.
+func (k *Keys) Reload() error {
+	s, err := readKeyDir(k.cfg.Dir)
+	if err != nil {
+		k.logger.Error("signing keys not reloaded; keeping the last good set", zap.String("dir", k.cfg.Dir), zap.Error(err))
+	} else {
+		k.snap.Store(s)
+		k.logger.Info("signing keys reloaded", zap.Int("keys", len(s.all)), zap.String("signing_kid", s.current.ID))
+	}
+	k.onReload(err)
+	return err
+}
+
+// Run reloads the keys when the directory changes, until ctx is done.
+func (k *Keys) Run(ctx context.Context) error {
+	t := time.NewTicker(k.cfg.PollInterval)
+	defer t.Stop()
+	last := k.snap.Load().stamp
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		stamp, err := dirStamp(k.cfg.Dir)
+		if err != nil || stamp == last {
+			continue
+		}
+		last = stamp
+		k.Reload()
+	}
+}
+
+// Keys implements verifier.KeySource.
+func (k *Keys) Keys(ctx context.Context, kid string) ([]*verifier.Key, error) {
+	return k.snap.Load().set.Keys(ctx, kid)
+}
+
+// JWKS returns the published JWK Set.
+func (k *Keys) JWKS() []byte { return k.snap.Load().jwks }
+
+// Current returns the key that signs new tokens.
+func (k *Keys) Current() *SigningKey { return k.snap.Load().current }
+
+// Algorithms lists the algorithms of the keys now loaded.
+func (k *Keys) Algorithms() []string {
+	var algs []string
+	for _, sk := range k.snap.Load().all {
+		if !slices.Contains(algs, sk.Algorithm) {
+			algs = append(algs, sk.Algorithm)
+		}
+	}
+	return algs
+}
+
+// sign signs claims with the current key.
+func (k *Keys) sign(claims jwt.MapClaims, typ string) (string, error) {
+	sk := k.Current()
+	t := jwt.NewWithClaims(sk.method, claims)
+	t.Header["kid"] = sk.ID
+	t.Header["typ"] = typ
+	return t.SignedString(sk.signer)
+}
+
+// dirStamp describes the directory's key files, to notice changes.
+func dirStamp(dir string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		info, err := os.Stat(filepath.Join(dir, e.Name())) // follows symlinks (Kubernetes secrets)
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", e.Name(), info.Size(), info.ModTime().UnixNano())
+	}
+	return b.String(), nil
+}
+
+// readKeyDir reads every *.pem file; any bad file fails the whole read, so
+// a half-written key never replaces a good set.
+func readKeyDir(dir string) (*keySnapshot, error) {
+	stamp, err := dirStamp(dir)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "*.pem"))
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	s := &keySnapshot{stamp: stamp}
+	var errs []error
+	var public []*verifier.Key
+	var jwks jose.JSONWebKeySet
+	for _, name := range names {
+		sk, err := readKeyFile(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		if slices.ContainsFunc(s.all, func(o *SigningKey) bool { return o.ID == sk.ID }) {
+			continue // the same key twice
+		}
+		s.all = append(s.all, sk)
+		pub := sk.signer.Public()
+		public = append(public, &verifier.Key{ID: sk.ID, Algorithms: []string{sk.Algorithm}, Public: pub})
+		jwks.Keys = append(jwks.Keys, jose.JSONWebKey{Key: pub, KeyID: sk.ID, Algorithm: sk.Algorithm, Use: "sig"})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	if len(s.all) == 0 {
+		return nil, fmt.Errorf("signing keys: no *.pem key in %s (create one with `tollgate keygen`)", dir)
+	}
+	s.current = s.all[len(s.all)-1]
+	s.set = verifier.NewKeySet(public...)
+	if s.jwks, err = json.Marshal(jwks); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func readKeyFile(name string) (*SigningKey, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	var key any
+	switch block.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sk := &SigningKey{File: name}
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		if k.Curve != elliptic.P256() {
+			return nil, errors.New("only P-256 EC keys are supported (ES256)")
+		}
+		sk.Algorithm, sk.method, sk.signer = "ES256", jwt.SigningMethodES256, k
+	case *rsa.PrivateKey:
+		if k.N.BitLen() < 2048 {
+			return nil, errors.New("RSA keys must have at least 2048 bits")
+		}
+		sk.Algorithm, sk.method, sk.signer = "RS256", jwt.SigningMethodRS256, k
+	case ed25519.PrivateKey:
+		sk.Algorithm, sk.method, sk.signer = "EdDSA", jwt.SigningMethodEdDSA, k
+	default:
+		return nil, fmt.Errorf("unsupported key type %T", key)
+	}
+	sum, err := (&jose.JSONWebKey{Key: sk.signer.Public()}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	sk.ID = base64.RawURLEncoding.EncodeToString(sum)
+	return sk, nil
+}
+
+// GenerateKey makes a new private key for alg (ES256, RS256 or EdDSA) and
+// writes it into dir as PKCS#8 PEM, named by creation time so that it
+// becomes the newest key. It returns the file name and the kid.
+func GenerateKey(dir, alg string, now time.Time) (string, string, error) {
+	var key crypto.Signer
+	var err error
+	switch alg {
+	case "ES256":
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "RS256":
+		key, err = rsa.GenerateKey(rand.Reader, 3072)
+	case "EdDSA":
+		_, key, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		return "", "", fmt.Errorf("algorithm %q: want ES256, RS256 or EdDSA", alg)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	sum, err := (&jose.JSONWebKey{Key: key.Public()}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", "", err
+	}
+	kid := base64.RawURLEncoding.EncodeToString(sum)
+	short := sha256.Sum256([]byte(kid))
+	name := filepath.Join(dir, fmt.Sprintf("%s-%s-%x.pem", now.UTC().Format("20060102T150405Z"), strings.ToLower(alg), short[:3]))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", err
+	}
+	// Write then rename, so a reload never sees half a key.
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return "", "", err
+	}
+	return name, kid, nil
+}
