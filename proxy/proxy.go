@@ -116,7 +116,10 @@ func New(cfg Config, v Verifier, logger *zap.Logger, opts ...Option) (*Proxy, er
 		p.headers = append(p.headers, mapping{header: name, path: strings.Split(h.Claim, ".")})
 	}
 	bufs := &bufferPool{}
-	errLog := zap.NewStdLog(p.logger.WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+	errLog, err := zap.NewStdLogAt(p.logger, zap.WarnLevel)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range cfg.Routes {
 		rt := &route{Route: r, prefix: normPrefix(r.Prefix), forbidden: p.errs.forbidden(r.Scopes)}
 		if rt.Name == "" {

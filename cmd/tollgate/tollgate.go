@@ -42,13 +42,24 @@ type Main struct {
 	bg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+	// now is the clock of the verifier and the token endpoints.
+	now func() time.Time
 }
+
+// mainOption configures optional Main behaviour (tests).
+type mainOption func(*Main)
+
+// withClock sets the clock of token verification and minting.
+func withClock(now func() time.Time) mainOption { return func(m *Main) { m.now = now } }
 
 // NewMain builds every part of the gateway from cfg without listening: key
 // files are read, routes and header mappings checked. Every problem is
 // reported at once. check-config stops here.
-func NewMain(cfg *Config, logger *zap.Logger) (*Main, error) {
-	m := &Main{cfg: cfg, logger: logger, metrics: metrics.New(buildInfo())}
+func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error) {
+	m := &Main{cfg: cfg, logger: logger, metrics: metrics.New(buildInfo()), now: time.Now}
+	for _, o := range opts {
+		o(m)
+	}
 	var errs []error
 	vc := cfg.verifierConfig()
 	if cfg.SigningKeysDir != "" {
@@ -68,7 +79,7 @@ func NewMain(cfg *Config, logger *zap.Logger) (*Main, error) {
 			})
 		}
 	}
-	v, err := verifier.New(vc, logger)
+	v, err := verifier.New(vc, logger, verifier.WithClock(m.now))
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -79,7 +90,7 @@ func NewMain(cfg *Config, logger *zap.Logger) (*Main, error) {
 	}
 	var iss *issuer.Issuer
 	if m.keys != nil && m.users != nil && v != nil {
-		if iss, err = issuer.New(cfg.issuerConfig(), m.keys, m.users, v, logger); err != nil {
+		if iss, err = issuer.New(cfg.issuerConfig(), m.keys, m.users, v, logger, issuer.WithClock(m.now)); err != nil {
 			errs = append(errs, err)
 		}
 	}
