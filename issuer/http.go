@@ -79,6 +79,7 @@ func parseForm(body []byte) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad form encoding", ErrInvalidRequest)
 		}
+		key = strings.TrimSpace(key)
 		val, err := url.QueryUnescape(strings.TrimSpace(v))
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad form encoding of %s", ErrInvalidRequest, key)
