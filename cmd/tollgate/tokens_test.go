@@ -268,7 +268,9 @@ func TestSourceDoc000And001JSONAPI(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("refresh: %d %s", resp.StatusCode, b)
 	}
-	var renewed struct{ Data struct{ Attributes map[string]any } }
+	var renewed struct {
+		Data struct{ Attributes map[string]any }
+	}
 	json.Unmarshal(b, &renewed)
 	ra := renewed.Data.Attributes
 	if ra["access_token"] == access || ra["refresh_token"] == refresh || ra["user_profile_id"] != a["user_profile_id"] || ra["user_id"] != "2" {
