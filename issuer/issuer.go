@@ -52,6 +52,10 @@ type Client struct {
 	PartnerID string
 	// AccessTTL and RefreshTTL override the global lifetimes when non-zero.
 	AccessTTL, RefreshTTL time.Duration
+	// SigningAlg "HS256" signs this client's tokens with the newest HMAC
+	// key (a *.jwk file in the keys directory), for legacy apps that verify
+	// tokens with a shared secret. Empty means the newest asymmetric key.
+	SigningAlg string
 }
 
 // Config configures an Issuer.
@@ -151,6 +155,12 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 					errs = append(errs, fmt.Errorf("client %q: grant %q is not password or refresh_token", c.ID, g))
 				}
 			}
+			if c.SigningAlg != "" && c.SigningAlg != "HS256" {
+				errs = append(errs, fmt.Errorf("client %q: signing_alg %q: only HS256 may be chosen", c.ID, c.SigningAlg))
+			}
+			if c.SigningAlg == "HS256" && !keys.HasHMAC() {
+				errs = append(errs, fmt.Errorf("client %q: signing_alg HS256 needs an HMAC key (*.jwk) in the keys directory", c.ID))
+			}
 			if len(c.Grants) == 0 {
 				c.Grants = []string{"password", "refresh_token"}
 			}
@@ -164,7 +174,7 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	rv, err := verifier.New(verifier.Config{Issuers: []verifier.IssuerConfig{{
-		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer}, Algorithms: verifier.DefaultAlgorithms,
+		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer}, Algorithms: SelfAlgorithms,
 		Sources: []verifier.KeySource{keys}, Refresh: true,
 	}}}, logger, verifier.WithClock(func() time.Time { return i.now() }))
 	if err != nil {
@@ -176,6 +186,9 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	}
 	return i, nil
 }
+
+// SelfAlgorithms are the algorithms of tokens this issuer mints.
+var SelfAlgorithms = []string{"ES256", "RS256", "EdDSA", "HS256"}
 
 // Audiences lists every audience this issuer's access tokens may carry,
 // for the verifier that trusts them.
@@ -372,8 +385,9 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile, sid string) (
 	setIf(access, "partnerId", u.PartnerID)
 	t := &Tokens{IssuedAt: now, AccessExpires: now.Add(accessTTL), RefreshExp: now.Add(refreshTTL), Scope: scope,
 		SessionID: sid, Profile: profile, User: u, AccessTTL: accessTTL, RefreshLifetime: refreshTTL}
+	legacy := c.SigningAlg == "HS256"
 	var err error
-	if t.Access, err = i.keys.sign(access, "at+jwt"); err != nil {
+	if t.Access, err = i.keys.sign(access, "at+jwt", legacy); err != nil {
 		return nil, err
 	}
 	refresh := jwt.MapClaims{
@@ -382,7 +396,7 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile, sid string) (
 		"type": "refresh", "sid": sid,
 	}
 	setIf(refresh, "profile", profile)
-	if t.Refresh, err = i.keys.sign(refresh, "JWT"); err != nil {
+	if t.Refresh, err = i.keys.sign(refresh, "JWT", legacy); err != nil {
 		return nil, err
 	}
 	if slices.Contains(strings.Fields(scope), "openid") {
@@ -392,7 +406,7 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile, sid string) (
 		}
 		setIf(id, "email", u.Email)
 		setIf(id, "preferred_username", u.Username)
-		if t.ID, err = i.keys.sign(id, "JWT"); err != nil {
+		if t.ID, err = i.keys.sign(id, "JWT", legacy); err != nil {
 			return nil, err
 		}
 	}

@@ -40,11 +40,13 @@ type SigningKey struct {
 
 	method jwt.SigningMethod
 	signer crypto.Signer
+	secret []byte // HMAC keys only
 }
 
 // keySnapshot is one immutable reading of the keys directory.
 type keySnapshot struct {
 	current *SigningKey // the newest key: it signs
+	hmac    *SigningKey // the newest HMAC key, for legacy clients; never published
 	all     []*SigningKey
 	set     *verifier.KeySet // every public key, for in-process verification
 	jwks    []byte           // every public key, published
@@ -147,13 +149,48 @@ func (k *Keys) Algorithms() []string {
 	return algs
 }
 
-// sign signs claims with the current key.
-func (k *Keys) sign(claims jwt.MapClaims, typ string) (string, error) {
-	sk := k.Current()
+// sign signs claims with the current key, or with the newest HMAC key
+// when legacy is set.
+func (k *Keys) sign(claims jwt.MapClaims, typ string, legacy bool) (string, error) {
+	s := k.snap.Load()
+	sk := s.current
+	var key any = sk.signer
+	if legacy {
+		if s.hmac == nil {
+			return "", errors.New("signing keys: no HMAC (*.jwk) key for an HS256 client")
+		}
+		sk, key = s.hmac, s.hmac.secret
+	}
 	t := jwt.NewWithClaims(sk.method, claims)
 	t.Header["kid"] = sk.ID
 	t.Header["typ"] = typ
-	return t.SignedString(sk.signer)
+	return t.SignedString(key)
+}
+
+// HasHMAC reports whether an HMAC key is loaded.
+func (k *Keys) HasHMAC() bool { return k.snap.Load().hmac != nil }
+
+// readHMACFile reads a JWK {"kty":"oct","k":…} of at least 32 bytes: the
+// legacy HS256 key. It is never published.
+func readHMACFile(name string) (*SigningKey, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	var jwk jose.JSONWebKey
+	if err := jwk.UnmarshalJSON(data); err != nil {
+		return nil, err
+	}
+	secret, ok := jwk.Key.([]byte)
+	if !ok {
+		return nil, errors.New("a *.jwk file in the keys directory must be an HMAC (kty oct) key")
+	}
+	if len(secret) < 32 {
+		return nil, errors.New("HMAC keys must have at least 32 bytes")
+	}
+	sum := sha256.Sum256(append([]byte("tollgate-hmac-kid:"), secret...))
+	return &SigningKey{ID: "hs-" + base64.RawURLEncoding.EncodeToString(sum[:9]), Algorithm: "HS256",
+		File: name, method: jwt.SigningMethodHS256, secret: secret}, nil
 }
 
 // dirStamp describes the directory's key files, to notice changes.
@@ -184,7 +221,12 @@ func readKeyDir(dir string) (*keySnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	hmacNames, err := filepath.Glob(filepath.Join(dir, "*.jwk"))
+	if err != nil {
+		return nil, err
+	}
 	slices.Sort(names)
+	slices.Sort(hmacNames)
 	s := &keySnapshot{stamp: stamp}
 	var errs []error
 	var public []*verifier.Key
@@ -202,6 +244,15 @@ func readKeyDir(dir string) (*keySnapshot, error) {
 		pub := sk.signer.Public()
 		public = append(public, &verifier.Key{ID: sk.ID, Algorithms: []string{sk.Algorithm}, Public: pub})
 		jwks.Keys = append(jwks.Keys, jose.JSONWebKey{Key: pub, KeyID: sk.ID, Algorithm: sk.Algorithm, Use: "sig"})
+	}
+	for _, name := range hmacNames {
+		sk, err := readHMACFile(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		s.hmac = sk // the last in name order is the newest
+		public = append(public, &verifier.Key{ID: sk.ID, Algorithms: []string{"HS256"}, Public: sk.secret})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)

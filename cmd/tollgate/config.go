@@ -139,6 +139,7 @@ type FileClient struct {
 	PartnerID       string        `yaml:"partner_id"`
 	AccessTokenTTL  time.Duration `yaml:"access_token_ttl"`
 	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
+	SigningAlg      string        `yaml:"signing_alg"`
 }
 
 // FileIssuer is one trusted token issuer.
@@ -364,6 +365,7 @@ func (c *Config) issuerConfig() issuer.Config {
 		ic.Clients = append(ic.Clients, issuer.Client{
 			ID: fc.ID, Secret: fc.Secret, Grants: fc.Grants, Scopes: fc.Scopes, Audience: fc.Audience,
 			PartnerID: fc.PartnerID, AccessTTL: fc.AccessTokenTTL, RefreshTTL: fc.RefreshTokenTTL,
+			SigningAlg: fc.SigningAlg,
 		})
 	}
 	return ic

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -76,12 +77,15 @@ func sourceDocUsers(t testing.TB) string {
 `
 }
 
-func startAuthGateway(t *testing.T, clients string) *authGateway {
+func startAuthGateway(t *testing.T, clients string, extraKeys ...func(dir string)) *authGateway {
 	t.Helper()
 	dir := t.TempDir()
 	g := &authGateway{clock: &testClock{t: time.Now()}, keysDir: filepath.Join(dir, "keys"), users: filepath.Join(dir, "users.yaml")}
 	if _, _, err := issuer.GenerateKey(g.keysDir, "ES256", time.Now()); err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range extraKeys {
+		f(g.keysDir)
 	}
 	if err := os.WriteFile(g.users, []byte(sourceDocUsers(t)), 0o600); err != nil {
 		t.Fatal(err)
@@ -670,5 +674,45 @@ func TestHashPasswordAndKeygen(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"keygen"}, nil, nil, &out, &errOut); err == nil {
 		t.Error("keygen without a directory succeeded")
+	}
+}
+
+// A legacy client whose apps verify tokens with a shared secret gets HS256
+// tokens from the HMAC key; that key is never published.
+func TestLegacyHS256Client(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef-legacy")
+	g := startAuthGateway(t, sourceDocClients+"  - {id: legacy-stb, grants: [password, refresh_token], signing_alg: HS256}\n",
+		func(dir string) {
+			jwk := `{"kty":"oct","k":"` + base64.RawURLEncoding.EncodeToString(secret) + `"}`
+			if err := os.WriteFile(filepath.Join(dir, "legacy.jwk"), []byte(jwk), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		})
+	resp, b := send(t, http.MethodPost, g.url+"/oauth/token", "grant_type=password&client_id=legacy-stb&username=someuser@24i.com&password=qwerty123")
+	if resp.StatusCode != 200 {
+		t.Fatalf("login: %d %s", resp.StatusCode, b)
+	}
+	out := jsonObject(t, b)
+	access := out["access_token"].(string)
+	if h, _ := claimsOf(t, access); h["alg"] != "HS256" {
+		t.Errorf("legacy client token header %v", h)
+	}
+	if _, err := jwt.Parse(access, func(*jwt.Token) (any, error) { return secret, nil }, jwt.WithValidMethods([]string{"HS256"})); err != nil {
+		t.Errorf("the legacy app cannot verify with its secret: %v", err)
+	}
+	if code, _ := callAPI(t, g, "/x", "Bearer "+access); code != 200 {
+		t.Errorf("HS256 token through the proxy: %d", code)
+	}
+	resp, b = send(t, http.MethodPost, g.url+"/oauth/token", "grant_type=refresh_token&client_id=legacy-stb&refresh_token="+out["refresh_token"].(string))
+	if resp.StatusCode != 200 {
+		t.Errorf("legacy refresh: %d %s", resp.StatusCode, b)
+	}
+	_, jwks := send(t, http.MethodGet, g.url+"/.well-known/jwks.json", "")
+	if strings.Contains(string(jwks), `"oct"`) || len(jwksKids(t, g)) != 1 {
+		t.Errorf("the HMAC key is published: %s", jwks)
+	}
+	// Other clients still get ES256.
+	if h, _ := claimsOf(t, login(t, g)); h["alg"] != "ES256" {
+		t.Errorf("default client header %v", h)
 	}
 }

@@ -75,7 +75,8 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		if keys != nil {
 			// Self-issued tokens verify against the in-process key set.
 			vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
-				Issuer: cfg.PublicURL, Audiences: cfg.selfAudiences(), Sources: []verifier.KeySource{keys},
+				Issuer: cfg.PublicURL, Audiences: cfg.selfAudiences(), Algorithms: issuer.SelfAlgorithms,
+				Sources: []verifier.KeySource{keys},
 			})
 		}
 	}
