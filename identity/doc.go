@@ -1,15 +1,32 @@
-// Package identity says who a user is: it reads the users file (YAML),
-// keeps it current while tollgate runs, and checks passwords.
+// Package identity says who a user is for tollgate's token endpoints: it
+// reads the users file (YAML), keeps it current while tollgate runs, checks
+// passwords (bcrypt or argon2id) and looks users up by id on refresh.
+//
+// The users file is replaced while tollgate runs, usually by a Kubernetes
+// ConfigMap update (an atomic swap of the ..data symlink) or by an editor.
+// Writers should replace the file atomically (write elsewhere, rename): a
+// half-written file that happens to be valid would be served until the
+// write completes.
 //
 // Security rules:
 //   - An unknown login and a wrong password MUST take the same path: one
-//     password-hash comparison each (against a dummy hash of the same kind
-//     for an unknown login) and the same error, so neither timing nor
-//     wording tells which logins exist.
+//     Hasher.Compare call each, the unknown login against a dummy hash made
+//     at load time with the algorithm and cost of most users' hashes, and
+//     the same error, ErrInvalidCredentials, so neither timing nor wording
+//     tells which logins exist. An empty login or password MUST also cost
+//     one comparison.
 //   - Password hashes MUST NOT leave the package: User has no field for
-//     them, and they are never logged.
-//   - A broken users file MUST NOT replace a good one: the last good
-//     version keeps serving and the problem is logged.
-//   - Hash parameters read from the file are bounded, so a hostile or
-//     mistaken file cannot make a login allocate gigabytes.
+//     them, and they MUST NOT appear in logs or errors (YAML error excerpts
+//     are redacted; validation messages name users by index, id and line).
+//   - A broken users file MUST NOT replace a good one: the last good version
+//     keeps serving and the problem is logged. A file that fails validation
+//     MUST NOT be partly applied: every problem is reported, none is served.
+//   - Hash parameters read from the file MUST be bounded (bcrypt cost,
+//     argon2id memory, passes, lanes, salt and key lengths), so a hostile
+//     or mistaken file cannot make one login allocate gigabytes or run for
+//     minutes.
+//   - Users handed to callers MUST NOT share memory with the loaded
+//     version: every returned *User is a deep copy.
+//   - Extra claims MUST NOT override the claims the issuer owns (iss, sub,
+//     aud, exp, …); such a file is rejected.
 package identity

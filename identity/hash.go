@@ -6,158 +6,294 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
 )
 
-// Hasher compares a password with an encoded hash. The default is
-// PasswordHasher; tests inject one that counts calls.
+// Hasher compares a password with an encoded hash. Users uses
+// PasswordHasher unless WithHasher says otherwise.
 type Hasher interface {
-	// Compare reports whether password matches encoded (a bcrypt hash or
-	// an argon2id PHC string), in constant time.
-	Compare(encoded string, password []byte) (bool, error)
+	// Compare reports whether password matches encodedHash (a bcrypt hash
+	// or an argon2id PHC string), in constant time. A malformed hash is an
+	// error, not a mismatch.
+	Compare(encodedHash string, password []byte) (bool, error)
 }
 
 // PasswordHasher checks bcrypt and argon2id hashes and makes argon2id ones.
-type PasswordHasher struct{}
+// Its fields are the parameters of the hashes Hash makes; Compare reads the
+// parameters from the hash it is given. The zero value uses OWASP's
+// recommendation for argon2id (19 MiB, two passes, one lane).
+type PasswordHasher struct {
+	// Memory is argon2id's memory cost in KiB. Zero means 19456 (19 MiB).
+	Memory uint32
+	// Time is the number of passes. Zero means 2.
+	Time uint32
+	// Threads is the number of lanes. Zero means 1.
+	Threads uint8
+	// SaltLen is the length of the random salt in bytes. Zero means 16.
+	SaltLen uint32
+	// KeyLen is the length of the derived key in bytes. Zero means 32.
+	KeyLen uint32
+}
 
 var _ Hasher = PasswordHasher{}
 
-// Argon2id parameters for new hashes: OWASP's recommendation (19 MiB,
-// two passes, one lane).
+// Defaults of PasswordHasher.
 const (
-	argonMemoryKiB = 19456
-	argonTime      = 2
-	argonThreads   = 1
-	argonSaltLen   = 16
-	argonKeyLen    = 32
+	defaultArgonMemoryKiB = 19456
+	defaultArgonTime      = 2
+	defaultArgonThreads   = 1
+	defaultArgonSaltLen   = 16
+	defaultArgonKeyLen    = 32
 )
 
-// Bounds on parameters read from a users file.
+// Bounds on hash parameters. They apply to hashes read from the users file
+// as well as to the ones Hash makes: a login must never cost more than about
+// a quarter of a GiB or a few seconds of one core. The minimums are the
+// algorithms' own (bcrypt.MinCost; argon2 needs 8 KiB per lane).
 const (
-	maxArgonMemoryKiB = 1 << 20 // 1 GiB
-	maxArgonTime      = 16
+	maxBcryptCost     = 15        // about 2 s per comparison on current hardware
+	maxArgonMemoryKiB = 256 << 10 // 256 MiB
+	maxArgonTime      = 10
 	maxArgonThreads   = 16
-	maxArgonKeyLen    = 128
+	minArgonSaltLen   = 8
+	maxArgonSaltLen   = 64
+	minArgonKeyLen    = 16
+	maxArgonKeyLen    = 64
 )
 
-// Hash returns an argon2id PHC string for password.
-func (PasswordHasher) Hash(password []byte) (string, error) {
-	return encodeArgon(&argonParams{
-		memory: argonMemoryKiB, time: argonTime, threads: argonThreads,
-		salt: make([]byte, argonSaltLen), key: make([]byte, argonKeyLen),
-	}, password)
-}
+const (
+	algBcrypt   = "bcrypt"
+	algArgon2id = "argon2id"
+)
 
-// encodeArgon hashes password with p's parameters and a fresh salt of p's
-// salt length.
-func encodeArgon(p *argonParams, password []byte) (string, error) {
-	salt := make([]byte, len(p.salt))
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
+// b64 returns the PHC string encoding: standard alphabet, no padding, and
+// no stray bits.
+func b64() *base64.Encoding { return base64.RawStdEncoding.Strict() }
+
+// decodeB64 decodes s if it is the canonical encoding of something: the
+// decoder alone would skip CR and LF.
+func decodeB64(s string) ([]byte, bool) {
+	b, err := b64().DecodeString(s)
+	if err != nil || b64().EncodeToString(b) != s {
+		return nil, false
 	}
-	key := argon2.IDKey(password, salt, p.time, p.memory, p.threads, uint32(len(p.key)))
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.memory, p.time, p.threads,
-		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+	return b, true
 }
 
-// Compare implements Hasher.
-func (PasswordHasher) Compare(encoded string, password []byte) (bool, error) {
-	if isBcrypt(encoded) {
-		err := bcrypt.CompareHashAndPassword([]byte(encoded), password)
+// hashParams is what makes two hashes cost the same: the algorithm and its
+// parameters, without salt or digest. It is comparable.
+type hashParams struct {
+	alg     string
+	cost    int    // bcrypt
+	memory  uint32 // argon2id, KiB
+	time    uint32 // argon2id
+	threads uint8  // argon2id
+	saltLen int    // argon2id, bytes
+	keyLen  int    // argon2id, bytes
+}
+
+// String describes p for logs; it holds no secret.
+func (p hashParams) String() string {
+	if p.alg == algBcrypt {
+		return fmt.Sprintf("bcrypt cost=%d", p.cost)
+	}
+	return fmt.Sprintf("argon2id m=%d,t=%d,p=%d salt=%d key=%d", p.memory, p.time, p.threads, p.saltLen, p.keyLen)
+}
+
+// parsedHash is an encoded hash taken apart.
+type parsedHash struct {
+	hashParams
+	salt, key []byte // argon2id only
+}
+
+// Hash returns an argon2id PHC string for password with h's parameters and
+// a fresh random salt.
+func (h PasswordHasher) Hash(password []byte) (string, error) {
+	p := h.params()
+	if err := checkArgonParams(p); err != nil {
+		return "", fmt.Errorf("identity: hash password: %w", err)
+	}
+	salt := make([]byte, p.saltLen)
+	rand.Read(salt) // never returns an error; it crashes the program instead
+	key := argon2.IDKey(password, salt, p.time, p.memory, p.threads, uint32(p.keyLen))
+	return formatArgon2id(p, salt, key), nil
+}
+
+// params returns the parameters of the hashes h makes, defaults filled in.
+func (h PasswordHasher) params() hashParams {
+	return hashParams{
+		alg:     algArgon2id,
+		memory:  orDefault(h.Memory, defaultArgonMemoryKiB),
+		time:    orDefault(h.Time, defaultArgonTime),
+		threads: orDefault(h.Threads, defaultArgonThreads),
+		saltLen: int(orDefault(h.SaltLen, defaultArgonSaltLen)),
+		keyLen:  int(orDefault(h.KeyLen, defaultArgonKeyLen)),
+	}
+}
+
+func orDefault[T uint8 | uint32](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Compare implements Hasher for bcrypt ($2a$, $2b$, $2y$) and argon2id PHC
+// strings.
+func (PasswordHasher) Compare(encodedHash string, password []byte) (bool, error) {
+	h, err := parseHash(encodedHash)
+	if err != nil {
+		return false, err
+	}
+	switch h.alg {
+	case algBcrypt:
+		err := bcrypt.CompareHashAndPassword([]byte(encodedHash), password)
 		switch {
 		case err == nil:
 			return true, nil
 		case errors.Is(err, bcrypt.ErrMismatchedHashAndPassword):
 			return false, nil
 		default:
-			return false, err
+			return false, fmt.Errorf("%w: bcrypt: %v", errMalformedHash, err)
+		}
+	default:
+		key := argon2.IDKey(password, h.salt, h.time, h.memory, h.threads, uint32(len(h.key)))
+		return subtle.ConstantTimeCompare(key, h.key) == 1, nil
+	}
+}
+
+// parseHash takes an encoded hash apart and checks its parameters against
+// the bounds. It accepts only the canonical form (no leading zeros, no
+// padding, no stray base64 bits), so a parsed argon2id hash formats back
+// to the same string. Errors never quote the salt or digest.
+func parseHash(s string) (parsedHash, error) {
+	switch {
+	case strings.HasPrefix(s, "$2a$"), strings.HasPrefix(s, "$2b$"), strings.HasPrefix(s, "$2y$"):
+		return parseBcrypt(s)
+	case strings.HasPrefix(s, "$argon2id$"):
+		return parseArgon2id(s)
+	case strings.HasPrefix(s, "$argon2i$"), strings.HasPrefix(s, "$argon2d$"):
+		return parsedHash{}, fmt.Errorf("%w: only argon2id is supported, not argon2i or argon2d", errMalformedHash)
+	case strings.HasPrefix(s, "$2"):
+		return parsedHash{}, fmt.Errorf("%w: bcrypt: unsupported version (want $2a$, $2b$ or $2y$)", errMalformedHash)
+	default:
+		return parsedHash{}, fmt.Errorf("%w: neither a bcrypt hash nor an argon2id PHC string", errMalformedHash)
+	}
+}
+
+// bcryptAlphabet is bcrypt's own base64 alphabet.
+const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// parseBcrypt checks $2x$NN$ followed by 22 characters of salt and 31 of
+// digest.
+func parseBcrypt(s string) (parsedHash, error) {
+	const size = 7 + 22 + 31
+	if len(s) != size {
+		return parsedHash{}, fmt.Errorf("%w: bcrypt: %d characters, want %d", errMalformedHash, len(s), size)
+	}
+	if s[6] != '$' || !isDigit(s[4]) || !isDigit(s[5]) {
+		return parsedHash{}, fmt.Errorf("%w: bcrypt: the cost is not two digits", errMalformedHash)
+	}
+	cost := int(s[4]-'0')*10 + int(s[5]-'0')
+	if cost < bcrypt.MinCost || cost > maxBcryptCost {
+		return parsedHash{}, fmt.Errorf("%w: bcrypt: cost %d out of range [%d, %d]", errMalformedHash, cost, bcrypt.MinCost, maxBcryptCost)
+	}
+	for i := 7; i < len(s); i++ {
+		if strings.IndexByte(bcryptAlphabet, s[i]) < 0 {
+			return parsedHash{}, fmt.Errorf("%w: bcrypt: character %d is outside the bcrypt alphabet", errMalformedHash, i)
 		}
 	}
-	p, err := parseArgon2id(encoded)
-	if err != nil {
-		return false, err
-	}
-	key := argon2.IDKey(password, p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
-	return subtle.ConstantTimeCompare(key, p.key) == 1, nil
+	return parsedHash{hashParams: hashParams{alg: algBcrypt, cost: cost}}, nil
 }
 
-func isBcrypt(s string) bool {
-	return strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$")
-}
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-type argonParams struct {
-	memory  uint32
-	time    uint32
-	threads uint8
-	salt    []byte
-	key     []byte
-}
-
-// parseArgon2id reads $argon2id$v=19$m=…,t=…,p=…$salt$key, bounding every
-// parameter.
-func parseArgon2id(s string) (*argonParams, error) {
+// parseArgon2id reads $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<key>.
+func parseArgon2id(s string) (parsedHash, error) {
 	parts := strings.Split(s, "$")
-	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
-		return nil, errors.New("not a bcrypt hash or an argon2id PHC string")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != algArgon2id {
+		return parsedHash{}, fmt.Errorf("%w: argon2id: want $argon2id$v=19$m=…,t=…,p=…$salt$key", errMalformedHash)
 	}
-	var version int
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
-		return nil, fmt.Errorf("argon2id: unsupported version %q", parts[2])
+	if parts[2] != "v="+strconv.Itoa(argon2.Version) {
+		return parsedHash{}, fmt.Errorf("%w: argon2id: unsupported version (want v=%d)", errMalformedHash, argon2.Version)
 	}
-	var p argonParams
-	var threads uint32
-	if n, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.memory, &p.time, &threads); err != nil || n != 3 {
-		return nil, fmt.Errorf("argon2id: bad parameters %q", parts[3])
+	fields := strings.Split(parts[3], ",")
+	if len(fields) != 3 {
+		return parsedHash{}, fmt.Errorf("%w: argon2id: want parameters m=…,t=…,p=…", errMalformedHash)
 	}
-	if p.memory < 8 || p.memory > maxArgonMemoryKiB || p.time < 1 || p.time > maxArgonTime || threads < 1 || threads > maxArgonThreads {
-		return nil, fmt.Errorf("argon2id: parameters %q out of bounds", parts[3])
-	}
-	p.threads = uint8(threads)
-	var err error
-	if p.salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil || len(p.salt) < 8 {
-		return nil, errors.New("argon2id: bad salt")
-	}
-	if p.key, err = base64.RawStdEncoding.DecodeString(parts[5]); err != nil || len(p.key) < 16 || len(p.key) > maxArgonKeyLen {
-		return nil, errors.New("argon2id: bad key")
-	}
-	return &p, nil
-}
-
-// checkHash validates an encoded hash without comparing anything.
-func checkHash(s string) error {
-	if isBcrypt(s) {
-		if _, err := bcrypt.Cost([]byte(s)); err != nil {
-			return fmt.Errorf("bcrypt: %v", err)
+	var vals [3]uint32
+	for i, name := range []string{"m", "t", "p"} {
+		v, ok := strings.CutPrefix(fields[i], name+"=")
+		n, err := strconv.ParseUint(v, 10, 32)
+		if !ok || err != nil || strconv.FormatUint(n, 10) != v {
+			return parsedHash{}, fmt.Errorf("%w: argon2id: parameter %d is not %s=<decimal>", errMalformedHash, i+1, name)
 		}
-		return nil
+		vals[i] = uint32(n)
 	}
-	_, err := parseArgon2id(s)
-	return err
+	if vals[2] > maxArgonThreads { // before the conversion to uint8 below
+		return parsedHash{}, fmt.Errorf("%w: argon2id: p=%d out of range [1, %d]", errMalformedHash, vals[2], maxArgonThreads)
+	}
+	salt, ok := decodeB64(parts[4])
+	if !ok {
+		return parsedHash{}, fmt.Errorf("%w: argon2id: the salt is not unpadded base64", errMalformedHash)
+	}
+	key, ok := decodeB64(parts[5])
+	if !ok {
+		return parsedHash{}, fmt.Errorf("%w: argon2id: the key is not unpadded base64", errMalformedHash)
+	}
+	h := parsedHash{
+		hashParams: hashParams{
+			alg: algArgon2id, memory: vals[0], time: vals[1], threads: uint8(vals[2]),
+			saltLen: len(salt), keyLen: len(key),
+		},
+		salt: salt, key: key,
+	}
+	if err := checkArgonParams(h.hashParams); err != nil {
+		return parsedHash{}, fmt.Errorf("%w: %w", errMalformedHash, err)
+	}
+	return h, nil
 }
 
-// dummyHash returns a hash of a random password made like model (same
-// algorithm and cost), for comparisons against unknown logins.
-func dummyHash(model string) string {
-	pw := make([]byte, 16)
-	rand.Read(pw)
-	if isBcrypt(model) {
-		cost, err := bcrypt.Cost([]byte(model))
+// checkArgonParams checks p against the bounds.
+func checkArgonParams(p hashParams) error {
+	switch {
+	case p.threads < 1 || p.threads > maxArgonThreads:
+		return fmt.Errorf("argon2id: p=%d out of range [1, %d]", p.threads, maxArgonThreads)
+	case p.memory < 8*uint32(p.threads) || p.memory > maxArgonMemoryKiB:
+		return fmt.Errorf("argon2id: m=%d out of range [%d, %d]", p.memory, 8*uint32(p.threads), maxArgonMemoryKiB)
+	case p.time < 1 || p.time > maxArgonTime:
+		return fmt.Errorf("argon2id: t=%d out of range [1, %d]", p.time, maxArgonTime)
+	case p.saltLen < minArgonSaltLen || p.saltLen > maxArgonSaltLen:
+		return fmt.Errorf("argon2id: salt of %d bytes, want %d to %d", p.saltLen, minArgonSaltLen, maxArgonSaltLen)
+	case p.keyLen < minArgonKeyLen || p.keyLen > maxArgonKeyLen:
+		return fmt.Errorf("argon2id: key of %d bytes, want %d to %d", p.keyLen, minArgonKeyLen, maxArgonKeyLen)
+	}
+	return nil
+}
+
+func formatArgon2id(p hashParams, salt, key []byte) string {
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.memory, p.time, p.threads,
+		b64().EncodeToString(salt), b64().EncodeToString(key))
+}
+
+// newDummyHash hashes a random password with parameters p. Nothing can
+// match it; comparing against it costs what comparing against a real hash
+// with p costs.
+func newDummyHash(p hashParams) (string, error) {
+	password := []byte(rand.Text())
+	if p.alg == algBcrypt {
+		h, err := bcrypt.GenerateFromPassword(password, p.cost)
 		if err != nil {
-			cost = bcrypt.DefaultCost
+			return "", fmt.Errorf("identity: dummy hash: %w", err)
 		}
-		h, err := bcrypt.GenerateFromPassword(pw, cost)
-		if err == nil {
-			return string(h)
-		}
+		return string(h), nil
 	}
-	if p, err := parseArgon2id(model); err == nil {
-		if h, err := encodeArgon(p, pw); err == nil {
-			return h
-		}
-	}
-	h, _ := PasswordHasher{}.Hash(pw)
-	return h
+	return PasswordHasher{
+		Memory: p.memory, Time: p.time, Threads: p.threads,
+		SaltLen: uint32(p.saltLen), KeyLen: uint32(p.keyLen),
+	}.Hash(password)
 }

@@ -3,10 +3,12 @@ package identity
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,52 +18,23 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// cheapArgon is an argon2id hash with tiny parameters, for fast tests.
-func cheapArgon(t testing.TB, pw string) string {
+// writeAtomic replaces path the way careful writers do (write aside,
+// rename), so Run never sees half a file.
+func writeAtomic(t testing.TB, path, content string) {
 	t.Helper()
-	h, err := encodeArgon(&argonParams{memory: 64, time: 1, threads: 1, salt: make([]byte, 16), key: make([]byte, 32)}, []byte(pw))
-	if err != nil {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return h
-}
-
-func cheapBcrypt(t testing.TB, pw string) string {
-	t.Helper()
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
-	if err != nil {
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
-	return string(h)
-}
-
-func writeFile(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func usersYAML(t testing.TB) string {
-	return `users:
-  - id: "2"
-    username: someuser@24i.com
-    email: someuser@24i.com
-    password_hash: "` + cheapBcrypt(t, "qwerty123") + `"
-    profiles: ["4f3d8946-4423-11ea-bbb8-b7af30354b4a", "kids"]
-    role: AGENT
-    partner_id: "10000"
-    claims: {agentId: "f9683b7b-e332-4864-b725-ac6cdc207dbd", siteId: 10115}
-  - id: "3"
-    email: Client1@Company.com
-    password_hash: "` + cheapArgon(t, "s3cret") + `"
-`
 }
 
 func newUsers(t testing.TB, content string, opts ...Option) (*Users, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "users.yaml")
-	writeFile(t, path, content)
+	writeAtomic(t, path, content)
 	u, err := New(Config{Path: path}, zap.NewNop(), opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -69,275 +42,692 @@ func newUsers(t testing.TB, content string, opts ...Option) (*Users, string) {
 	return u, path
 }
 
+// twoUsersYAML has a bcrypt user (someuser@24i.com / qwerty123) and an
+// argon2id one (Client1@Company.com / s3cret).
+func twoUsersYAML(t testing.TB) string {
+	return someUserYAML(bcryptHash(t, "qwerty123")) + `  - id: "3"
+    email: Client1@Company.com
+    password_hash: "` + argonHash(t, "s3cret") + `"
+    claims: {tags: [a, b], nested: {k: v}}
+`
+}
+
+// reloads returns an option recording reload outcomes on a channel.
+func reloads() (Option, chan error) {
+	ch := make(chan error, 16)
+	return WithOnReload(func(err error) { ch <- err }), ch
+}
+
+// reloadedNow returns the outcome of the reload that the synchronous call
+// just made (Reload, poll) must have reported.
+func reloadedNow(t *testing.T, reloaded <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-reloaded:
+		return err
+	default:
+		t.Fatal("no reload was reported")
+		return nil
+	}
+}
+
+func TestNewConfig(t *testing.T) {
+	if _, err := New(Config{}, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("no path: %v", err)
+	}
+	if _, err := New(Config{Path: "users.yaml", PollInterval: -time.Second}, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("negative interval: %v", err)
+	}
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	if _, err := New(Config{Path: missing}, nil); !errors.Is(err, ErrInvalidFile) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "users.yaml")
+	writeAtomic(t, bad, "users:\n  - {id: \"1\"}\n")
+	if _, err := New(Config{Path: bad}, nil); !errors.Is(err, ErrInvalidFile) || !strings.Contains(err.Error(), "username or email is required") {
+		t.Errorf("invalid file: %v", err)
+	}
+	u, _ := newUsers(t, twoUsersYAML(t))
+	if u.interval != defaultPollInterval || u.Len() != 2 {
+		t.Errorf("interval %v, %d users", u.interval, u.Len())
+	}
+}
+
+func TestNewWarnsOfNoUsers(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	path := filepath.Join(t.TempDir(), "users.yaml")
+	writeAtomic(t, path, "users: []\n")
+	u, err := New(Config{Path: path}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Len() != 0 {
+		t.Errorf("%d users", u.Len())
+	}
+	warnings := logs.FilterLevelExact(zapcore.WarnLevel).FilterLoggerName("identity").All()
+	if len(warnings) != 1 || !strings.Contains(warnings[0].Message, "no users") {
+		t.Errorf("warnings: %v", warnings)
+	}
+	// With nobody to find, a login still costs a comparison, and fails.
+	if _, err := u.Authenticate(t.Context(), "anyone", []byte("pw")); !errors.Is(err, ErrInvalidCredentials) {
+		t.Errorf("login: %v", err)
+	}
+}
+
 func TestAuthenticate(t *testing.T) {
-	u, _ := newUsers(t, usersYAML(t))
+	u, _ := newUsers(t, twoUsersYAML(t))
 	tests := []struct {
-		login, password string
-		wantID          string // "" = ErrInvalidCredentials
+		name, login, password string
+		wantID                string // "" means ErrInvalidCredentials
 	}{
-		{"someuser@24i.com", "qwerty123", "2"},
-		{"SomeUser@24i.com", "qwerty123", "2"},
-		{"client1@company.com", "s3cret", "3"},
-		{"CLIENT1@COMPANY.COM", "s3cret", "3"},
-		{"someuser@24i.com", "wrong", ""},
-		{"client1@company.com", "wrong", ""},
-		{"nobody@example.com", "qwerty123", ""},
-		{"", "qwerty123", ""},
-		{"someuser@24i.com", "", ""},
+		{"bcrypt by username", "someuser@24i.com", "qwerty123", "2"},
+		{"bcrypt login in another case", "SomeUser@24I.com", "qwerty123", "2"},
+		{"argon2id by email", "client1@company.com", "s3cret", "3"},
+		{"argon2id by email in upper case", "CLIENT1@COMPANY.COM", "s3cret", "3"},
+		{"surrounding space", " client1@company.com\t", "s3cret", "3"},
+		{"bcrypt wrong password", "someuser@24i.com", "qwerty124", ""},
+		{"argon2id wrong password", "client1@company.com", "S3cret", ""},
+		{"password case matters", "someuser@24i.com", "QWERTY123", ""},
+		{"unknown user", "nobody@example.com", "qwerty123", ""},
+		{"another user's password", "client1@company.com", "qwerty123", ""},
+		{"empty login", "", "qwerty123", ""},
+		{"empty password", "someuser@24i.com", "", ""},
 	}
 	for _, tt := range tests {
-		got, err := u.Authenticate(t.Context(), tt.login, []byte(tt.password))
-		if tt.wantID == "" {
-			if !errors.Is(err, ErrInvalidCredentials) || got != nil {
-				t.Errorf("%s/%s: %v %v, want invalid credentials", tt.login, tt.password, got, err)
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := u.Authenticate(t.Context(), tt.login, []byte(tt.password))
+			if tt.wantID == "" {
+				if err != ErrInvalidCredentials || got != nil { // exactly this error, not a wrapped one
+					t.Errorf("got %v, %v; want ErrInvalidCredentials", got, err)
+				}
+				return
 			}
-			continue
+			if err != nil || got == nil || got.ID != tt.wantID {
+				t.Errorf("got %v, %v; want user %s", got, err, tt.wantID)
+			}
+		})
+	}
+}
+
+func TestAuthenticateCancelled(t *testing.T) {
+	h := &countingHasher{}
+	u, _ := newUsers(t, twoUsersYAML(t), WithHasher(h))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := u.Authenticate(ctx, "someuser@24i.com", []byte("qwerty123")); !errors.Is(err, context.Canceled) {
+		t.Errorf("err %v", err)
+	}
+	if n := len(h.compared()); n != 0 {
+		t.Errorf("%d comparisons for a request already gone", n)
+	}
+}
+
+// failingHasher is a Hasher that cannot work.
+type failingHasher struct{}
+
+func (failingHasher) Compare(string, []byte) (bool, error) { return false, errors.New("out of memory") }
+
+func TestAuthenticateHasherFailure(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	path := filepath.Join(t.TempDir(), "users.yaml")
+	writeAtomic(t, path, twoUsersYAML(t))
+	u, err := New(Config{Path: path}, zap.New(core), WithHasher(failingHasher{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = u.Authenticate(t.Context(), "someuser@24i.com", []byte("qwerty123"))
+	if err == nil || errors.Is(err, ErrInvalidCredentials) {
+		t.Errorf("err %v; want an internal error, not a verdict on the password", err)
+	}
+	if logs.FilterLevelExact(zapcore.ErrorLevel).Len() != 1 {
+		t.Errorf("the failure was not logged: %v", logs.All())
+	}
+}
+
+// Returned users are copies: a caller cannot change what others get.
+func TestReturnedUsersAreCopies(t *testing.T) {
+	u, _ := newUsers(t, twoUsersYAML(t))
+	a, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("qwerty123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Profiles[0], a.Claims["siteId"], a.Role = "hacked", 1, "ADMIN"
+	b, err := u.Lookup(t.Context(), "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Claims["tags"].([]any)[0] = "hacked"
+	b.Claims["nested"].(map[string]any)["k"] = "hacked"
+
+	a2, _ := u.Lookup(t.Context(), "2")
+	if a2.Profiles[0] != "4f3d8946-4423-11ea-bbb8-b7af30354b4a" || a2.Claims["siteId"] != 10115 || a2.Role != "AGENT" {
+		t.Errorf("user 2 changed through a copy: %+v", a2)
+	}
+	b2, _ := u.Authenticate(t.Context(), "client1@company.com", []byte("s3cret"))
+	if b2.Claims["tags"].([]any)[0] != "a" || b2.Claims["nested"].(map[string]any)["k"] != "v" {
+		t.Errorf("user 3's nested claims changed through a copy: %+v", b2.Claims)
+	}
+}
+
+func TestLookup(t *testing.T) {
+	u, _ := newUsers(t, twoUsersYAML(t))
+	got, err := u.Lookup(t.Context(), "2")
+	if err != nil || got.Email != "someuser@24i.com" || got.DefaultProfile() != "4f3d8946-4423-11ea-bbb8-b7af30354b4a" {
+		t.Errorf("Lookup(2): %+v, %v", got, err)
+	}
+	for _, id := range []string{"404", "", "someuser@24i.com"} {
+		if got, err := u.Lookup(t.Context(), id); !errors.Is(err, ErrUnknownUser) || got != nil {
+			t.Errorf("Lookup(%q): %v, %v", id, got, err)
 		}
-		if err != nil || got.ID != tt.wantID {
-			t.Errorf("%s: %v %v", tt.login, got, err)
-		}
-	}
-	user, _ := u.Authenticate(t.Context(), "someuser@24i.com", []byte("qwerty123"))
-	if user.DefaultProfile() != "4f3d8946-4423-11ea-bbb8-b7af30354b4a" || !user.HasProfile("kids") || user.HasProfile("x") ||
-		user.Role != "AGENT" || user.PartnerID != "10000" || user.Claims["siteId"] != 10115 || user.Claims["agentId"] != "f9683b7b-e332-4864-b725-ac6cdc207dbd" {
-		t.Errorf("user %+v", user)
-	}
-	// Copies: a caller cannot change the store.
-	user.Profiles[0], user.Claims["siteId"] = "hacked", 1
-	again, _ := u.Lookup(t.Context(), "2")
-	if again.Profiles[0] == "hacked" || again.Claims["siteId"] != 10115 {
-		t.Error("a returned user shares memory with the store")
-	}
-	if _, err := u.Lookup(t.Context(), "404"); !errors.Is(err, ErrUnknownUser) {
-		t.Errorf("Lookup unknown: %v", err)
 	}
 }
 
 // countingHasher counts comparisons and records the hashes compared.
 type countingHasher struct {
-	calls  atomic.Int64
-	hashes []string
+	mu     sync.Mutex
+	hashes []string // guarded by mu
 }
 
-func (c *countingHasher) Compare(encoded string, pw []byte) (bool, error) {
-	c.calls.Add(1)
-	c.hashes = append(c.hashes, encoded)
-	return PasswordHasher{}.Compare(encoded, pw)
+func (c *countingHasher) Compare(encodedHash string, password []byte) (bool, error) {
+	c.mu.Lock()
+	c.hashes = append(c.hashes, encodedHash)
+	c.mu.Unlock()
+	return PasswordHasher{}.Compare(encodedHash, password)
 }
 
-func TestUnknownUserAndWrongPasswordCostTheSame(t *testing.T) {
+func (c *countingHasher) compared() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.hashes...)
+}
+
+// An unknown login and a wrong password take the same path: one
+// comparison each, the unknown login against a dummy made like the users'
+// hashes.
+func TestUnknownUserCostsWhatAWrongPasswordCosts(t *testing.T) {
 	for _, alg := range []string{"bcrypt", "argon2id"} {
 		t.Run(alg, func(t *testing.T) {
-			h := &countingHasher{}
-			hash := cheapBcrypt(t, "pw")
+			hash := bcryptHash(t, "pw")
 			if alg == "argon2id" {
-				hash = cheapArgon(t, "pw")
+				hash = argonHash(t, "pw")
 			}
+			userParams, err := parseHash(hash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := &countingHasher{}
 			u, _ := newUsers(t, "users:\n  - {id: \"1\", username: alice, password_hash: \""+hash+"\"}\n", WithHasher(h))
-			for _, login := range []string{"alice", "mallory", ""} {
-				before := h.calls.Load()
-				if _, err := u.Authenticate(t.Context(), login, []byte("guess")); !errors.Is(err, ErrInvalidCredentials) {
-					t.Fatalf("%q: %v", login, err)
-				}
-				if got := h.calls.Load() - before; got != 1 {
-					t.Errorf("%q: %d comparisons, want 1", login, got)
-				}
+			tests := []struct {
+				name, login, password string
+				againstUsersHash      bool
+			}{
+				{"wrong password", "alice", "guess", true},
+				{"unknown user", "mallory", "guess", false},
+				{"empty login", "", "guess", false},
+				{"empty password", "alice", "", false},
+				{"empty both", "", "", false},
 			}
-			// The unknown login was compared against a dummy made like the
-			// users' hashes: same algorithm, same cost.
-			dummy := h.hashes[1]
-			if dummy == hash || dummy[:7] != hash[:7] {
-				t.Errorf("dummy %q is not made like %q", dummy[:12], hash[:12])
+			for _, tt := range tests {
+				before := len(h.compared())
+				if _, err := u.Authenticate(t.Context(), tt.login, []byte(tt.password)); err != ErrInvalidCredentials {
+					t.Fatalf("%s: %v", tt.name, err)
+				}
+				calls := h.compared()[before:]
+				if len(calls) != 1 {
+					t.Errorf("%s: %d comparisons, want 1", tt.name, len(calls))
+					continue
+				}
+				if tt.againstUsersHash {
+					if calls[0] != hash {
+						t.Errorf("%s: not compared against the user's hash", tt.name)
+					}
+					continue
+				}
+				if calls[0] == hash {
+					t.Errorf("%s: compared against the user's hash, want the dummy", tt.name)
+				}
+				dummy, err := parseHash(calls[0])
+				if err != nil || dummy.hashParams != userParams.hashParams {
+					t.Errorf("%s: dummy is %v (%v), want one like the user's: %v", tt.name, dummy.hashParams, err, userParams.hashParams)
+				}
 			}
 		})
 	}
 }
 
-func TestParseReportsEveryProblem(t *testing.T) {
-	good := cheapBcrypt(t, "x")
-	_, err := parse([]byte(`users:
-  - {id: "0", username: alice, password_hash: "` + good + `"}
-  - {id: "1", password_hash: "` + good + `"}
-  - {username: nobody, password_hash: "` + good + `"}
-  - {id: "2", username: b, password_hash: "$argon2id$v=19$m=2000000,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA"}
-  - {id: "3", username: c, password_hash: "` + good + `", profiles: ["p", "p"], claims: {sub: "admin", agentId: x}}
-  - {id: "4", username: ALICE, email: alice@x, password_hash: "` + good + `"}
-  - {id: "4", username: d}
-`))
-	if err == nil {
-		t.Fatal("accepted")
-	}
-	for _, want := range []string{`user 5 (id "4"): login "alice" is used by another user`, "username or email is required", "out of bounds",
-		"id is required", `profile "p" is empty or repeated`, `claim "sub" is reserved`, "id is used twice", "password_hash is required"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error does not mention %q:\n%v", want, err)
+// The dummy is made like the most common kind of hash in the file, and is
+// made again only when that kind changes.
+func TestDummyHashFollowsMostUsers(t *testing.T) {
+	ar, bc := argonHash(t, "a"), bcryptHash(t, "b")
+	mixed := func(firstArgon bool, nBcrypt int) string {
+		var b strings.Builder
+		b.WriteString("users:\n")
+		if firstArgon {
+			fmt.Fprintf(&b, "  - {id: a, username: a, password_hash: %q}\n", ar)
 		}
+		for i := range nBcrypt {
+			fmt.Fprintf(&b, "  - {id: b%d, username: b%d, password_hash: %q}\n", i, i, bc)
+		}
+		return b.String()
 	}
-	if strings.Contains(err.Error(), good) {
-		t.Error("the error holds a password hash")
+	u, path := newUsers(t, mixed(true, 2))
+	first := u.snap.Load()
+	if p, err := parseHash(first.dummy); err != nil || p.alg != algBcrypt || p.cost != bcrypt.MinCost {
+		t.Errorf("one argon2id user, two bcrypt ones: dummy %v, %v; want bcrypt cost %d", p.hashParams, err, bcrypt.MinCost)
 	}
-	if _, err := parse([]byte("users:\n  - {id: \"1\", username: a, password: plain}\n")); err == nil || !strings.Contains(err.Error(), "password") {
-		t.Errorf("unknown key accepted: %v", err)
+	writeAtomic(t, path, mixed(false, 3))
+	if err := u.Reload(); err != nil {
+		t.Fatal(err)
 	}
-	if s, err := parse([]byte("users: []\n")); err != nil || len(s.byID) != 0 {
-		t.Errorf("empty list: %v", err)
+	if second := u.snap.Load(); second == first || second.dummy != first.dummy {
+		t.Error("same kind of hash, but the dummy was made again (or nothing was reloaded)")
+	}
+	writeAtomic(t, path, mixed(true, 0))
+	if err := u.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := parseHash(u.snap.Load().dummy); err != nil || p.alg != algArgon2id || p.memory != 64 {
+		t.Errorf("argon2id users only: dummy %v, %v", p.hashParams, err)
 	}
 }
 
-func TestReload(t *testing.T) {
-	core, logs := observer.New(zapcore.InfoLevel)
-	reloaded := make(chan error, 10)
-	path := filepath.Join(t.TempDir(), "users.yaml")
-	first := usersYAML(t)
-	writeFile(t, path, first)
-	u, err := New(Config{Path: path, PollInterval: time.Millisecond}, zap.New(core), WithOnReload(func(err error) { reloaded <- err }))
+func TestReloadAddsUser(t *testing.T) {
+	onReload, reloaded := reloads()
+	u, path := newUsers(t, twoUsersYAML(t), onReload)
+	if _, err := u.Authenticate(t.Context(), "newbie", []byte("newpw")); err != ErrInvalidCredentials {
+		t.Fatalf("before: %v", err)
+	}
+	writeAtomic(t, path, twoUsersYAML(t)+"  - {id: \"9\", username: newbie, password_hash: \""+argonHash(t, "newpw")+"\"}\n")
+	if err := u.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := reloadedNow(t, reloaded); err != nil {
+		t.Errorf("OnReload got %v", err)
+	}
+	if got, err := u.Authenticate(t.Context(), "newbie", []byte("newpw")); err != nil || got.ID != "9" {
+		t.Errorf("new user: %v, %v", got, err)
+	}
+	if u.Len() != 3 {
+		t.Errorf("%d users", u.Len())
+	}
+	// A user removed from the file can no longer log in or refresh.
+	writeAtomic(t, path, twoUsersYAML(t))
+	if err := u.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Authenticate(t.Context(), "newbie", []byte("newpw")); err != ErrInvalidCredentials {
+		t.Errorf("removed user logs in: %v", err)
+	}
+	if _, err := u.Lookup(t.Context(), "9"); !errors.Is(err, ErrUnknownUser) {
+		t.Errorf("removed user found: %v", err)
+	}
+}
+
+func TestReloadKeepsLastGoodVersion(t *testing.T) {
+	oldHash, newHash := bcryptHash(t, "qwerty123"), bcryptHash(t, "newpw")
+	tests := []struct{ name, file, want string }{
+		{"syntax error", "users:\n  - {id: \"9\", username: newbie, password_hash: [oops\n", "yaml:"},
+		{"hash under the wrong key", "users:\n  - {id: \"9\", username: newbie, profiles: \"" + newHash + "\"}\n", "password_hash is required"},
+		{"one bad user among good ones", someUserYAML(oldHash) + "  - {id: \"9\", username: newbie, password_hash: \"" + newHash[:40] + "\"}\n", "bcrypt: 40 characters"},
+		{"empty", "", "the file is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			core, logs := observer.New(zapcore.InfoLevel)
+			path := filepath.Join(t.TempDir(), "users.yaml")
+			writeAtomic(t, path, someUserYAML(oldHash))
+			onReload, reloaded := reloads()
+			u, err := New(Config{Path: path}, zap.New(core), onReload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeAtomic(t, path, tt.file)
+			err = u.Reload()
+			if !errors.Is(err, ErrInvalidFile) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Reload: %v; want ErrInvalidFile saying %q", err, tt.want)
+			}
+			if got := reloadedNow(t, reloaded); got != err {
+				t.Errorf("OnReload got %v", got)
+			}
+			if got, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("qwerty123")); err != nil || got.ID != "2" {
+				t.Errorf("the last good version is lost: %v, %v", got, err)
+			}
+			if _, err := u.Authenticate(t.Context(), "newbie", []byte("newpw")); err != ErrInvalidCredentials {
+				t.Errorf("part of the broken file is served: %v", err)
+			}
+			errs := logs.FilterLevelExact(zapcore.ErrorLevel).All()
+			if len(errs) != 1 || errs[0].ContextMap()["path"] != path || !strings.Contains(fmt.Sprint(errs[0].ContextMap()["error"]), tt.want) {
+				t.Errorf("error log: %+v", errs)
+			}
+			for _, e := range logs.All() {
+				line := fmt.Sprint(e.Message, e.ContextMap())
+				for _, secret := range []string{oldHash, newHash, newHash[:40], oldHash[7:], newHash[7:29], "$2a$"} {
+					if strings.Contains(line, secret) {
+						t.Errorf("a log line holds (part of) a password hash: %s", line)
+					}
+				}
+			}
+		})
+	}
+}
+
+// waitReload returns the next reload outcome. Should none come, it fails
+// the test shortly before the test binary's deadline rather than hang.
+func waitReload(t *testing.T, reloaded <-chan error) error {
+	t.Helper()
+	var giveUp <-chan time.Time
+	if d, ok := t.Deadline(); ok {
+		giveUp = time.After(time.Until(d) * 9 / 10)
+	}
+	select {
+	case err := <-reloaded:
+		return err
+	case <-giveUp:
+		t.Fatal("Run did not reload before the test deadline")
+		return nil
+	}
+}
+
+// onReloadRun starts Run with a tiny interval and returns the channel of
+// its reload outcomes; Run stops when the test ends.
+func onReloadRun(t *testing.T, path string, opts ...Option) (*Users, chan error) {
+	t.Helper()
+	onReload, reloaded := reloads()
+	u, err := New(Config{Path: path, PollInterval: time.Millisecond}, zap.NewNop(), append(opts, onReload)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { u.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	done := make(chan error)
+	go func() { done <- u.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return u, reloaded
+}
 
-	// A new user appears while serving.
-	newHash := cheapBcrypt(t, "newpw")
-	writeFile(t, path, first+"  - {id: \"9\", username: newbie, password_hash: \""+newHash+"\"}\n")
-	if err := <-reloaded; err != nil {
+func TestRunPicksUpEdits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users.yaml")
+	writeAtomic(t, path, twoUsersYAML(t))
+	u, reloaded := onReloadRun(t, path)
+
+	writeAtomic(t, path, twoUsersYAML(t)+"  - {id: \"9\", username: newbie, password_hash: \""+bcryptHash(t, "newpw")+"\"}\n")
+	if err := waitReload(t, reloaded); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	if got, err := u.Authenticate(t.Context(), "newbie", []byte("newpw")); err != nil || got.ID != "9" {
-		t.Fatalf("new user: %v %v", got, err)
+		t.Errorf("new user: %v, %v", got, err)
 	}
 
-	// A broken edit: the error is logged, the last good version serves.
-	writeFile(t, path, "users:\n  - {id: \"9\", username: newbie, password_hash: [oops\n")
-	if err := <-reloaded; !errors.Is(err, ErrInvalidFile) {
-		t.Fatalf("broken reload: %v", err)
+	writeAtomic(t, path, "users: [oops\n")
+	if err := waitReload(t, reloaded); !errors.Is(err, ErrInvalidFile) {
+		t.Fatalf("broken edit: %v", err)
 	}
 	if _, err := u.Authenticate(t.Context(), "newbie", []byte("newpw")); err != nil {
-		t.Errorf("last good version lost: %v", err)
+		t.Errorf("the last good version is lost: %v", err)
 	}
-	if logs.FilterMessage("users file not reloaded; keeping the last good version").Len() == 0 {
-		t.Error("the broken file was not logged")
+
+	writeAtomic(t, path, "users: []\n")
+	if err := waitReload(t, reloaded); err != nil || u.Len() != 0 {
+		t.Fatalf("fixed edit: %v, %d users", err, u.Len())
 	}
-	for _, e := range logs.All() {
-		for _, f := range e.Context {
-			if strings.Contains(f.String, newHash) || strings.Contains(f.String, "$2a$") || (f.Interface != nil && strings.Contains(errString(f.Interface), "$2a$")) {
-				t.Errorf("a log line holds a hash: %s", e.Message)
-			}
+}
+
+// Kubernetes mounts a ConfigMap key as path → ..data/users.yaml, with
+// ..data → ..<timestamp>, and updates it by swapping the ..data symlink.
+func TestRunPicksUpConfigMapSwap(t *testing.T) {
+	dir := t.TempDir()
+	v1, v2 := filepath.Join(dir, "..2026_01_01_00_00_00.1"), filepath.Join(dir, "..2026_01_01_00_05_00.2")
+	for _, d := range []string{v1, v2} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
 		}
 	}
-}
-
-func errString(v any) string {
-	if err, ok := v.(error); ok {
-		return err.Error()
+	// Both versions have the same size and modification time: only where
+	// the link leads, and the inode, tell them apart.
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for file, content := range map[string]string{
+		filepath.Join(v1, "users.yaml"): twoUsersYAML(t),
+		filepath.Join(v2, "users.yaml"): strings.ReplaceAll(twoUsersYAML(t), "someuser@24i.com", "otheruse@24i.com"),
+	} {
+		writeAtomic(t, file, content)
+		if err := os.Chtimes(file, t0, t0); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return ""
-}
-
-// Kubernetes mounts a ConfigMap as path → ..data/users.yaml, and swaps the
-// ..data symlink atomically on update.
-func TestReloadConfigMapSymlinkSwap(t *testing.T) {
-	dir := t.TempDir()
-	v1, v2 := filepath.Join(dir, "..v1"), filepath.Join(dir, "..v2")
-	os.Mkdir(v1, 0o700)
-	os.Mkdir(v2, 0o700)
-	writeFile(t, filepath.Join(v1, "users.yaml"), usersYAML(t))
-	writeFile(t, filepath.Join(v2, "users.yaml"), "users:\n  - {id: \"7\", username: swapped, password_hash: \""+cheapBcrypt(t, "pw")+"\"}\n")
-	os.Symlink("..v1", filepath.Join(dir, "..data"))
+	mustSymlink(t, filepath.Base(v1), filepath.Join(dir, "..data"))
 	path := filepath.Join(dir, "users.yaml")
-	os.Symlink(filepath.Join("..data", "users.yaml"), path)
+	mustSymlink(t, filepath.Join("..data", "users.yaml"), path)
 
-	reloaded := make(chan error, 10)
-	u, err := New(Config{Path: path, PollInterval: time.Millisecond}, zap.NewNop(), WithOnReload(func(err error) { reloaded <- err }))
-	if err != nil {
+	u, reloaded := onReloadRun(t, path, WithClock(func() time.Time { return t0.Add(time.Hour) }))
+	if _, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("qwerty123")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { u.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	os.Symlink("..v2", filepath.Join(dir, "..data_tmp"))
+	mustSymlink(t, filepath.Base(v2), filepath.Join(dir, "..data_tmp"))
 	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-reloaded; err != nil {
+	if err := waitReload(t, reloaded); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := u.Authenticate(t.Context(), "swapped", []byte("pw")); err != nil {
-		t.Errorf("swapped file not served: %v", err)
+	if got, err := u.Authenticate(t.Context(), "otheruse@24i.com", []byte("qwerty123")); err != nil || got.ID != "2" {
+		t.Errorf("the swapped version is not served: %v, %v", got, err)
+	}
+	if _, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("qwerty123")); err != ErrInvalidCredentials {
+		t.Errorf("the old version is still served: %v", err)
 	}
 }
 
-func TestPasswordHasher(t *testing.T) {
-	h := PasswordHasher{}
-	enc, err := h.Hash([]byte("correct horse"))
-	if err != nil {
+func mustSymlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(enc, "$argon2id$v=19$m=19456,t=2,p=1$") {
-		t.Errorf("hash %q does not use the default parameters", enc)
-	}
-	if ok, err := h.Compare(enc, []byte("correct horse")); !ok || err != nil {
-		t.Errorf("round trip: %v %v", ok, err)
-	}
-	if ok, _ := h.Compare(enc, []byte("wrong horse")); ok {
-		t.Error("wrong password matched")
-	}
-	if other, _ := h.Hash([]byte("correct horse")); other == enc {
-		t.Error("two hashes of one password are equal: no salt")
-	}
-	for _, bad := range []string{
-		"", "plain", "$argon2id$", "$argon2id$v=18$m=64,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA",
-		"$argon2id$v=19$m=1099511627776,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA",
-		"$argon2id$v=19$m=64,t=1000,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA",
-		"$argon2id$v=19$m=64,t=1,p=1$!!!$AAAAAAAAAAAAAAAAAAAAAA",
-		"$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$short",
-		"$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA",
-		"$2a$99$invalidbcrypt",
-	} {
-		if ok, err := h.Compare(bad, []byte("x")); ok || err == nil {
-			t.Errorf("%q: ok %v err %v", bad, ok, err)
+}
+
+// The checks of one poll, driven directly: no goroutine, no timing.
+func TestPoll(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	setup := func(t *testing.T, clock time.Time) (*Users, string, chan error) {
+		path := filepath.Join(t.TempDir(), "users.yaml")
+		writeAtomic(t, path, someUserYAML(bcryptHash(t, "qwerty123")))
+		if err := os.Chtimes(path, t0, t0); err != nil {
+			t.Fatal(err)
 		}
-	}
-}
-
-func FuzzParseArgon2id(f *testing.F) {
-	f.Add("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA")
-	f.Add("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
-	f.Add("$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy")
-	f.Add("$argon2id$v=19$m=-1,t=1,p=1$$")
-	f.Add("$$$$$")
-	f.Fuzz(func(t *testing.T, s string) {
-		p, err := parseArgon2id(s)
+		onReload, reloaded := reloads()
+		u, err := New(Config{Path: path}, zap.NewNop(), onReload, WithClock(func() time.Time { return clock }))
 		if err != nil {
-			return
+			t.Fatal(err)
 		}
-		if p.memory > maxArgonMemoryKiB || p.time > maxArgonTime || p.threads > maxArgonThreads || len(p.key) > maxArgonKeyLen || len(p.salt) < 8 {
-			t.Fatalf("out-of-bounds parameters accepted: %+v", p)
+		return u, path, reloaded
+	}
+	// sameSizeEdit rewrites the file in place (same inode) with a new
+	// password hash, and puts its modification time back.
+	sameSizeEdit := func(t *testing.T, path, password string) {
+		old, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := strings.Index(string(old), "$2a$")
+		edited := string(old[:i]) + bcryptHash(t, password) + string(old[i+60:])
+		if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, t0, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noReload := func(t *testing.T, reloaded chan error) {
+		t.Helper()
+		select {
+		case err := <-reloaded:
+			t.Errorf("reloaded (%v); want no reload", err)
+		default:
+		}
+	}
+
+	t.Run("unchanged", func(t *testing.T) {
+		u, _, reloaded := setup(t, t0.Add(time.Hour))
+		before := u.snap.Load()
+		u.poll()
+		noReload(t, reloaded)
+		if u.snap.Load() != before {
+			t.Error("the snapshot was replaced")
 		}
 	})
+	t.Run("touched, same content", func(t *testing.T) {
+		u, path, reloaded := setup(t, t0.Add(time.Hour))
+		before := u.snap.Load()
+		if err := os.Chtimes(path, t0.Add(time.Minute), t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		u.poll()
+		noReload(t, reloaded)
+		if u.snap.Load() != before {
+			t.Error("the snapshot was replaced")
+		}
+	})
+	t.Run("edited, new modification time", func(t *testing.T) {
+		u, path, reloaded := setup(t, t0.Add(time.Hour))
+		sameSizeEdit(t, path, "newpw")
+		if err := os.Chtimes(path, t0.Add(time.Second), t0.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		u.poll()
+		if err := reloadedNow(t, reloaded); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("newpw")); err != nil {
+			t.Errorf("edit not served: %v", err)
+		}
+	})
+	// A stamp taken within racyWindow of the modification proves nothing:
+	// the file is read again until it is old enough.
+	t.Run("edited within the timestamp granularity", func(t *testing.T) {
+		u, path, reloaded := setup(t, t0.Add(racyWindow/2))
+		sameSizeEdit(t, path, "newpw")
+		u.poll()
+		if err := reloadedNow(t, reloaded); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("newpw")); err != nil {
+			t.Errorf("edit not served: %v", err)
+		}
+	})
+	// Once the stamp is old enough, polls trust it and do not read.
+	t.Run("stamp trusted when old enough", func(t *testing.T) {
+		u, path, reloaded := setup(t, t0.Add(time.Hour))
+		sameSizeEdit(t, path, "newpw")
+		u.poll()
+		noReload(t, reloaded)
+		// Reload reads regardless.
+		if err := u.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("newpw")); err != nil {
+			t.Errorf("Reload did not read the file: %v", err)
+		}
+	})
+	t.Run("missing, then back", func(t *testing.T) {
+		u, path, reloaded := setup(t, t0.Add(time.Hour))
+		content, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		u.poll()
+		if err := reloadedNow(t, reloaded); !errors.Is(err, ErrInvalidFile) || !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("missing: %v", err)
+		}
+		u.poll()
+		noReload(t, reloaded) // reported once
+		if _, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("qwerty123")); err != nil {
+			t.Errorf("the last good version is lost: %v", err)
+		}
+		writeAtomic(t, path, string(content)) // the same content comes back
+		u.poll()
+		if err := reloadedNow(t, reloaded); err != nil {
+			t.Errorf("back: %v", err)
+		}
+	})
+	t.Run("broken edit reported once", func(t *testing.T) {
+		u, path, reloaded := setup(t, t0.Add(time.Hour))
+		writeAtomic(t, path, "users: [oops\n")
+		u.poll()
+		if err := reloadedNow(t, reloaded); !errors.Is(err, ErrInvalidFile) {
+			t.Errorf("broken: %v", err)
+		}
+		if err := os.Chtimes(path, t0.Add(time.Minute), t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		u.poll()
+		noReload(t, reloaded)
+	})
+}
+
+// Reloads run while logins go on; -race checks the snapshot swap.
+func TestConcurrentAuthenticateAndReload(t *testing.T) {
+	u, path := newUsers(t, twoUsersYAML(t))
+	content := twoUsersYAML(t)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for range 20 {
+				if _, err := u.Authenticate(t.Context(), "client1@company.com", []byte("s3cret")); err != nil {
+					t.Errorf("login during reload: %v", err)
+					return
+				}
+				u.Len()
+			}
+		})
+	}
+	for range 5 {
+		writeAtomic(t, path, content)
+		if err := u.Reload(); err != nil {
+			t.Error(err)
+		}
+		u.poll()
+	}
+	wg.Wait()
 }
 
 func BenchmarkAuthenticate(b *testing.B) {
 	for _, alg := range []string{"argon2id-default", "bcrypt-10"} {
-		b.Run(alg, func(b *testing.B) {
-			var hash string
-			if alg == "bcrypt-10" {
-				h, _ := bcrypt.GenerateFromPassword([]byte("pw"), 10)
-				hash = string(h)
-			} else {
-				hash, _ = PasswordHasher{}.Hash([]byte("pw"))
+		var hash string
+		if alg == "bcrypt-10" {
+			h, err := bcrypt.GenerateFromPassword([]byte("pw"), 10)
+			if err != nil {
+				b.Fatal(err)
 			}
-			u, _ := newUsers(b, "users:\n  - {id: \"1\", username: alice, password_hash: \""+hash+"\"}\n")
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := u.Authenticate(b.Context(), "alice", []byte("pw")); err != nil {
-					b.Fatal(err)
+			hash = string(h)
+		} else {
+			var err error
+			if hash, err = (PasswordHasher{}).Hash([]byte("pw")); err != nil {
+				b.Fatal(err)
+			}
+		}
+		u, _ := newUsers(b, "users:\n  - {id: \"1\", username: alice, password_hash: \""+hash+"\", claims: {siteId: 10115}}\n")
+		for _, tt := range []struct {
+			name, login, password string
+			wantErr               error
+		}{
+			{"known", "alice", "pw", nil},
+			{"wrong-password", "alice", "px", ErrInvalidCredentials},
+			{"unknown-user", "mallory", "pw", ErrInvalidCredentials},
+		} {
+			b.Run(alg+"/"+tt.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := u.Authenticate(b.Context(), tt.login, []byte(tt.password)); err != tt.wantErr {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
