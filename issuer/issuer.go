@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -78,6 +79,10 @@ type Config struct {
 	DefaultScope string
 	// MaxBodyBytes bounds request bodies. Zero means 64 KiB.
 	MaxBodyBytes int64
+	// MaxConcurrentLogins bounds password checks running at once: an
+	// argon2id comparison holds ~19 MiB, so a login storm must queue rather
+	// than exhaust memory. Zero means 2 × GOMAXPROCS.
+	MaxConcurrentLogins int
 }
 
 // Option configures optional Issuer behaviour.
@@ -96,7 +101,8 @@ type Issuer struct {
 	clients  map[string]*Client // nil: open registry
 	logger   *zap.Logger
 	now      func() time.Time
-	audience []string // every audience access tokens may carry
+	audience []string      // every audience access tokens may carry
+	logins   chan struct{} // semaphore of password checks
 }
 
 // Errors of the token endpoint, mapped to RFC 6749 §5.2 codes by the
@@ -127,6 +133,9 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
 	}
+	if cfg.MaxConcurrentLogins <= 0 {
+		cfg.MaxConcurrentLogins = 2 * runtime.GOMAXPROCS(0)
+	}
 	var errs []error
 	if u, err := url.Parse(cfg.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		errs = append(errs, fmt.Errorf("issuer %q is not an http(s) URL", cfg.Issuer))
@@ -134,7 +143,8 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	if cfg.Audience == "" {
 		errs = append(errs, errors.New("no access token audience"))
 	}
-	i := &Issuer{cfg: cfg, keys: keys, users: users, access: access, logger: logger.Named("issuer"), now: time.Now}
+	i := &Issuer{cfg: cfg, keys: keys, users: users, access: access, logger: logger.Named("issuer"), now: time.Now,
+		logins: make(chan struct{}, cfg.MaxConcurrentLogins)}
 	for _, o := range opts {
 		o(i)
 	}
@@ -275,7 +285,19 @@ func (i *Issuer) passwordGrant(ctx context.Context, client *Client, g *grant) (*
 	if err != nil {
 		return nil, err
 	}
+	select {
+	case i.logins <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	user, err := i.users.Authenticate(ctx, g.Username, []byte(g.Password))
+	<-i.logins
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil, err
+	}
+	if err != nil && !errors.Is(err, identity.ErrInvalidCredentials) {
+		return nil, fmt.Errorf("check password: %w", err) // a server fault, not a wrong password
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: invalid credentials", ErrInvalidGrant)
 	}
