@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -17,40 +18,39 @@ import (
 	"github.com/tollgate/tollgate/verifier"
 )
 
-// Paths are the endpoints Handler serves, by pattern.
-var tokenPaths = []string{
-	"POST /oauth/token",
-	"POST /auth/realms/{realm}/protocol/openid-connect/token",
-	"POST /realms/{realm}/protocol/openid-connect/token",
+// Endpoint is one pattern Handler serves, with a bounded name for logs and
+// metrics.
+type Endpoint struct {
+	Pattern string
+	Name    string
+	dialect string
+	serve   func(i *Issuer, w http.ResponseWriter, r *http.Request, dialect string)
 }
 
-const (
-	jsonAPIPath   = "POST /api/auth/v1/access_tokens"
-	userinfoPath  = "/oauth/userinfo"
-	discoveryPath = "GET /.well-known/openid-configuration"
-	jwksPath      = "GET /.well-known/jwks.json"
-	introspectURL = "POST /oauth/introspect"
-)
-
-// Routes lists the patterns Handler serves, for mounting in a mux.
-func (i *Issuer) Routes() []string {
-	return append(append([]string(nil), tokenPaths...), jsonAPIPath, "GET "+userinfoPath, "POST "+userinfoPath,
-		discoveryPath, jwksPath, introspectURL)
+var endpoints = []Endpoint{
+	{"POST /oauth/token", "oauth_token", "oauth", (*Issuer).serveOAuthToken},
+	{"POST /auth/realms/{realm}/protocol/openid-connect/token", "keycloak_token", "keycloak", (*Issuer).serveOAuthToken},
+	{"POST /realms/{realm}/protocol/openid-connect/token", "keycloak_token", "keycloak", (*Issuer).serveOAuthToken},
+	{"POST /api/auth/v1/access_tokens", "jsonapi_token", "jsonapi", (*Issuer).serveJSONAPIToken},
+	{"GET /oauth/userinfo", "userinfo", "", (*Issuer).serveUserinfo},
+	{"POST /oauth/userinfo", "userinfo", "", (*Issuer).serveUserinfo},
+	{"GET /.well-known/openid-configuration", "discovery", "", (*Issuer).serveDiscovery},
+	{"GET /.well-known/jwks.json", "jwks", "", (*Issuer).serveJWKS},
+	{"POST /oauth/introspect", "introspect", "", (*Issuer).serveIntrospect},
 }
+
+const userinfoPath = "/oauth/userinfo"
+
+// Endpoints lists the patterns Handler serves, for mounting in a mux.
+func (i *Issuer) Endpoints() []Endpoint { return slices.Clone(endpoints) }
 
 // Handler serves the token, userinfo, discovery, JWKS and introspection
 // endpoints.
 func (i *Issuer) Handler() http.Handler {
 	mux := http.NewServeMux()
-	for _, p := range tokenPaths {
-		mux.HandleFunc(p, i.serveOAuthToken)
+	for _, e := range endpoints {
+		mux.HandleFunc(e.Pattern, func(w http.ResponseWriter, r *http.Request) { e.serve(i, w, r, e.dialect) })
 	}
-	mux.HandleFunc(jsonAPIPath, i.serveJSONAPIToken)
-	mux.HandleFunc("GET "+userinfoPath, i.serveUserinfo)
-	mux.HandleFunc("POST "+userinfoPath, i.serveUserinfo)
-	mux.HandleFunc(discoveryPath, i.serveDiscovery)
-	mux.HandleFunc(jwksPath, i.serveJWKS)
-	mux.HandleFunc(introspectURL, i.serveIntrospect)
 	return mux
 }
 
@@ -176,7 +176,7 @@ func basicAuth(r *http.Request) (string, string, bool) {
 	return id, secret, ok && err1 == nil && err2 == nil
 }
 
-func (i *Issuer) serveOAuthToken(w http.ResponseWriter, r *http.Request) {
+func (i *Issuer) serveOAuthToken(w http.ResponseWriter, r *http.Request, dialect string) {
 	noStore(w)
 	body, err := i.readBody(w, r)
 	var g *grant
@@ -187,6 +187,7 @@ func (i *Issuer) serveOAuthToken(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		t, err = i.Exchange(r.Context(), g)
 	}
+	i.observe(g, dialect, err)
 	if err != nil {
 		i.oauthError(w, g, err)
 		return
@@ -238,11 +239,14 @@ func description(err error) string {
 	if code == "server_error" {
 		return "internal error"
 	}
+	if errors.Is(err, errPartnerMismatch) {
+		return errBadCredentials.Error() // do not confirm the account exists
+	}
 	_, d, _ := strings.Cut(err.Error(), ": ")
 	return d
 }
 
-func (i *Issuer) serveJSONAPIToken(w http.ResponseWriter, r *http.Request) {
+func (i *Issuer) serveJSONAPIToken(w http.ResponseWriter, r *http.Request, dialect string) {
 	noStore(w)
 	body, err := i.readBody(w, r)
 	var g *grant
@@ -254,6 +258,7 @@ func (i *Issuer) serveJSONAPIToken(w http.ResponseWriter, r *http.Request) {
 		g.PartnerID = r.URL.Query().Get("partnerId")
 		t, err = i.Exchange(r.Context(), g)
 	}
+	i.observe(g, dialect, err)
 	if err != nil {
 		code, status := errorCode(err)
 		if code == "invalid_grant" {
@@ -283,7 +288,7 @@ func (i *Issuer) serveJSONAPIToken(w http.ResponseWriter, r *http.Request) {
 
 // serveUserinfo answers with the bearer's identity: sub plus the user's
 // claims (003: agentId, siteId, role).
-func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request) {
+func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request, _ string) {
 	noStore(w)
 	raw, ok := bearer(r)
 	if !ok {
@@ -333,7 +338,7 @@ func bearer(r *http.Request) (string, bool) {
 	return tok, tok != ""
 }
 
-func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
+func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request, _ string) {
 	base := strings.TrimRight(i.cfg.Issuer, "/")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -352,7 +357,7 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (i *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
+func (i *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request, _ string) {
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	w.Write(i.keys.JWKS())
@@ -360,7 +365,7 @@ func (i *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
 
 // serveIntrospect implements RFC 7662 for this issuer's access and refresh
 // tokens. Only registered confidential clients may introspect.
-func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request) {
+func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request, _ string) {
 	noStore(w)
 	id, secret, ok := basicAuth(r)
 	c := i.clients[id]
@@ -407,4 +412,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
+}
+
+// observe reports one token request to the Observer, with bounded labels.
+func (i *Issuer) observe(g *grant, dialect string, err error) {
+	grantType := "other"
+	if g != nil && (g.Type == "password" || g.Type == "refresh_token") {
+		grantType = g.Type
+	}
+	if err != nil {
+		code, _ := errorCode(err)
+		i.obs.TokenError(grantType, code, loginFailure(err))
+		return
+	}
+	client := "unregistered"
+	if i.clients != nil && i.clients[g.ClientID] != nil {
+		client = g.ClientID
+	}
+	i.obs.TokenIssued(grantType, client, dialect)
 }

@@ -91,6 +91,24 @@ type Option func(*Issuer)
 // WithClock sets the time source.
 func WithClock(now func() time.Time) Option { return func(i *Issuer) { i.now = now } }
 
+// Observer receives token outcomes, for metrics. Labels are bounded: the
+// client is a registered client id or "unregistered".
+type Observer interface {
+	TokenIssued(grant, client, dialect string)
+	// TokenError reports a refused request by RFC 6749 code; loginFailure
+	// is invalid_credentials, partner_mismatch or unknown_profile for a
+	// failed password login, else "".
+	TokenError(grant, code, loginFailure string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) TokenIssued(string, string, string) {}
+func (nopObserver) TokenError(string, string, string)  {}
+
+// WithObserver receives token outcomes.
+func WithObserver(o Observer) Option { return func(i *Issuer) { i.obs = o } }
+
 // Issuer mints tokens and serves the token endpoints.
 type Issuer struct {
 	cfg      Config
@@ -103,6 +121,7 @@ type Issuer struct {
 	now      func() time.Time
 	audience []string      // every audience access tokens may carry
 	logins   chan struct{} // semaphore of password checks
+	obs      Observer
 }
 
 // Errors of the token endpoint, mapped to RFC 6749 §5.2 codes by the
@@ -116,7 +135,26 @@ var (
 	ErrInvalidScope         = errors.New("invalid_scope")
 	// ErrInvalidConfig wraps every problem New finds.
 	ErrInvalidConfig = errors.New("issuer: invalid config")
+
+	// Why a password login failed, for metrics; all are invalid_grant to
+	// the client, with the same description.
+	errBadCredentials  = errors.New("invalid credentials")
+	errPartnerMismatch = errors.New("partner mismatch")
+	errUnknownProfile  = errors.New("unknown profile")
 )
+
+// loginFailure names why a password login failed, or "".
+func loginFailure(err error) string {
+	switch {
+	case errors.Is(err, errBadCredentials):
+		return "invalid_credentials"
+	case errors.Is(err, errPartnerMismatch):
+		return "partner_mismatch"
+	case errors.Is(err, errUnknownProfile):
+		return "unknown_profile"
+	}
+	return ""
+}
 
 // New validates cfg and builds the Issuer. access verifies bearer tokens
 // at userinfo; it is normally the proxy's verifier, which trusts Keys.
@@ -144,7 +182,7 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 		errs = append(errs, errors.New("no access token audience"))
 	}
 	i := &Issuer{cfg: cfg, keys: keys, users: users, access: access, logger: logger.Named("issuer"), now: time.Now,
-		logins: make(chan struct{}, cfg.MaxConcurrentLogins)}
+		logins: make(chan struct{}, cfg.MaxConcurrentLogins), obs: nopObserver{}}
 	for _, o := range opts {
 		o(i)
 	}
@@ -299,15 +337,16 @@ func (i *Issuer) passwordGrant(ctx context.Context, client *Client, g *grant) (*
 		return nil, fmt.Errorf("check password: %w", err) // a server fault, not a wrong password
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: invalid credentials", ErrInvalidGrant)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGrant, errBadCredentials)
 	}
 	if !partnerMatches(user, client, g.PartnerID) {
-		return nil, fmt.Errorf("%w: invalid credentials", ErrInvalidGrant)
+		// Worded like bad credentials: do not confirm the account exists.
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGrant, errPartnerMismatch)
 	}
 	profile := user.DefaultProfile()
 	if g.Profile != "" {
 		if !user.HasProfile(g.Profile) {
-			return nil, fmt.Errorf("%w: unknown profile", ErrInvalidGrant)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidGrant, errUnknownProfile)
 		}
 		profile = g.Profile
 	}

@@ -135,6 +135,9 @@ func (k *Keys) Keys(ctx context.Context, kid string) ([]*verifier.Key, error) {
 // JWKS returns the published JWK Set.
 func (k *Keys) JWKS() []byte { return k.snap.Load().jwks }
 
+// Len returns the number of keys loaded, HMAC keys included.
+func (k *Keys) Len() int { return k.snap.Load().set.Len() }
+
 // Current returns the key that signs new tokens.
 func (k *Keys) Current() *SigningKey { return k.snap.Load().current }
 

@@ -2,6 +2,9 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -15,26 +18,96 @@ type BuildInfo struct {
 	GoVersion string
 }
 
-// Metrics holds tollgate's registry and collectors.
+// Metrics holds tollgate's registry and collectors. Its methods satisfy
+// the observer interfaces of proxy, verifier and issuer.
 type Metrics struct {
 	reg *prometheus.Registry
+	now func() time.Time
+
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	inFlight        prometheus.Gauge
+	auth            *prometheus.CounterVec
+	upstream        *prometheus.CounterVec
+	upstreamTime    *prometheus.HistogramVec
+	upstreamErrors  *prometheus.CounterVec
+	issued          *prometheus.CounterVec
+	tokenErrors     *prometheus.CounterVec
+	loginFailures   *prometheus.CounterVec
+	keysLoaded      *prometheus.GaugeVec
+	jwksFetches     *prometheus.CounterVec
+	kidSuppressed   *prometheus.CounterVec
+	reloads         *prometheus.CounterVec
+	jwksMu          sync.Mutex
+	jwksLastSuccess map[string]time.Time // guarded by jwksMu
+}
+
+// durationBuckets are the classic buckets, next to the native histogram.
+var durationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+func histogram(name, help string, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: name, Help: help, Buckets: durationBuckets,
+		NativeHistogramBucketFactor:     1.1,
+		NativeHistogramMaxBucketNumber:  160,
+		NativeHistogramMinResetDuration: time.Hour,
+	}, labels)
+}
+
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }
 
 // New returns Metrics with a fresh registry holding the Go and process
-// collectors and the tollgate_build_info gauge.
+// collectors, tollgate_build_info and every tollgate collector.
 func New(info BuildInfo) *Metrics {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		now: time.Now,
+		requests: counter("tollgate_http_requests_total",
+			"Requests answered on the public listener, by route, method and status code.", "route", "method", "code"),
+		duration: histogram("tollgate_http_request_duration_seconds",
+			"Time to answer a request on the public listener, by route.", "route"),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tollgate_http_requests_in_flight",
+			Help: "Requests being served on the public listener."}),
+		auth: counter("tollgate_auth_decisions_total",
+			"Authentication decisions by route, result (allowed or denied) and reason.", "route", "result", "reason"),
+		upstream: counter("tollgate_upstream_requests_total",
+			"Upstream round trips by upstream and status code (0 when none was received).", "upstream", "code"),
+		upstreamTime: histogram("tollgate_upstream_duration_seconds",
+			"Time until an upstream's response headers, by upstream.", "upstream"),
+		upstreamErrors: counter("tollgate_upstream_errors_total",
+			"Failed upstream round trips by upstream and kind (refused, timeout, reset, other).", "upstream", "kind"),
+		issued: counter("tollgate_tokens_issued_total",
+			"Token pairs issued by grant, client (registered clients only) and dialect.", "grant", "client", "dialect"),
+		tokenErrors: counter("tollgate_token_errors_total",
+			"Token requests refused, by grant and RFC 6749 error code.", "grant", "error"),
+		loginFailures: counter("tollgate_login_failures_total",
+			"Failed logins by reason (invalid_credentials, partner_mismatch, unknown_profile).", "reason"),
+		keysLoaded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tollgate_keys_loaded",
+			Help: "Verification keys held per key source."}, []string{"source"}),
+		jwksFetches: counter("tollgate_jwks_fetches_total",
+			"Remote JWKS fetches by source and result (success or error).", "source", "result"),
+		kidSuppressed: counter("tollgate_jwks_unknown_kid_suppressed_total",
+			"Unknown-kid refetches skipped because of the cooldown.", "source"),
+		reloads: counter("tollgate_reloads_total",
+			"Reloads of the users file and the signing keys directory by what and result.", "what", "result"),
+		jwksLastSuccess: map[string]time.Time{},
+	}
+	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.duration, m.inFlight, m.auth, m.upstream, m.upstreamTime, m.upstreamErrors,
+		m.issued, m.tokenErrors, m.loginFailures, m.keysLoaded, m.jwksFetches, m.kidSuppressed, m.reloads,
+		jwksAge{m},
 	)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tollgate_build_info",
 		Help: "Build information of the running tollgate binary; always 1.",
 	}, []string{"version", "revision", "goversion"})
 	build.WithLabelValues(info.Version, info.Revision, info.GoVersion).Set(1)
-	reg.MustRegister(build)
-	return &Metrics{reg: reg}
+	m.reg.MustRegister(build)
+	return m
 }
 
 // Registry returns the registry, for callers that add their own collectors.
@@ -42,5 +115,101 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Handler serves the registry in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, EnableOpenMetrics: true})
+}
+
+// methods bounds the method label.
+var methods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+
+// RequestStarted counts a request in flight; RequestDone ends it.
+func (m *Metrics) RequestStarted() { m.inFlight.Inc() }
+
+// RequestDone records one answered request.
+func (m *Metrics) RequestDone(route, method string, code int, d time.Duration) {
+	m.inFlight.Dec()
+	if !methods[method] {
+		method = "OTHER"
+	}
+	if route == "" {
+		route = "none"
+	}
+	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// AuthDecision records one authentication outcome.
+func (m *Metrics) AuthDecision(route, reason string) {
+	result := "denied"
+	if reason == "ok" || reason == "anonymous" {
+		result = "allowed"
+	}
+	m.auth.WithLabelValues(route, result, reason).Inc()
+}
+
+// Upstream records one upstream round trip.
+func (m *Metrics) Upstream(upstream string, code int, d time.Duration, kind string) {
+	m.upstream.WithLabelValues(upstream, strconv.Itoa(code)).Inc()
+	m.upstreamTime.WithLabelValues(upstream).Observe(d.Seconds())
+	if kind != "" {
+		m.upstreamErrors.WithLabelValues(upstream, kind).Inc()
+	}
+}
+
+// TokenIssued records a pair of tokens issued.
+func (m *Metrics) TokenIssued(grant, client, dialect string) {
+	m.issued.WithLabelValues(grant, client, dialect).Inc()
+}
+
+// TokenError records a refused token request; a failed login also counts
+// by reason.
+func (m *Metrics) TokenError(grant, code, loginFailure string) {
+	m.tokenErrors.WithLabelValues(grant, code).Inc()
+	if loginFailure != "" {
+		m.loginFailures.WithLabelValues(loginFailure).Inc()
+	}
+}
+
+// Reloaded records a reload of the users file or the keys directory.
+func (m *Metrics) Reloaded(what string, err error) {
+	result := "success"
+	if err != nil {
+		result = "error"
+	}
+	m.reloads.WithLabelValues(what, result).Inc()
+}
+
+// JWKSFetch implements verifier.Observer.
+func (m *Metrics) JWKSFetch(source string, err error) {
+	if err != nil {
+		m.jwksFetches.WithLabelValues(source, "error").Inc()
+		return
+	}
+	m.jwksFetches.WithLabelValues(source, "success").Inc()
+	m.jwksMu.Lock()
+	m.jwksLastSuccess[source] = m.now()
+	m.jwksMu.Unlock()
+}
+
+// KeysLoaded implements verifier.Observer.
+func (m *Metrics) KeysLoaded(source string, n int) { m.keysLoaded.WithLabelValues(source).Set(float64(n)) }
+
+// UnknownKIDSuppressed implements verifier.Observer.
+func (m *Metrics) UnknownKIDSuppressed(source string) { m.kidSuppressed.WithLabelValues(source).Inc() }
+
+// jwksAge exports the seconds since each remote JWKS was last fetched
+// successfully, computed at scrape time.
+type jwksAge struct{ m *Metrics }
+
+var jwksAgeDesc = prometheus.NewDesc("tollgate_jwks_seconds_since_success",
+	"Seconds since the last successful fetch of each remote JWKS.", []string{"source"}, nil)
+
+func (j jwksAge) Describe(ch chan<- *prometheus.Desc) { ch <- jwksAgeDesc }
+
+func (j jwksAge) Collect(ch chan<- prometheus.Metric) {
+	j.m.jwksMu.Lock()
+	defer j.m.jwksMu.Unlock()
+	now := j.m.now()
+	for src, t := range j.m.jwksLastSuccess {
+		ch <- prometheus.MustNewConstMetric(jwksAgeDesc, prometheus.GaugeValue, now.Sub(t).Seconds(), src)
+	}
 }

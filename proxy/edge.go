@@ -52,10 +52,32 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
+// RequestObserver receives every request Edge answers, for metrics.
+type RequestObserver interface {
+	RequestStarted()
+	// RequestDone reports the route name ("" when no route matched), the
+	// method, the status and the time taken.
+	RequestDone(route, method string, code int, d time.Duration)
+}
+
+type nopRequestObserver struct{}
+
+func (nopRequestObserver) RequestStarted()                                {}
+func (nopRequestObserver) RequestDone(string, string, int, time.Duration) {}
+
+// SetRoute names the route of the request carrying ctx, for handlers other
+// than the Proxy (such as the token endpoints) that Edge wraps.
+func SetRoute(ctx context.Context, route string) {
+	if info := infoFrom(ctx); info != nil {
+		info.route = route
+	}
+}
+
 // edge is the middleware returned by Edge.
 type edge struct {
 	next   http.Handler
 	logger *zap.Logger
+	obs    RequestObserver
 	prefix string        // random per process, so IDs are unique across replicas
 	seq    atomic.Uint64 // request counter
 }
@@ -63,14 +85,17 @@ type edge struct {
 // Edge wraps next with request IDs, panic recovery and one structured
 // access-log line per request. An inbound X-Request-Id is kept if it is
 // sane (1–128 of [A-Za-z0-9._:-]); otherwise one is generated. The ID is
-// returned to the client and forwarded upstream.
-func Edge(next http.Handler, logger *zap.Logger) http.Handler {
+// returned to the client and forwarded upstream. obs may be nil.
+func Edge(next http.Handler, logger *zap.Logger, obs RequestObserver) http.Handler {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
+	if obs == nil {
+		obs = nopRequestObserver{}
+	}
 	b := make([]byte, 6)
 	rand.Read(b)
-	return &edge{next: next, logger: logger.Named("access"), prefix: hex.EncodeToString(b) + "-"}
+	return &edge{next: next, logger: logger.Named("access"), obs: obs, prefix: hex.EncodeToString(b) + "-"}
 }
 
 func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -84,6 +109,7 @@ func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := &requestInfo{requestID: id}
 	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
 	sw := &statusWriter{ResponseWriter: w}
+	e.obs.RequestStarted()
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler { // the connection is already dead; let net/http close it quietly
@@ -105,16 +131,17 @@ func writeInternal(w http.ResponseWriter) {
 }
 
 func (e *edge) log(r *http.Request, sw *statusWriter, info *requestInfo, start time.Time) {
-	ce := e.logger.Check(zap.InfoLevel, "request")
-	if ce == nil {
-		return
-	}
 	status := sw.status
 	if status == 0 {
 		status = info.status
 	}
 	if status == 0 {
 		status = http.StatusOK // nothing written: net/http sends 200
+	}
+	e.obs.RequestDone(info.route, r.Method, status, time.Since(start))
+	ce := e.logger.Check(zap.InfoLevel, "request")
+	if ce == nil {
+		return
 	}
 	ce.Write(
 		zap.String("request_id", info.requestID),

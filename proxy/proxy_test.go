@@ -393,7 +393,7 @@ func TestEdgeRequestIDAndAccessLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := proxy.Edge(p, zap.New(core))
+	h := proxy.Edge(p, zap.New(core), nil)
 	tok := f.token(t, nil)
 	for _, tt := range []struct{ in, want string }{
 		{"abc-123.x:y_z", "abc-123.x:y_z"},
@@ -438,7 +438,7 @@ func TestEdgeRequestIDAndAccessLog(t *testing.T) {
 
 func TestEdgeRecoversPanics(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
-	h := proxy.Edge(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }), zap.New(core))
+	h := proxy.Edge(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }), zap.New(core), nil)
 	rec := serve(h, httptest.NewRequest(http.MethodGet, "/x", nil))
 	if rec.Code != 500 || !strings.Contains(rec.Body.String(), `"server_error"`) || strings.Contains(rec.Body.String(), "boom") {
 		t.Errorf("panic answered %d %s", rec.Code, rec.Body)

@@ -63,11 +63,18 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 	var errs []error
 	vc := cfg.verifierConfig()
 	if cfg.SigningKeysDir != "" {
-		keys, err := issuer.LoadKeys(issuer.KeysConfig{Dir: cfg.SigningKeysDir, PollInterval: cfg.ReloadInterval}, logger, nil)
+		keys, err := issuer.LoadKeys(issuer.KeysConfig{Dir: cfg.SigningKeysDir, PollInterval: cfg.ReloadInterval}, logger,
+			func(err error) {
+				m.metrics.Reloaded("signing_keys", err)
+				if m.keys != nil {
+					m.metrics.KeysLoaded("self", m.keys.Len())
+				}
+			})
 		if err != nil {
 			errs = append(errs, err)
 		}
-		users, err := identity.New(identity.Config{Path: cfg.UsersFile, PollInterval: cfg.ReloadInterval}, logger)
+		users, err := identity.New(identity.Config{Path: cfg.UsersFile, PollInterval: cfg.ReloadInterval}, logger,
+			identity.WithOnReload(func(err error) { m.metrics.Reloaded("users", err) }))
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -78,20 +85,22 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 				Issuer: cfg.PublicURL, Audiences: cfg.selfAudiences(), Algorithms: issuer.SelfAlgorithms,
 				Sources: []verifier.KeySource{keys},
 			})
+			m.metrics.KeysLoaded("self", keys.Len())
 		}
 	}
-	v, err := verifier.New(vc, logger, verifier.WithClock(m.now))
+	v, err := verifier.New(vc, logger, verifier.WithClock(m.now), verifier.WithObserver(m.metrics))
 	if err != nil {
 		errs = append(errs, err)
 	}
 	m.verifier = v
-	p, err := proxy.New(cfg.proxyConfig(), v, logger)
+	p, err := proxy.New(cfg.proxyConfig(), v, logger, proxy.WithObserver(m.metrics))
 	if err != nil {
 		errs = append(errs, err)
 	}
 	var iss *issuer.Issuer
 	if m.keys != nil && m.users != nil && v != nil {
-		if iss, err = issuer.New(cfg.issuerConfig(), m.keys, m.users, v, logger, issuer.WithClock(m.now)); err != nil {
+		if iss, err = issuer.New(cfg.issuerConfig(), m.keys, m.users, v, logger,
+			issuer.WithClock(m.now), issuer.WithObserver(m.metrics)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -103,7 +112,7 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		public = withIssuer(iss, p)
 	}
 	m.public = &http.Server{
-		Handler:           proxy.Edge(public, logger),
+		Handler:           proxy.Edge(public, logger, m.metrics),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -203,12 +212,15 @@ func (m *Main) shutdown() error {
 func withIssuer(iss *issuer.Issuer, p http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	h := iss.Handler()
-	for _, pattern := range iss.Routes() {
-		mux.Handle(pattern, h)
+	for _, e := range iss.Endpoints() {
+		mux.Handle(e.Pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			proxy.SetRoute(r.Context(), e.Name)
+			h.ServeHTTP(w, r)
+		}))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern != "" {
-			h.ServeHTTP(w, r)
+		if route, pattern := mux.Handler(r); pattern != "" {
+			route.ServeHTTP(w, r)
 			return
 		}
 		p.ServeHTTP(w, r)
