@@ -191,7 +191,9 @@ func (m *Metrics) JWKSFetch(source string, err error) {
 }
 
 // KeysLoaded implements verifier.Observer.
-func (m *Metrics) KeysLoaded(source string, n int) { m.keysLoaded.WithLabelValues(source).Set(float64(n)) }
+func (m *Metrics) KeysLoaded(source string, n int) {
+	m.keysLoaded.WithLabelValues(source).Set(float64(n))
+}
 
 // UnknownKIDSuppressed implements verifier.Observer.
 func (m *Metrics) UnknownKIDSuppressed(source string) { m.kidSuppressed.WithLabelValues(source).Inc() }
