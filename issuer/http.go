@@ -32,6 +32,9 @@ var endpoints = []Endpoint{
 	{"POST /auth/realms/{realm}/protocol/openid-connect/token", "keycloak_token", "keycloak", (*Issuer).serveOAuthToken},
 	{"POST /realms/{realm}/protocol/openid-connect/token", "keycloak_token", "keycloak", (*Issuer).serveOAuthToken},
 	{"POST /api/auth/v1/access_tokens", "jsonapi_token", "jsonapi", (*Issuer).serveJSONAPIToken},
+	{"POST /api/oauth/login_with_token", "login_with_token", "jsonapi", (*Issuer).serveTokenExchange},
+	{"POST /api/auth/v1/cookie_exchange", "cookie_exchange", "jsonapi", (*Issuer).serveCookieExchange},
+	{"POST /api/auth/v1/profiles/{profile_id}/access_tokens", "profile_token", "jsonapi", (*Issuer).serveProfileToken},
 	{"GET /oauth/userinfo", "userinfo", "", (*Issuer).serveUserinfo},
 	{"POST /oauth/userinfo", "userinfo", "", (*Issuer).serveUserinfo},
 	{"GET /.well-known/openid-configuration", "discovery", "", (*Issuer).serveDiscovery},
@@ -224,6 +227,7 @@ func errorCode(err error) (string, int) {
 	}{
 		{ErrInvalidRequest, 400}, {ErrInvalidClient, 401}, {ErrInvalidGrant, 400},
 		{ErrUnauthorizedClient, 400}, {ErrUnsupportedGrantType, 400}, {ErrInvalidScope, 400},
+		{ErrForbidden, 403}, {ErrUnavailable, 502}, {ErrNotEnabled, 404},
 	} {
 		if errors.Is(err, e.err) {
 			return e.err.Error(), e.status
@@ -259,12 +263,17 @@ func (i *Issuer) serveJSONAPIToken(w http.ResponseWriter, r *http.Request, diale
 		t, err = i.Exchange(r.Context(), g)
 	}
 	i.observe(g, dialect, err)
+	i.writeJSONAPI(w, t, err)
+}
+
+// writeJSONAPI writes tokens, or an error, in the JSON:API dialect.
+func (i *Issuer) writeJSONAPI(w http.ResponseWriter, t *Tokens, err error) {
 	if err != nil {
 		code, status := errorCode(err)
 		if code == "invalid_grant" {
 			status = http.StatusUnauthorized
 		}
-		if code == "server_error" {
+		if code == "server_error" || code == "temporarily_unavailable" {
 			i.logger.Error("token request failed", zap.Error(err))
 		}
 		writeJSON(w, status, map[string]any{"errors": []map[string]string{{
@@ -284,6 +293,51 @@ func (i *Issuer) serveJSONAPIToken(w http.ResponseWriter, r *http.Request, diale
 			"refresh_token":        t.Refresh,
 		},
 	}})
+}
+
+// formBody reads a bounded, leniently parsed form body.
+func (i *Issuer) formBody(w http.ResponseWriter, r *http.Request) (map[string]string, error) {
+	body, err := i.readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return parseForm(body)
+}
+
+// serveTokenExchange is source-doc 000's login_with_token.
+func (i *Issuer) serveTokenExchange(w http.ResponseWriter, r *http.Request, dialect string) {
+	noStore(w)
+	f, err := i.formBody(w, r)
+	var t *Tokens
+	if err == nil {
+		t, err = i.tokenExchange(r.Context(), f)
+	}
+	i.observe(&grant{Type: "token_exchange", ClientID: f["client_id"]}, dialect, err)
+	i.writeJSONAPI(w, t, err)
+}
+
+// serveCookieExchange turns a legacy session cookie into tokens.
+func (i *Issuer) serveCookieExchange(w http.ResponseWriter, r *http.Request, dialect string) {
+	noStore(w)
+	f, err := i.formBody(w, r)
+	var t *Tokens
+	if err == nil {
+		t, err = i.cookieExchange(r.Context(), r, f)
+	}
+	i.observe(&grant{Type: "cookie_exchange", ClientID: f["client_id"]}, dialect, err)
+	i.writeJSONAPI(w, t, err)
+}
+
+// serveProfileToken mints a token for one of the bearer's profiles.
+func (i *Issuer) serveProfileToken(w http.ResponseWriter, r *http.Request, dialect string) {
+	noStore(w)
+	t, err := i.profileToken(r.Context(), r, r.PathValue("profile_id"))
+	g := &grant{Type: "profile"}
+	if t != nil {
+		g.ClientID = t.ClientID
+	}
+	i.observe(g, dialect, err)
+	i.writeJSONAPI(w, t, err)
 }
 
 // serveUserinfo answers with the bearer's identity: sub plus the user's
@@ -417,7 +471,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // observe reports one token request to the Observer, with bounded labels.
 func (i *Issuer) observe(g *grant, dialect string, err error) {
 	grantType := "other"
-	if g != nil && (g.Type == "password" || g.Type == "refresh_token") {
+	if g != nil && slices.Contains([]string{"password", "refresh_token", "token_exchange", "cookie_exchange", "profile"}, g.Type) {
 		grantType = g.Type
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"runtime"
 	"slices"
@@ -28,6 +29,24 @@ type Users interface {
 	// Lookup finds a user by id.
 	Lookup(ctx context.Context, id string) (*identity.User, error)
 }
+
+// ExternalTokens exchanges an external OAuth server's access token for a
+// local user; *identity.External satisfies it.
+type ExternalTokens interface {
+	Exchange(ctx context.Context, service, token string) (*identity.User, error)
+}
+
+// Sessions tells whose legacy session the cookies are;
+// *identity.CookieSessions satisfies it.
+type Sessions interface {
+	UserID(ctx context.Context, cookies []*http.Cookie) (string, error)
+}
+
+// WithExternal enables POST /api/oauth/login_with_token.
+func WithExternal(x ExternalTokens) Option { return func(i *Issuer) { i.external = x } }
+
+// WithSessions enables POST /api/auth/v1/cookie_exchange.
+func WithSessions(s Sessions) Option { return func(i *Issuer) { i.sessions = s } }
 
 // AccessVerifier verifies access tokens (for userinfo and introspection);
 // *verifier.Verifier satisfies it.
@@ -122,6 +141,8 @@ type Issuer struct {
 	audience []string      // every audience access tokens may carry
 	logins   chan struct{} // semaphore of password checks
 	obs      Observer
+	external ExternalTokens // nil: login_with_token disabled
+	sessions Sessions       // nil: cookie_exchange disabled
 }
 
 // Errors of the token endpoint, mapped to RFC 6749 §5.2 codes by the
@@ -133,6 +154,14 @@ var (
 	ErrUnauthorizedClient   = errors.New("unauthorized_client")
 	ErrUnsupportedGrantType = errors.New("unsupported_grant_type")
 	ErrInvalidScope         = errors.New("invalid_scope")
+	// ErrForbidden: the caller may not have this (another user's profile,
+	// a legacy session the legacy system refuses).
+	ErrForbidden = errors.New("forbidden")
+	// ErrUnavailable: a backend (external OAuth server, legacy system) is
+	// down or answered nonsense; nothing was cached.
+	ErrUnavailable = errors.New("temporarily_unavailable")
+	// ErrNotEnabled: the endpoint's backend is not configured.
+	ErrNotEnabled = errors.New("not_found")
 	// ErrInvalidConfig wraps every problem New finds.
 	ErrInvalidConfig = errors.New("issuer: invalid config")
 
@@ -248,6 +277,7 @@ type Tokens struct {
 	AccessExpires, RefreshExp  time.Time
 	IssuedAt                   time.Time
 	Scope, SessionID, Profile  string
+	ClientID                   string
 	User                       *identity.User
 	AccessTTL, RefreshLifetime time.Duration
 }
@@ -333,6 +363,9 @@ func (i *Issuer) passwordGrant(ctx context.Context, client *Client, g *grant) (*
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil, err
 	}
+	if errors.Is(err, identity.ErrBackend) {
+		return nil, fmt.Errorf("%w: the login backend is unavailable: %w", ErrUnavailable, err)
+	}
 	if err != nil && !errors.Is(err, identity.ErrInvalidCredentials) {
 		return nil, fmt.Errorf("check password: %w", err) // a server fault, not a wrong password
 	}
@@ -378,6 +411,9 @@ func (i *Issuer) refreshGrant(ctx context.Context, client *Client, g *grant) (*T
 		return nil, fmt.Errorf("%w: refresh token was issued to another client", ErrInvalidGrant)
 	}
 	user, err := i.users.Lookup(ctx, tok.Subject)
+	if errors.Is(err, identity.ErrBackend) {
+		return nil, fmt.Errorf("%w: the user backend is unavailable: %w", ErrUnavailable, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: user no longer exists", ErrInvalidGrant)
 	}
@@ -444,7 +480,7 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile, sid string) (
 	setIf(access, "preferred_username", u.Username)
 	setIf(access, "role", u.Role)
 	setIf(access, "partnerId", u.PartnerID)
-	t := &Tokens{IssuedAt: now, AccessExpires: now.Add(accessTTL), RefreshExp: now.Add(refreshTTL), Scope: scope,
+	t := &Tokens{ClientID: c.ID, IssuedAt: now, AccessExpires: now.Add(accessTTL), RefreshExp: now.Add(refreshTTL), Scope: scope,
 		SessionID: sid, Profile: profile, User: u, AccessTTL: accessTTL, RefreshLifetime: refreshTTL}
 	legacy := c.SigningAlg == "HS256"
 	var err error

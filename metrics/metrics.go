@@ -38,6 +38,8 @@ type Metrics struct {
 	jwksFetches     *prometheus.CounterVec
 	kidSuppressed   *prometheus.CounterVec
 	reloads         *prometheus.CounterVec
+	backend         *prometheus.CounterVec
+	backendTime     *prometheus.HistogramVec
 	jwksMu          sync.Mutex
 	jwksLastSuccess map[string]time.Time // guarded by jwksMu
 }
@@ -92,6 +94,10 @@ func New(info BuildInfo) *Metrics {
 			"Unknown-kid refetches skipped because of the cooldown.", "source"),
 		reloads: counter("tollgate_reloads_total",
 			"Reloads of the users file and the signing keys directory by what and result.", "what", "result"),
+		backend: counter("tollgate_backend_requests_total",
+			"Calls to identity backends (external OAuth servers, legacy system) by backend and result.", "backend", "result"),
+		backendTime: histogram("tollgate_backend_duration_seconds",
+			"Duration of calls to identity backends, by backend.", "backend"),
 		jwksLastSuccess: map[string]time.Time{},
 	}
 	m.reg.MustRegister(
@@ -99,6 +105,7 @@ func New(info BuildInfo) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.duration, m.inFlight, m.auth, m.upstream, m.upstreamTime, m.upstreamErrors,
 		m.issued, m.tokenErrors, m.loginFailures, m.keysLoaded, m.jwksFetches, m.kidSuppressed, m.reloads,
+		m.backend, m.backendTime,
 		jwksAge{m},
 	)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -176,6 +183,16 @@ func (m *Metrics) Reloaded(what string, err error) {
 		result = "error"
 	}
 	m.reloads.WithLabelValues(what, result).Inc()
+}
+
+// BackendCall records one call to an identity backend.
+func (m *Metrics) BackendCall(backend string, d time.Duration, err error) {
+	result := "success"
+	if err != nil {
+		result = "error"
+	}
+	m.backend.WithLabelValues(backend, result).Inc()
+	m.backendTime.WithLabelValues(backend).Observe(d.Seconds())
 }
 
 // JWKSFetch implements verifier.Observer.

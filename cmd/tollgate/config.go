@@ -101,6 +101,11 @@ type File struct {
 	Headers        []FileHeader   `yaml:"headers"`
 	TrustedIssuers []FileIssuer   `yaml:"trusted_issuers"`
 	Clients        []FileClient   `yaml:"clients"`
+	// PasswordBackend is users_file (default) or legacy.
+	PasswordBackend  string              `yaml:"password_backend"`
+	LegacyLogin      *FileLegacyLogin    `yaml:"legacy_login"`
+	ExternalServices []FileService       `yaml:"external_services"`
+	CookieExchange   *FileCookieExchange `yaml:"cookie_exchange"`
 	// Realm is the WWW-Authenticate realm; default "tollgate".
 	Realm string `yaml:"realm"`
 }
@@ -140,6 +145,44 @@ type FileClient struct {
 	AccessTokenTTL  time.Duration `yaml:"access_token_ttl"`
 	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
 	SigningAlg      string        `yaml:"signing_alg"`
+}
+
+// FileLegacyLogin points the password grant at the legacy login endpoint.
+type FileLegacyLogin struct {
+	LoginURL      string            `yaml:"login_url"`
+	Format        string            `yaml:"format"`
+	UsernameField string            `yaml:"username_field"`
+	PasswordField string            `yaml:"password_field"`
+	LookupURL     string            `yaml:"lookup_url"`
+	UserIDPath    string            `yaml:"user_id_path"`
+	UsernamePath  string            `yaml:"username_path"`
+	EmailPath     string            `yaml:"email_path"`
+	RolePath      string            `yaml:"role_path"`
+	PartnerPath   string            `yaml:"partner_path"`
+	ProfilesPath  string            `yaml:"profiles_path"`
+	ClaimPaths    map[string]string `yaml:"claim_paths"`
+	Timeout       time.Duration     `yaml:"timeout"`
+}
+
+// FileService is an external OAuth server for login_with_token.
+type FileService struct {
+	Name             string        `yaml:"name"`
+	IntrospectionURL string        `yaml:"introspection_url"`
+	ClientID         string        `yaml:"client_id"`
+	ClientSecret     string        `yaml:"client_secret"`
+	UserinfoURL      string        `yaml:"userinfo_url"`
+	Claim            string        `yaml:"claim"`
+	UserField        string        `yaml:"user_field"`
+	CacheTTL         time.Duration `yaml:"cache_ttl"`
+	Timeout          time.Duration `yaml:"timeout"`
+}
+
+// FileCookieExchange is the legacy session endpoint for cookie_exchange.
+type FileCookieExchange struct {
+	URL        string        `yaml:"url"`
+	Cookies    []string      `yaml:"cookies"`
+	UserIDPath string        `yaml:"user_id_path"`
+	Timeout    time.Duration `yaml:"timeout"`
 }
 
 // FileIssuer is one trusted token issuer.
@@ -289,15 +332,31 @@ func (c *Config) check() []error {
 	if c.UpstreamURL == "" && len(c.File.Routes) == 0 {
 		errs = append(errs, errors.New("no route: set TOLLGATE_UPSTREAM_URL or routes in TOLLGATE_CONFIG_FILE"))
 	}
+	switch c.File.PasswordBackend {
+	case "", "users_file":
+		if c.File.LegacyLogin != nil {
+			errs = append(errs, errors.New("legacy_login is set but password_backend is not legacy"))
+		}
+	case "legacy":
+		if c.File.LegacyLogin == nil {
+			errs = append(errs, errors.New("password_backend legacy needs a legacy_login section"))
+		}
+		if c.UsersFile != "" {
+			errs = append(errs, errors.New("TOLLGATE_USERS_FILE is set but password_backend is legacy"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("password_backend %q is not users_file or legacy", c.File.PasswordBackend))
+	}
 	if c.SigningKeysDir != "" {
-		if c.UsersFile == "" {
-			errs = append(errs, errors.New("TOLLGATE_USERS_FILE: required with TOLLGATE_SIGNING_KEYS_DIR"))
+		if c.UsersFile == "" && c.File.PasswordBackend != "legacy" {
+			errs = append(errs, errors.New("TOLLGATE_USERS_FILE: required with TOLLGATE_SIGNING_KEYS_DIR (or password_backend: legacy)"))
 		}
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("TOLLGATE_PUBLIC_URL: %q is not an http(s) URL (required with TOLLGATE_SIGNING_KEYS_DIR: it is the iss of minted tokens)", c.PublicURL))
 		}
-	} else if c.UsersFile != "" || len(c.File.Clients) > 0 {
-		errs = append(errs, errors.New("TOLLGATE_SIGNING_KEYS_DIR: required when TOLLGATE_USERS_FILE or clients are configured"))
+	} else if c.UsersFile != "" || len(c.File.Clients) > 0 || c.File.PasswordBackend != "" ||
+		len(c.File.ExternalServices) > 0 || c.File.CookieExchange != nil {
+		errs = append(errs, errors.New("TOLLGATE_SIGNING_KEYS_DIR: required when users, clients or exchange backends are configured"))
 	}
 	if c.AccessTokenTTL > 0 && c.RefreshTokenTTL > 0 && c.RefreshTokenTTL < c.AccessTokenTTL {
 		errs = append(errs, errors.New("TOLLGATE_REFRESH_TOKEN_TTL: shorter than TOLLGATE_ACCESS_TOKEN_TTL"))

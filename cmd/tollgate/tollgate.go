@@ -24,14 +24,16 @@ import (
 // Main is the running gateway: it owns the listeners, the servers and every
 // background goroutine. End-to-end tests start it on :0 ports.
 type Main struct {
-	cfg      *Config
-	logger   *zap.Logger
-	metrics  *metrics.Metrics
-	verifier *verifier.Verifier
-	keys     *issuer.Keys    // nil without token endpoints
-	users    *identity.Users // nil without token endpoints
-	public   *http.Server
-	admin    *http.Server
+	cfg       *Config
+	logger    *zap.Logger
+	metrics   *metrics.Metrics
+	verifier  *verifier.Verifier
+	keys      *issuer.Keys    // nil without token endpoints
+	users     *identity.Users // the users file; nil without one
+	userStore issuer.Users    // the password backend: users file or legacy
+	finder    identity.Finder // how exchanged identities map to users
+	public    *http.Server
+	admin     *http.Server
 
 	publicLn, adminLn net.Listener
 	// draining is set when shutdown begins; /readyz fails from then on.
@@ -73,12 +75,12 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		users, err := identity.New(identity.Config{Path: cfg.UsersFile, PollInterval: cfg.ReloadInterval}, logger,
-			identity.WithOnReload(func(err error) { m.metrics.Reloaded("users", err) }))
-		if err != nil {
-			errs = append(errs, err)
+		var err2 error
+		m.userStore, m.finder, m.users, err2 = m.buildUsers(cfg, logger)
+		if err2 != nil {
+			errs = append(errs, err2)
 		}
-		m.keys, m.users = keys, users
+		m.keys = keys
 		if keys != nil {
 			// Self-issued tokens verify against the in-process key set.
 			vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
@@ -98,9 +100,13 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		errs = append(errs, err)
 	}
 	var iss *issuer.Issuer
-	if m.keys != nil && m.users != nil && v != nil {
-		if iss, err = issuer.New(cfg.issuerConfig(), m.keys, m.users, v, logger,
-			issuer.WithClock(m.now), issuer.WithObserver(m.metrics)); err != nil {
+	if m.keys != nil && m.userStore != nil && v != nil {
+		opts := []issuer.Option{issuer.WithClock(m.now), issuer.WithObserver(m.metrics)}
+		exOpts, err := m.buildExchanges(cfg, logger)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if iss, err = issuer.New(cfg.issuerConfig(), m.keys, m.userStore, v, logger, append(opts, exOpts...)...); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -149,6 +155,8 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	if m.keys != nil {
 		m.bg.Go(func() { m.keys.Run(ctx) })
+	}
+	if m.users != nil {
 		m.bg.Go(func() { m.users.Run(ctx) })
 	}
 	for _, s := range []struct {
@@ -205,6 +213,64 @@ func (m *Main) shutdown() error {
 	m.bg.Wait()
 	m.logger.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// buildUsers builds the password backend: the users file, or the legacy
+// login endpoint.
+func (m *Main) buildUsers(cfg *Config, logger *zap.Logger) (issuer.Users, identity.Finder, *identity.Users, error) {
+	backendOpts := []identity.BackendOption{identity.WithBackendObserver(m.metrics), identity.WithBackendClock(m.now)}
+	if ll := cfg.File.LegacyLogin; cfg.File.PasswordBackend == "legacy" && ll != nil {
+		l, err := identity.NewLegacy(identity.LegacyConfig{
+			LoginURL: ll.LoginURL, Format: ll.Format, UsernameField: ll.UsernameField, PasswordField: ll.PasswordField,
+			LookupURL: ll.LookupURL, UserIDPath: ll.UserIDPath, UsernamePath: ll.UsernamePath, EmailPath: ll.EmailPath,
+			RolePath: ll.RolePath, PartnerPath: ll.PartnerPath, ProfilesPath: ll.ProfilesPath, ClaimPaths: ll.ClaimPaths,
+			Timeout: ll.Timeout,
+		}, logger, backendOpts...)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return l, l, nil, nil
+	}
+	users, err := identity.New(identity.Config{Path: cfg.UsersFile, PollInterval: cfg.ReloadInterval}, logger,
+		identity.WithOnReload(func(err error) { m.metrics.Reloaded("users", err) }))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return users, users, users, nil
+}
+
+// buildExchanges builds the external-token and cookie exchanges that are
+// configured.
+func (m *Main) buildExchanges(cfg *Config, logger *zap.Logger) ([]issuer.Option, error) {
+	backendOpts := []identity.BackendOption{identity.WithBackendObserver(m.metrics), identity.WithBackendClock(m.now)}
+	var opts []issuer.Option
+	var errs []error
+	if len(cfg.File.ExternalServices) > 0 {
+		var services []identity.Service
+		for _, s := range cfg.File.ExternalServices {
+			services = append(services, identity.Service{
+				Name: s.Name, IntrospectionURL: s.IntrospectionURL, ClientID: s.ClientID, ClientSecret: s.ClientSecret,
+				UserinfoURL: s.UserinfoURL, Claim: s.Claim, UserField: s.UserField, CacheTTL: s.CacheTTL, Timeout: s.Timeout,
+			})
+		}
+		x, err := identity.NewExternal(services, m.finder, logger, backendOpts...)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			opts = append(opts, issuer.WithExternal(x))
+		}
+	}
+	if ce := cfg.File.CookieExchange; ce != nil {
+		c, err := identity.NewCookieSessions(identity.CookieConfig{
+			URL: ce.URL, Cookies: ce.Cookies, UserIDPath: ce.UserIDPath, Timeout: ce.Timeout,
+		}, logger, backendOpts...)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			opts = append(opts, issuer.WithSessions(c))
+		}
+	}
+	return opts, errors.Join(errs...)
 }
 
 // withIssuer sends the token endpoints' paths to the issuer and every other

@@ -1,0 +1,186 @@
+package identity
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// BackendObserver receives every call to a backend, for metrics. backend
+// is a bounded name ("external:<service>", "cookie", "legacy_login",
+// "legacy_lookup").
+type BackendObserver interface {
+	BackendCall(backend string, d time.Duration, err error)
+}
+
+type nopBackendObserver struct{}
+
+func (nopBackendObserver) BackendCall(string, time.Duration, error) {}
+
+// BackendOption configures optional behaviour of the HTTP backends.
+type BackendOption func(*backendOptions)
+
+type backendOptions struct {
+	client *http.Client
+	obs    BackendObserver
+	now    func() time.Time
+}
+
+// WithBackendClient replaces the HTTP client (whose timeout is otherwise
+// the backend's Timeout).
+func WithBackendClient(c *http.Client) BackendOption {
+	return func(o *backendOptions) { o.client = c }
+}
+
+// WithBackendObserver receives backend calls.
+func WithBackendObserver(obs BackendObserver) BackendOption {
+	return func(o *backendOptions) { o.obs = obs }
+}
+
+// WithBackendClock sets the clock of caches and expiry checks.
+func WithBackendClock(now func() time.Time) BackendOption {
+	return func(o *backendOptions) { o.now = now }
+}
+
+func newBackendOptions(timeout time.Duration, opts []BackendOption) backendOptions {
+	o := backendOptions{obs: nopBackendObserver{}, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.client == nil {
+		o.client = &http.Client{
+			Timeout: timeout,
+			// Redirects are not followed: a backend that redirects is
+			// misconfigured, and following could leak credentials.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return o
+}
+
+// maxReplyBytes bounds every backend reply.
+const maxReplyBytes = 1 << 20
+
+// call performs one backend request and decodes its JSON reply (nil when
+// the body is empty or not JSON). Transport errors and 5xx are ErrBackend;
+// the caller interprets 2xx/4xx.
+func call(ctx context.Context, o backendOptions, name string, req *http.Request) (int, any, error) {
+	start := time.Now()
+	status, v, err := doCall(ctx, o.client, req)
+	o.obs.BackendCall(name, time.Since(start), err)
+	return status, v, err
+}
+
+func doCall(ctx context.Context, client *http.Client, req *http.Request) (int, any, error) {
+	req = req.WithContext(ctx)
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		cause := err
+		var ue *url.Error
+		if errors.As(err, &ue) { // without the URL, which may carry a secret
+			cause = ue.Err
+		}
+		return 0, nil, fmt.Errorf("%w: %s: %v", ErrBackend, req.URL.Host, cause)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes+1))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %s: reading reply: %v", ErrBackend, req.URL.Host, err)
+	}
+	if len(body) > maxReplyBytes {
+		return 0, nil, fmt.Errorf("%w: %s: reply larger than %d bytes", ErrBackend, req.URL.Host, maxReplyBytes)
+	}
+	if resp.StatusCode >= 500 {
+		return resp.StatusCode, nil, fmt.Errorf("%w: %s answered %d", ErrBackend, req.URL.Host, resp.StatusCode)
+	}
+	v, _ := ParseReply(body)
+	return resp.StatusCode, v, nil
+}
+
+// ParseReply decodes a backend's JSON reply, keeping numbers exact
+// (json.Number). Anything that is not one JSON value is an error.
+func ParseReply(body []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after the JSON value")
+	}
+	return v, nil
+}
+
+// Path returns the value at a dotted path in a decoded reply: object keys,
+// and array indexes as numbers ("data.users.0.id").
+func Path(v any, path string) (any, bool) {
+	if path == "" {
+		return v, true
+	}
+	for key := range strings.SplitSeq(path, ".") {
+		switch node := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = node[key]; !ok {
+				return nil, false
+			}
+		case []any:
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(node) {
+				return nil, false
+			}
+			v = node[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// PathString returns the string or number at path, as text.
+func PathString(v any, path string) (string, bool) {
+	x, ok := Path(v, path)
+	if !ok {
+		return "", false
+	}
+	switch x := x.(type) {
+	case string:
+		return x, x != ""
+	case json.Number:
+		return x.String(), true
+	}
+	return "", false
+}
+
+// pathStrings returns the strings (or numbers) of the array at path; a
+// single string counts as one.
+func pathStrings(v any, path string) []string {
+	x, ok := Path(v, path)
+	if !ok {
+		return nil
+	}
+	var out []string
+	switch x := x.(type) {
+	case []any:
+		for _, e := range x {
+			if s, ok := PathString(e, ""); ok {
+				out = append(out, s)
+			}
+		}
+	default:
+		if s, ok := PathString(x, ""); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
