@@ -61,7 +61,7 @@ func sourceDocUsers(t testing.TB) string {
     username: someuser@24i.com
     email: someuser@24i.com
     password_hash: "` + bcryptHash(t, "qwerty123") + `"
-    profiles: ["4f3d8946-4423-11ea-bbb8-b7af30354b4a"]
+    profiles: ["4f3d8946-4423-11ea-bbb8-b7af30354b4a", "kids-2"]
   - id: bfeb45d7-50dc-416d-b3c8-35db64d288f3
     username: agent1
     email: client1@company.com
@@ -78,6 +78,13 @@ func sourceDocUsers(t testing.TB) string {
 }
 
 func startAuthGateway(t *testing.T, clients string, extraKeys ...func(dir string)) *authGateway {
+	t.Helper()
+	return startTokenGateway(t, clients, true, extraKeys...)
+}
+
+// startTokenGateway starts the token endpoints with the YAML config given,
+// with or without the source-doc users file.
+func startTokenGateway(t *testing.T, clients string, usersFile bool, extraKeys ...func(dir string)) *authGateway {
 	t.Helper()
 	dir := t.TempDir()
 	g := &authGateway{clock: &testClock{t: time.Now()}, keysDir: filepath.Join(dir, "keys"), users: filepath.Join(dir, "users.yaml")}
@@ -99,19 +106,22 @@ func startAuthGateway(t *testing.T, clients string, extraKeys ...func(dir string
 		t.Fatal(err)
 	}
 	g.url = "http://" + ln.Addr().String()
-	cfg, warnings, err := LoadConfig([]string{
+	env := []string{
 		"TOLLGATE_LISTEN=" + ln.Addr().String(),
 		"TOLLGATE_ADMIN_LISTEN=127.0.0.1:0",
 		"TOLLGATE_UPSTREAM_URL=" + echoUpstream(t, "api").URL,
 		"TOLLGATE_PUBLIC_URL=" + g.url,
 		"TOLLGATE_SIGNING_KEYS_DIR=" + g.keysDir,
-		"TOLLGATE_USERS_FILE=" + g.users,
 		"TOLLGATE_CONFIG_FILE=" + cfgFile,
 		"TOLLGATE_SHUTDOWN_DELAY=0s",
 		"TOLLGATE_ACCESS_TOKEN_TTL=5m",
 		"TOLLGATE_REFRESH_TOKEN_TTL=1h",
 		"TOLLGATE_RELOAD_INTERVAL=1h", // tests reload explicitly
-	})
+	}
+	if usersFile {
+		env = append(env, "TOLLGATE_USERS_FILE="+g.users)
+	}
+	cfg, warnings, err := LoadConfig(env)
 	if err != nil || len(warnings) > 0 {
 		t.Fatalf("LoadConfig: %v %v", err, warnings)
 	}

@@ -1,0 +1,63 @@
+package identity
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+)
+
+func TestPath(t *testing.T) {
+	reply, err := ParseReply([]byte(`{"data":{"id":9001,"user":{"id":"2"},"profiles":["a","b"],"big":12345678901234567890}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"data.id": "9001", "data.user.id": "2", "data.profiles.1": "b", "data.big": "12345678901234567890"} {
+		if got, ok := PathString(reply, path); !ok || got != want {
+			t.Errorf("%s = %q %v, want %q", path, got, ok, want)
+		}
+	}
+	for _, path := range []string{"data.missing", "data.profiles.2", "data.profiles.-1", "data.user", "data.id.x"} {
+		if got, ok := PathString(reply, path); ok {
+			t.Errorf("%s = %q, want absent", path, got)
+		}
+	}
+	if got := pathStrings(reply, "data.profiles"); strings.Join(got, ",") != "a,b" {
+		t.Errorf("profiles %v", got)
+	}
+	if _, err := ParseReply([]byte(`{"a":1} {"b":2}`)); err == nil {
+		t.Error("two JSON values accepted")
+	}
+}
+
+// FuzzLegacyReply feeds arbitrary replies and paths to the parser the
+// legacy and external backends use.
+func FuzzLegacyReply(f *testing.F) {
+	f.Add(`{"data":{"user":{"id":"2"}}}`, "data.user.id")
+	f.Add(`{"data":{"id":9001,"profiles":["lp1","lp2"]}}`, "data.profiles.0")
+	f.Add(`{"active":true,"sub":"ext-42","exp":1700000000}`, "sub")
+	f.Add(`[1,2,{"x":"y"}]`, "2.x")
+	f.Add(`{"a":`, "a")
+	f.Add(`nul`, "")
+	f.Fuzz(func(t *testing.T, body, path string) {
+		v, err := ParseReply([]byte(body))
+		if err != nil {
+			return
+		}
+		s, ok := PathString(v, path)
+		if ok && s == "" {
+			t.Fatal("ok with an empty string")
+		}
+		l := &Legacy{cfg: LegacyConfig{UserIDPath: path, ProfilesPath: path, ClaimPaths: map[string]string{"x": path}}, logger: zap.NewNop()}
+		u, err := l.user(v)
+		if err == nil && (u.ID == "" || u.ID != s) {
+			t.Fatalf("user id %q from path %q (PathString %q)", u.ID, path, s)
+		}
+		if err == nil {
+			if _, err := json.Marshal(u.Claims); err != nil {
+				t.Fatalf("claims cannot be put in a token: %v", err)
+			}
+		}
+	})
+}
