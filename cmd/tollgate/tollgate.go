@@ -319,6 +319,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// version is stamped by the release build (-ldflags "-X main.version=…");
+// it is never written at run time.
+var version string
+
 // buildInfo reads the version and VCS revision stamped by the Go toolchain.
 func buildInfo() metrics.BuildInfo {
 	info := metrics.BuildInfo{Version: "(devel)", Revision: "unknown", GoVersion: "unknown"}
@@ -329,6 +333,9 @@ func buildInfo() metrics.BuildInfo {
 	info.GoVersion = bi.GoVersion
 	if bi.Main.Version != "" {
 		info.Version = bi.Main.Version
+	}
+	if version != "" {
+		info.Version = version
 	}
 	for _, s := range bi.Settings {
 		if s.Key == "vcs.revision" {
