@@ -266,11 +266,28 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	if info.token == nil {
 		return
 	}
+	// The header values are derived once per token: a cached token maps
+	// no claims. The slices are shared read-only between requests.
+	for _, h := range info.token.Memo(p, p.headerValues).([]headerValue) {
+		out[h.name] = h.values
+	}
+}
+
+// headerValue is one identity header ready to set.
+type headerValue struct {
+	name   string
+	values []string
+}
+
+// headerValues maps a token's claims to its identity headers.
+func (p *Proxy) headerValues(tok *verifier.Token) any {
+	hv := make([]headerValue, 0, len(p.headers))
 	for _, m := range p.headers {
-		if v, ok := claimValue(info.token.Claims, m.path); ok {
-			out[m.header] = []string{v}
+		if v, ok := claimValue(tok.Claims, m.path); ok {
+			hv = append(hv, headerValue{name: m.header, values: []string{v}})
 		}
 	}
+	return hv
 }
 
 // stripIdentity deletes every header that names an identity header, also

@@ -58,6 +58,9 @@ type Remote struct {
 	logger   *zap.Logger
 	observer Observer
 
+	// onChange is called after each successful fetch; set before Run.
+	onChange func()
+
 	keys  atomic.Pointer[remoteKeys]
 	kick  chan struct{} // capacity 1: pending fetch requests merge
 	ready chan struct{} // closed after the first successful fetch
@@ -156,6 +159,15 @@ func (r *Remote) fresh(kid string) []*Key {
 	return keys
 }
 
+// servedUntil is when the current keys stop being served (MaxStale after
+// the last successful fetch).
+func (r *Remote) servedUntil() time.Time {
+	if cur := r.keys.Load(); cur != nil {
+		return cur.fetchedAt.Add(r.cfg.MaxStale)
+	}
+	return time.Time{}
+}
+
 // Ready is closed once the first fetch has succeeded.
 func (r *Remote) Ready() <-chan struct{} { return r.ready }
 
@@ -209,6 +221,9 @@ func (r *Remote) refresh(ctx context.Context) {
 	}
 	if r.keys.Swap(&remoteKeys{set: set, fetchedAt: r.now()}) == nil {
 		close(r.ready)
+	}
+	if r.onChange != nil {
+		r.onChange()
 	}
 	r.observer.KeysLoaded(r.cfg.URL, set.Len())
 	r.logger.Debug("jwks fetched", zap.Int("keys", set.Len()))

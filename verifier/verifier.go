@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -37,6 +38,10 @@ type Config struct {
 	Leeway time.Duration
 	// MaxTokenBytes bounds the length of a raw token. Zero means 8192.
 	MaxTokenBytes int
+	// CacheSize bounds the verified-token cache (entries; a token with its
+	// claims takes 1–3 KiB). Zero means 10000; negative disables the cache.
+	// An entry lives until its token expires or the keys change.
+	CacheSize int
 }
 
 // IssuerConfig is one trusted issuer.
@@ -95,11 +100,35 @@ type Token struct {
 	// Claims holds every claim; numbers are json.Number so that ids keep
 	// their exact text.
 	Claims map[string]any
+
+	// memo holds one value derived from the token by its consumer (the
+	// proxy's header values), so that a cache hit derives nothing.
+	memo atomic.Pointer[memo]
+}
+
+type memo struct {
+	key   any
+	value any
+}
+
+// Memo returns fn(t), computed once per token for key. A Token is shared
+// by every request that presents the same raw token while it is cached;
+// the proxy keeps the token's upstream header values here. Values for
+// another key are computed without being kept.
+func (t *Token) Memo(key any, fn func(*Token) any) any {
+	if m := t.memo.Load(); m != nil && m.key == key {
+		return m.value
+	}
+	v := fn(t)
+	t.memo.CompareAndSwap(nil, &memo{key: key, value: v})
+	return v
 }
 
 // Verifier checks access tokens against a fixed set of trusted issuers.
 // It is safe for concurrent use.
 type Verifier struct {
+	cache    *tokenCache // nil when disabled
+	gen      atomic.Uint64
 	issuers  map[string]*issuer
 	remotes  []*Remote
 	leeway   time.Duration
@@ -142,6 +171,12 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
 	if v.maxBytes <= 0 {
 		v.maxBytes = 8192
 	}
+	switch {
+	case cfg.CacheSize == 0:
+		v.cache = newTokenCache(10000)
+	case cfg.CacheSize > 0:
+		v.cache = newTokenCache(cfg.CacheSize)
+	}
 	var errs []error
 	if len(cfg.Issuers) == 0 {
 		errs = append(errs, errors.New("no trusted issuer configured"))
@@ -165,8 +200,28 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	for _, r := range v.remotes {
+		r.onChange = v.KeysChanged
+	}
 	return v, nil
 }
+
+// KeysChanged tells the verifier that a key source changed: cached tokens
+// are verified again on their next use. Remote key sets call it after each
+// successful fetch; owners of in-process sources call it after a reload.
+func (v *Verifier) KeysChanged() { v.gen.Add(1) }
+
+// CacheStats returns the verified-token cache's counters (zero when the
+// cache is disabled).
+func (v *Verifier) CacheStats() CacheStats {
+	if v.cache == nil {
+		return CacheStats{}
+	}
+	return v.cache.stats()
+}
+
+// errCachedExpired is returned for a cached token that has expired since.
+var errCachedExpired = fmt.Errorf("%w: since it was cached", ErrExpired)
 
 func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remote, error) {
 	var errs []error
@@ -243,21 +298,38 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 	if len(raw) > v.maxBytes {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, v.maxBytes)
 	}
+	var gen uint64
+	if v.cache != nil {
+		gen = v.gen.Load()
+		tok, expired := v.cache.get(raw, v.now(), gen)
+		if tok != nil {
+			return tok, nil
+		}
+		if expired {
+			return nil, errCachedExpired
+		}
+	}
 	if strings.Count(raw, ".") != 2 {
 		return nil, fmt.Errorf("%w: want three dot-separated segments", ErrMalformed)
 	}
 	claims := jwt.MapClaims{}
 	var tok *Token
+	var keysUntil time.Time // when the keys used stop being served; zero: never
 	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		var err error
 		tok, err = v.checkClaims(t.Header, claims)
 		if err != nil {
 			return nil, err
 		}
-		return v.keyFor(ctx, tok.Issuer, t.Header)
+		var key any
+		key, keysUntil, err = v.keyFor(ctx, tok.Issuer, t.Header)
+		return key, err
 	})
 	if err != nil {
 		return nil, mapError(err)
+	}
+	if v.cache != nil {
+		v.cache.put(raw, tok, tok.ExpiresAt.Add(v.leeway), keysUntil, gen, v.now())
 	}
 	return tok, nil
 }
@@ -367,11 +439,15 @@ func checkRefreshType(header map[string]any, c jwt.MapClaims) error {
 // keyFor returns the verification key (or key set) for a token whose claims
 // have passed. The token's alg only filters keys; every key carries its own
 // algorithms, fixed by its material and its issuer.
-func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string]any) (any, error) {
+//
+// It also returns when the keys it used stop being served (a remote set's
+// MaxStale), so that a cached verification ends then too.
+func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string]any) (any, time.Time, error) {
 	alg, _ := header["alg"].(string)
 	kid, _ := header["kid"].(string)
 	iss := v.issuers[issName]
 	var matches []jwt.VerificationKey
+	var until time.Time
 	var errs []error
 	for _, src := range iss.sources {
 		keys, err := src.Keys(ctx, kid)
@@ -379,26 +455,37 @@ func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string
 			errs = append(errs, err)
 			continue
 		}
+		n := len(matches)
 		for _, k := range keys {
 			if k.allows(alg) {
 				matches = append(matches, k.Public)
+			}
+		}
+		if st, ok := src.(staleSource); ok && len(matches) > n {
+			if u := st.servedUntil(); !u.IsZero() && (until.IsZero() || u.Before(until)) {
+				until = u
 			}
 		}
 	}
 	switch len(matches) {
 	case 0:
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, until, err
 		}
 		if err := errors.Join(errs...); err != nil {
-			return nil, fmt.Errorf("%w: kid %q alg %s: %w", ErrUnknownKey, kid, alg, err)
+			return nil, until, fmt.Errorf("%w: kid %q alg %s: %w", ErrUnknownKey, kid, alg, err)
 		}
-		return nil, fmt.Errorf("%w: kid %q alg %s", ErrUnknownKey, kid, alg)
+		return nil, until, fmt.Errorf("%w: kid %q alg %s", ErrUnknownKey, kid, alg)
 	case 1:
-		return matches[0], nil
+		return matches[0], until, nil
 	default:
-		return jwt.VerificationKeySet{Keys: matches}, nil
+		return jwt.VerificationKeySet{Keys: matches}, until, nil
 	}
+}
+
+// staleSource is a key source whose keys stop being served at some time.
+type staleSource interface {
+	servedUntil() time.Time
 }
 
 // mapError turns golang-jwt errors into this package's sentinels, keeping

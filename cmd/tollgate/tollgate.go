@@ -71,6 +71,9 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 				if m.keys != nil {
 					m.metrics.KeysLoaded("self", m.keys.Len())
 				}
+				if err == nil && m.verifier != nil {
+					m.verifier.KeysChanged() // a removed key's tokens must stop verifying now
+				}
 			})
 		if err != nil {
 			errs = append(errs, err)
