@@ -33,7 +33,7 @@ type cacheShard struct {
 }
 
 type cacheEntry struct {
-	tok   *Token
+	tok       *Token
 	until     time.Time // exp + leeway: after this the token is expired
 	keysUntil time.Time // when the keys that verified it stop being served; zero: never
 	gen       uint64    // key generation at verification
