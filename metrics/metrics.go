@@ -117,6 +117,21 @@ func New(info BuildInfo) *Metrics {
 	return m
 }
 
+// TokenCache exports the verified-token cache's counters, read at scrape
+// time (the hot path only bumps atomics).
+func (m *Metrics) TokenCache(stats func() (hits, misses, evictions uint64, size int)) {
+	counter := func(name, help string, pick func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, pick)
+	}
+	m.reg.MustRegister(
+		counter("tollgate_token_cache_hits_total", "Verified-token cache hits.", func() float64 { h, _, _, _ := stats(); return float64(h) }),
+		counter("tollgate_token_cache_misses_total", "Verified-token cache misses (full verification).", func() float64 { _, mi, _, _ := stats(); return float64(mi) }),
+		counter("tollgate_token_cache_evictions_total", "Entries evicted from the full verified-token cache.", func() float64 { _, _, e, _ := stats(); return float64(e) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_token_cache_entries", Help: "Tokens in the verified-token cache."},
+			func() float64 { _, _, _, n := stats(); return float64(n) }),
+	)
+}
+
 // Registry returns the registry, for callers that add their own collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 

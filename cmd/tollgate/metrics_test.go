@@ -193,6 +193,8 @@ func TestMetricsCountTraffic(t *testing.T) {
 		{"tollgate_jwks_fetches_total", map[string]string{"result": "success"}, 1},
 		{"tollgate_jwks_unknown_kid_suppressed_total", nil, 1},
 		{"tollgate_reloads_total", map[string]string{"what": "users", "result": "error"}, 1},
+		// valid twice on /x and once on /down: one miss then two hits.
+		{"tollgate_token_cache_hits_total", nil, 2},
 	} {
 		if got := value(after, c.name, c.labels) - value(before, c.name, c.labels); got != c.delta {
 			t.Errorf("%s%v: delta %v, want %v", c.name, c.labels, got, c.delta)

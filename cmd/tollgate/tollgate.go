@@ -98,6 +98,12 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		errs = append(errs, err)
 	}
 	m.verifier = v
+	if v != nil {
+		m.metrics.TokenCache(func() (uint64, uint64, uint64, int) {
+			st := v.CacheStats()
+			return st.Hits, st.Misses, st.Evictions, st.Size
+		})
+	}
 	p, err := proxy.New(cfg.proxyConfig(), v, logger, proxy.WithObserver(m.metrics))
 	if err != nil {
 		errs = append(errs, err)
