@@ -50,6 +50,9 @@ commands:
                  TOLLGATE_SIGNING_KEYS_DIR); it signs from the next reload on
   hash-password  read a password on stdin, print its argon2id hash for the
                  users file
+  bench [-duration 5s] [-conns 32] [-tokens 100000] [-idle 10000]
+                 load harness on loopback: upstream, bare ReverseProxy and
+                 tollgate in their own processes, one table of ratios
   version        print the version
 `
 
@@ -70,6 +73,18 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 		return keygen(args[1:], environ, stdout, stderr)
 	case "hash-password":
 		return hashPassword(stdin, stdout)
+	case "bench":
+		return benchmark(ctx, args[1:], stdout, stderr)
+	// The harness's child processes.
+	case "bench-upstream":
+		return benchUpstream(ctx, stdout)
+	case "bench-bare":
+		if len(args) != 2 {
+			return errors.New("bench-bare: want the upstream URL")
+		}
+		return benchBare(ctx, args[1], stdout)
+	case "bench-serve":
+		return benchServe(ctx, environ, stdout, stderr)
 	case "version":
 		bi := buildInfo()
 		fmt.Fprintf(stdout, "tollgate %s (revision %s, %s)\n", bi.Version, bi.Revision, bi.GoVersion)
