@@ -45,6 +45,7 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	conns := fs.Int("conns", 32, "concurrent keep-alive connections")
 	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cache-miss scenario")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
+	profiles := fs.String("profile", "", "directory for CPU profiles of scenarios (c) and (e) (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,7 +73,7 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer bare.stop()
-	gw, key, kid, err := startBenchGateway(ctx, self, dir, upstream.url)
+	gw, key, kid, admin, err := startBenchGateway(ctx, self, dir, upstream.url, *profiles != "")
 	if err != nil {
 		return err
 	}
@@ -108,21 +109,31 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	scenarios := []struct {
-		name string
-		proc *child
-		req  request
+		name, profile string
+		proc          *child
+		req           request
 	}{
-		{"(a) direct upstream", upstream, get(upstream.url, nil)},
-		{"(b) bare httputil.ReverseProxy", bare, get(bare.url, hot)},
-		{"(c) tollgate, one hot token", gw, get(gw.url, hot)},
-		{fmt.Sprintf("(d) tollgate, %d distinct tokens", len(many)), gw, get(gw.url, many)},
-		{"(e) refresh grant", gw, post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh)},
-		{"(f) password grant (argon2id default)", gw, post("grant_type=password&client_id=anonymous&username=bench&password=bench-password")},
+		{"(a) direct upstream", "", upstream, get(upstream.url, nil)},
+		{"(b) bare httputil.ReverseProxy", "", bare, get(bare.url, hot)},
+		{"(c) tollgate, one hot token", "c", gw, get(gw.url, hot)},
+		{fmt.Sprintf("(d) tollgate, %d distinct tokens", len(many)), "", gw, get(gw.url, many)},
+		{"(e) refresh grant", "e", gw, post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh)},
+		{"(f) password grant (argon2id default)", "", gw, post("grant_type=password&client_id=anonymous&username=bench&password=bench-password")},
 	}
 	var results []result
 	for _, s := range scenarios {
 		fmt.Fprintf(stderr, "%s: %s…\n", s.name, *duration)
+		var profiled chan error
+		if *profiles != "" && s.profile != "" {
+			profiled = make(chan error, 1)
+			go func() { profiled <- cpuProfile(ctx, admin, *duration, filepath.Join(*profiles, s.profile+".pprof")) }()
+		}
 		r, err := drive(ctx, client, s.proc, s.req, *conns, *duration)
+		if profiled != nil {
+			if perr := <-profiled; perr != nil {
+				fmt.Fprintf(stderr, "profile of %s: %v\n", s.name, perr)
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -302,38 +313,66 @@ func (c *child) rss() float64 {
 	return 0
 }
 
+// cpuProfile saves a CPU profile of the gateway taken over about d.
+func cpuProfile(ctx context.Context, admin string, d time.Duration, file string) error {
+	secs := max(int(d.Seconds())-1, 1)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
 // startBenchGateway runs `tollgate serve` with a fresh key and a bench user.
-func startBenchGateway(ctx context.Context, self, dir, upstream string) (*child, *ecdsa.PrivateKey, string, error) {
+func startBenchGateway(ctx context.Context, self, dir, upstream string, pprof bool) (*child, *ecdsa.PrivateKey, string, string, error) {
 	keyFile, kid, err := issuer.GenerateKey(filepath.Join(dir, "keys"), "ES256", time.Now())
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", "", err
 	}
 	pemBytes, _ := os.ReadFile(keyFile)
 	block, _ := pem.Decode(pemBytes)
 	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", "", err
 	}
 	hash, err := identity.PasswordHasher{}.Hash([]byte("bench-password"))
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", "", err
 	}
 	users := filepath.Join(dir, "users.yaml")
 	os.WriteFile(users, []byte("users:\n  - {id: bench-user, username: bench, password_hash: \""+hash+"\", profiles: [p1]}\n"), 0o600)
 	addr, err := freeAddr()
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", "", err
+	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return nil, nil, "", "", err
 	}
 	env := []string{
-		"TOLLGATE_LISTEN=" + addr, "TOLLGATE_ADMIN_LISTEN=127.0.0.1:0", "TOLLGATE_UPSTREAM_URL=" + upstream,
+		"TOLLGATE_LISTEN=" + addr, "TOLLGATE_ADMIN_LISTEN=" + adminAddr, "TOLLGATE_PPROF=" + strconv.FormatBool(pprof), "TOLLGATE_UPSTREAM_URL=" + upstream,
 		"TOLLGATE_PUBLIC_URL=http://" + addr, "TOLLGATE_SIGNING_KEYS_DIR=" + filepath.Join(dir, "keys"),
 		"TOLLGATE_USERS_FILE=" + users, "TOLLGATE_LOG_LEVEL=warn", "TOLLGATE_SHUTDOWN_DELAY=0s",
 	}
 	c, err := startChild(ctx, self, []string{"bench-serve"}, env)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", "", err
 	}
-	return c, k.(*ecdsa.PrivateKey), kid, nil
+	return c, k.(*ecdsa.PrivateKey), kid, "http://" + adminAddr, nil
 }
 
 func freeAddr() (string, error) {

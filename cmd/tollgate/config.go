@@ -70,6 +70,9 @@ type Config struct {
 	// ReloadInterval is how often the users file and the keys directory
 	// are checked for changes.
 	ReloadInterval time.Duration `env:"RELOAD_INTERVAL" envDefault:"5s"`
+	// Pprof serves net/http/pprof on the admin listener. Off by default:
+	// profiles reveal internals and cost CPU while taken.
+	Pprof bool `env:"PPROF" envDefault:"false"`
 	// ConfigFile names the optional YAML file.
 	ConfigFile string `env:"CONFIG_FILE"`
 	// UpstreamTimeout bounds the wait for an upstream's response headers

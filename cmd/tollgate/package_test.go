@@ -198,3 +198,31 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 		t.Errorf("the chart sets a variable tollgate does not know: %s", stderr.String())
 	}
 }
+
+// TestBenchHarnessRuns runs the load harness briefly, as the README tells
+// people to, and checks that every scenario produced figures.
+func TestBenchHarnessRuns(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "tollgate")
+	if b, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	out, err := exec.CommandContext(ctx, bin, "bench", "-duration", "300ms", "-conns", "4", "-tokens", "200", "-idle", "50").Output()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	table := string(out)
+	for _, row := range []string{"(a) direct upstream", "(b) bare httputil.ReverseProxy", "(c) tollgate, one hot token",
+		"(d) tollgate, 200 distinct tokens", "(e) refresh grant", "(f) password grant", "idle keep-alive connections: 50 held open"} {
+		if !strings.Contains(table, row) {
+			t.Errorf("no %q in:\n%s", row, table)
+		}
+	}
+	// Every scenario served requests without errors (last column 0).
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "(") && !strings.HasSuffix(strings.TrimSpace(line), " 0") {
+			t.Errorf("scenario with errors: %s", line)
+		}
+	}
+}
