@@ -64,7 +64,13 @@ func (i *Issuer) tokenExchange(ctx context.Context, f map[string]string) (*Token
 	if err != nil {
 		return nil, identityError(err)
 	}
-	scope, err := i.scope(client, f["scope"], "")
+	return i.newSession(client, u, f["scope"])
+}
+
+// newSession mints the first pair of a new session for u, on its default
+// profile.
+func (i *Issuer) newSession(client *Client, u *identity.User, requestedScope string) (*Tokens, error) {
+	scope, err := i.scope(client, requestedScope, "")
 	if err != nil {
 		return nil, err
 	}
@@ -88,11 +94,7 @@ func (i *Issuer) cookieExchange(ctx context.Context, r *http.Request, f map[stri
 	if err != nil {
 		return nil, identityError(err)
 	}
-	scope, err := i.scope(client, f["scope"], "")
-	if err != nil {
-		return nil, err
-	}
-	return i.mint(client, u, scope, u.DefaultProfile(), newID())
+	return i.newSession(client, u, f["scope"])
 }
 
 // profileToken mints a pair bound to one of the bearer's profiles, keeping
