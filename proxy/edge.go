@@ -38,6 +38,20 @@ type requestInfo struct {
 
 type infoKey struct{}
 
+// infoCtx carries a requestInfo in the same allocation as the context
+// node that holds it.
+type infoCtx struct {
+	context.Context
+	info requestInfo
+}
+
+func (c *infoCtx) Value(key any) any {
+	if key == (infoKey{}) {
+		return &c.info
+	}
+	return c.Context.Value(key)
+}
+
 func infoFrom(ctx context.Context) *requestInfo {
 	info, _ := ctx.Value(infoKey{}).(*requestInfo)
 	return info
@@ -106,8 +120,9 @@ func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set(requestIDHeader, id)
 	}
 	w.Header().Set(requestIDHeader, id)
-	info := &requestInfo{requestID: id}
-	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+	ctx := &infoCtx{Context: r.Context(), info: requestInfo{requestID: id}}
+	info := &ctx.info
+	r = r.WithContext(ctx)
 	sw := &statusWriter{ResponseWriter: w}
 	e.obs.RequestStarted()
 	defer func() {

@@ -173,8 +173,9 @@ func (p *Proxy) match(path string) *route {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := infoFrom(r.Context())
 	if info == nil {
-		info = &requestInfo{}
-		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+		ctx := &infoCtx{Context: r.Context()}
+		info = &ctx.info
+		r = r.WithContext(ctx)
 	}
 	// A client never chooses its identity, whatever the route.
 	p.stripIdentity(r.Header)
@@ -417,14 +418,21 @@ func errorKind(err error) string {
 	}
 }
 
-// bufferPool shares the 32 KiB copy buffers between requests.
+// bufferPool shares the 32 KiB copy buffers between requests. It pools
+// array pointers, so that Put does not allocate a slice header.
 type bufferPool struct{ p sync.Pool }
 
+const copyBufferSize = 32 << 10
+
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return make([]byte, copyBufferSize)
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) >= copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+	}
+}
