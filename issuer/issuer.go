@@ -250,7 +250,9 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	rv, err := verifier.New(verifier.Config{Issuers: []verifier.IssuerConfig{{
+	// No cache for refresh tokens: each is presented about once, and a
+	// removed signing key must retire its refresh tokens at once.
+	rv, err := verifier.New(verifier.Config{CacheSize: -1, Issuers: []verifier.IssuerConfig{{
 		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer}, Algorithms: SelfAlgorithms,
 		Sources: []verifier.KeySource{keys}, Refresh: true,
 	}}}, logger, verifier.WithClock(func() time.Time { return i.now() }))
