@@ -574,6 +574,15 @@ func TestKeyRotation(t *testing.T) {
 	g := startAuthGateway(t, sourceDocClients)
 	old := login(t, g)
 	oldHdr, _ := claimsOf(t, old)
+	_, b := send(t, http.MethodPost, g.url+"/oauth/token", "grant_type=password&client_id=anonymous&username=someuser@24i.com&password=qwerty123")
+	oldRefresh := jsonObject(t, b)["refresh_token"].(string)
+	refreshWith := func(rt string) int {
+		resp, _ := send(t, http.MethodPost, g.url+"/oauth/token", "grant_type=refresh_token&client_id=anonymous&refresh_token="+rt)
+		return resp.StatusCode
+	}
+	if code := refreshWith(oldRefresh); code != 200 {
+		t.Fatalf("refresh before rotation: %d", code)
+	}
 	if kids := jwksKids(t, g); len(kids) != 1 || kids[0] != oldHdr["kid"] {
 		t.Fatalf("published %v, token kid %v", kids, oldHdr["kid"])
 	}
@@ -618,6 +627,9 @@ func TestKeyRotation(t *testing.T) {
 		}
 		if code, _ := callAPI(t, g, "/x", "Bearer "+old); code != 401 {
 			t.Errorf("token of a removed key: %d, want 401", code)
+		}
+		if code := refreshWith(oldRefresh); code != 400 {
+			t.Errorf("refresh token of a removed key: %d, want 400", code)
 		}
 		if code, _ := callAPI(t, g, "/x", "Bearer "+fresh); code != 200 {
 			t.Errorf("token of the remaining key: %d", code)
