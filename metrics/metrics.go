@@ -24,24 +24,28 @@ type Metrics struct {
 	reg *prometheus.Registry
 	now func() time.Time
 
-	requests        *prometheus.CounterVec
-	duration        *prometheus.HistogramVec
-	inFlight        prometheus.Gauge
-	auth            *prometheus.CounterVec
-	upstream        *prometheus.CounterVec
-	upstreamTime    *prometheus.HistogramVec
-	upstreamErrors  *prometheus.CounterVec
-	issued          *prometheus.CounterVec
-	tokenErrors     *prometheus.CounterVec
-	loginFailures   *prometheus.CounterVec
-	keysLoaded      *prometheus.GaugeVec
-	jwksFetches     *prometheus.CounterVec
-	kidSuppressed   *prometheus.CounterVec
-	reloads         *prometheus.CounterVec
-	backend         *prometheus.CounterVec
-	backendTime     *prometheus.HistogramVec
-	jwksMu          sync.Mutex
-	jwksLastSuccess map[string]time.Time // guarded by jwksMu
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	inFlight       prometheus.Gauge
+	auth           *prometheus.CounterVec
+	upstream       *prometheus.CounterVec
+	upstreamTime   *prometheus.HistogramVec
+	upstreamErrors *prometheus.CounterVec
+	issued         *prometheus.CounterVec
+	tokenErrors    *prometheus.CounterVec
+	loginFailures  *prometheus.CounterVec
+	keysLoaded     *prometheus.GaugeVec
+	jwksFetches    *prometheus.CounterVec
+	kidSuppressed  *prometheus.CounterVec
+	reloads        *prometheus.CounterVec
+	backend        *prometheus.CounterVec
+	backendTime    *prometheus.HistogramVec
+	jwksMu         sync.Mutex
+	// Per-request children, resolved once per label set.
+	requestChildren  *children[requestKey, requestChild]
+	authChildren     *children[authKey, prometheus.Counter]
+	upstreamChildren *children[upstreamKey, upstreamChild]
+	jwksLastSuccess  map[string]time.Time // guarded by jwksMu
 }
 
 // durationBuckets are the classic buckets, next to the native histogram.
@@ -100,6 +104,7 @@ func New(info BuildInfo) *Metrics {
 			"Duration of calls to identity backends, by backend.", "backend"),
 		jwksLastSuccess: map[string]time.Time{},
 	}
+	m.initChildren()
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -140,8 +145,59 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, EnableOpenMetrics: true})
 }
 
-// methods bounds the method label.
-var methods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+// boundedMethod bounds the method label.
+func boundedMethod(method string) string {
+	switch method {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		return method
+	}
+	return "OTHER"
+}
+
+type requestKey struct {
+	route, method string
+	code          int
+}
+
+type requestChild struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+type authKey struct{ route, reason string }
+
+type upstreamKey struct {
+	upstream string
+	code     int
+}
+
+type upstreamChild struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// initChildren sets up the per-request children caches.
+func (m *Metrics) initChildren() {
+	m.requestChildren = newChildren(func(k requestKey) requestChild {
+		return requestChild{
+			count:    m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(k.code)),
+			duration: m.duration.WithLabelValues(k.route),
+		}
+	})
+	m.authChildren = newChildren(func(k authKey) prometheus.Counter {
+		result := "denied"
+		if k.reason == "ok" || k.reason == "anonymous" {
+			result = "allowed"
+		}
+		return m.auth.WithLabelValues(k.route, result, k.reason)
+	})
+	m.upstreamChildren = newChildren(func(k upstreamKey) upstreamChild {
+		return upstreamChild{
+			count:    m.upstream.WithLabelValues(k.upstream, strconv.Itoa(k.code)),
+			duration: m.upstreamTime.WithLabelValues(k.upstream),
+		}
+	})
+}
 
 // RequestStarted counts a request in flight; RequestDone ends it.
 func (m *Metrics) RequestStarted() { m.inFlight.Inc() }
@@ -149,29 +205,24 @@ func (m *Metrics) RequestStarted() { m.inFlight.Inc() }
 // RequestDone records one answered request.
 func (m *Metrics) RequestDone(route, method string, code int, d time.Duration) {
 	m.inFlight.Dec()
-	if !methods[method] {
-		method = "OTHER"
-	}
 	if route == "" {
 		route = "none"
 	}
-	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	c := m.requestChildren.get(requestKey{route: route, method: boundedMethod(method), code: code})
+	c.count.Inc()
+	c.duration.Observe(d.Seconds())
 }
 
 // AuthDecision records one authentication outcome.
 func (m *Metrics) AuthDecision(route, reason string) {
-	result := "denied"
-	if reason == "ok" || reason == "anonymous" {
-		result = "allowed"
-	}
-	m.auth.WithLabelValues(route, result, reason).Inc()
+	m.authChildren.get(authKey{route: route, reason: reason}).Inc()
 }
 
 // Upstream records one upstream round trip.
 func (m *Metrics) Upstream(upstream string, code int, d time.Duration, kind string) {
-	m.upstream.WithLabelValues(upstream, strconv.Itoa(code)).Inc()
-	m.upstreamTime.WithLabelValues(upstream).Observe(d.Seconds())
+	c := m.upstreamChildren.get(upstreamKey{upstream: upstream, code: code})
+	c.count.Inc()
+	c.duration.Observe(d.Seconds())
 	if kind != "" {
 		m.upstreamErrors.WithLabelValues(upstream, kind).Inc()
 	}

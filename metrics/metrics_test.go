@@ -2,7 +2,10 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,5 +44,61 @@ tollgate_jwks_seconds_since_success{source="https://keys"} 90
 	}
 	if testutil.ToFloat64(m.jwksFetches.WithLabelValues("https://keys", "error")) != 1 {
 		t.Error("fetch errors")
+	}
+}
+
+// BenchmarkRequestPath is what one proxied request reports: in flight,
+// the auth decision, the upstream round trip and the answer.
+func BenchmarkRequestPath(b *testing.B) {
+	m := New(BuildInfo{})
+	b.ReportAllocs()
+	for b.Loop() {
+		m.RequestStarted()
+		m.AuthDecision("api", "ok")
+		m.Upstream("legacy", 200, 3*time.Millisecond, "")
+		m.RequestDone("api", "GET", 200, 4*time.Millisecond)
+	}
+}
+
+// TestChildrenConcurrent checks that the per-request children cache
+// counts every observation exactly while new label sets appear from many
+// goroutines at once.
+func TestChildrenConcurrent(t *testing.T) {
+	m := New(BuildInfo{})
+	const workers, each = 8, 500
+	codes := []int{200, 204, 404, 502}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				m.RequestStarted()
+				m.RequestDone("api", "GET", codes[(w+i)%len(codes)], time.Millisecond)
+				m.AuthDecision(fmt.Sprintf("r%d", i%3), "ok")
+				m.Upstream("legacy", codes[i%len(codes)], time.Millisecond, "")
+			}
+		})
+	}
+	wg.Wait()
+	want := float64(workers * each / len(codes))
+	for _, code := range codes {
+		if got := testutil.ToFloat64(m.requests.WithLabelValues("api", "GET", strconv.Itoa(code))); got != want {
+			t.Errorf("requests code %d = %v, want %v", code, got, want)
+		}
+		if got := testutil.ToFloat64(m.upstream.WithLabelValues("legacy", strconv.Itoa(code))); got != want {
+			t.Errorf("upstream code %d = %v", code, got)
+		}
+	}
+	var auth float64
+	for r := range 3 {
+		auth += testutil.ToFloat64(m.auth.WithLabelValues(fmt.Sprintf("r%d", r), "allowed", "ok"))
+	}
+	if auth != workers*each {
+		t.Errorf("auth decisions %v, want %d", auth, workers*each)
+	}
+	if n := len(*m.requestChildren.m.Load()); n != len(codes) {
+		t.Errorf("%d request children, want %d", n, len(codes))
+	}
+	if got := testutil.ToFloat64(m.inFlight); got != 0 {
+		t.Errorf("in flight %v", got)
 	}
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/json"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -69,31 +68,31 @@ func validHeaderValue(s string) bool {
 	return true
 }
 
-// stringsOf reads a claim that is a space-separated string or an array.
-func stringsOf(v any) []string {
-	switch v := v.(type) {
+// holds reports whether claim, a space-separated string or an array of
+// strings, contains want. It allocates nothing: it runs on every request.
+func holds(claim any, want string) bool {
+	switch v := claim.(type) {
 	case string:
-		return strings.Fields(v)
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
+		for f := range strings.FieldsSeq(v) {
+			if f == want {
+				return true
 			}
 		}
-		return out
+	case []any:
+		for _, e := range v {
+			if s, ok := e.(string); ok && s == want {
+				return true
+			}
+		}
 	}
-	return nil
+	return false
 }
 
 // hasScopes reports whether the scope claim grants every one of want.
 func hasScopes(claims map[string]any, want []string) bool {
-	if len(want) == 0 {
-		return true
-	}
-	have := stringsOf(claims["scope"])
+	scope := claims["scope"]
 	for _, w := range want {
-		if !slices.Contains(have, w) {
+		if !holds(scope, w) {
 			return false
 		}
 	}
@@ -106,12 +105,18 @@ func hasAnyRole(claims map[string]any, want []string) bool {
 	if len(want) == 0 {
 		return true
 	}
-	have := stringsOf(claims["roles"])
-	if r, ok := claims["role"].(string); ok {
-		have = append(have, r)
-	}
+	roles, role := claims["roles"], claims["role"]
+	var realm any
 	if ra, ok := claims["realm_access"].(map[string]any); ok {
-		have = append(have, stringsOf(ra["roles"])...)
+		realm = ra["roles"]
 	}
-	return slices.ContainsFunc(want, func(w string) bool { return slices.Contains(have, w) })
+	for _, w := range want {
+		if holds(roles, w) || holds(realm, w) {
+			return true
+		}
+		if r, ok := role.(string); ok && r == w {
+			return true
+		}
+	}
+	return false
 }

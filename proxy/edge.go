@@ -26,7 +26,7 @@ const statusClientClosed = 499
 // requestInfo travels in the request context from Edge through the Proxy
 // and back, so the access log can name the route, upstream and user.
 type requestInfo struct {
-	requestID     string
+	requestID     [1]string // [0] is the ID; the array is the header value
 	route         string
 	upstream      string
 	user          string
@@ -61,7 +61,7 @@ func infoFrom(ctx context.Context) *requestInfo {
 // ctx, or "".
 func RequestID(ctx context.Context) string {
 	if info := infoFrom(ctx); info != nil {
-		return info.requestID
+		return info.requestID[0]
 	}
 	return ""
 }
@@ -112,18 +112,26 @@ func Edge(next http.Handler, logger *zap.Logger, obs RequestObserver) http.Handl
 	return &edge{next: next, logger: logger.Named("access"), obs: obs, prefix: hex.EncodeToString(b) + "-"}
 }
 
+// exchange is everything Edge keeps per request, in one allocation: the
+// context node carrying the requestInfo and the status-recording writer.
+type exchange struct {
+	ctx infoCtx
+	sw  statusWriter
+}
+
 func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	id := r.Header.Get(requestIDHeader)
-	if !saneRequestID(id) {
-		id = e.prefix + strconv.FormatUint(e.seq.Add(1), 36)
-		r.Header.Set(requestIDHeader, id)
+	x := &exchange{ctx: infoCtx{Context: r.Context()}, sw: statusWriter{ResponseWriter: w}}
+	info, sw := &x.ctx.info, &x.sw
+	if ids := r.Header[requestIDHeader]; len(ids) > 0 && saneRequestID(ids[0]) {
+		info.requestID[0] = ids[0]
+	} else {
+		info.requestID[0] = e.newID()
 	}
-	w.Header().Set(requestIDHeader, id)
-	ctx := &infoCtx{Context: r.Context(), info: requestInfo{requestID: id}}
-	info := &ctx.info
-	r = r.WithContext(ctx)
-	sw := &statusWriter{ResponseWriter: w}
+	// The response and the outbound request share this one-element value;
+	// its capacity of one makes any append copy.
+	w.Header()[requestIDHeader] = info.requestID[:]
+	r = r.WithContext(&x.ctx)
 	e.obs.RequestStarted()
 	defer func() {
 		if v := recover(); v != nil {
@@ -131,7 +139,7 @@ func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				e.log(r, sw, info, start)
 				panic(v)
 			}
-			e.logger.Error("panic serving request", zap.String("request_id", id), zap.Any("panic", v), zap.StackSkip("stack", 1))
+			e.logger.Error("panic serving request", zap.String("request_id", info.requestID[0]), zap.Any("panic", v), zap.StackSkip("stack", 1))
 			if sw.status == 0 {
 				writeInternal(sw)
 			}
@@ -139,6 +147,14 @@ func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.log(r, sw, info, start)
 	}()
 	e.next.ServeHTTP(sw, r)
+}
+
+// newID returns a request ID unique across replicas: the process's random
+// prefix and a counter.
+func (e *edge) newID() string {
+	var buf [32]byte
+	b := append(buf[:0], e.prefix...)
+	return string(strconv.AppendUint(b, e.seq.Add(1), 36))
 }
 
 func writeInternal(w http.ResponseWriter) {
@@ -159,7 +175,7 @@ func (e *edge) log(r *http.Request, sw *statusWriter, info *requestInfo, start t
 		return
 	}
 	ce.Write(
-		zap.String("request_id", info.requestID),
+		zap.String("request_id", info.requestID[0]),
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path), // never the query string: it may carry secrets
 		zap.Int("status", status),

@@ -177,8 +177,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info = &ctx.info
 		r = r.WithContext(ctx)
 	}
-	// A client never chooses its identity, whatever the route.
-	p.stripIdentity(r.Header)
 	if !cleanPath(r.URL.Path) {
 		p.errs.write(w, errNonCanonicalPath)
 		return
@@ -199,7 +197,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authenticate verifies the request's token as rt requires, writing the
 // refusal itself; it reports whether the request may go on.
 func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, info *requestInfo) bool {
-	raw, status := BearerToken(r.Header)
+	raw, status := bearerCredential(r.Header)
 	switch status {
 	case TokenMissing:
 		if rt.Auth == AuthOptional {
@@ -218,6 +216,11 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		if r.Context().Err() != nil {
 			info.status = statusClientClosed
+			return false
+		}
+		if !isB64Token(raw) {
+			p.decide(rt, info, "invalid_request")
+			p.errs.write(w, p.errs.invalidRequest)
 			return false
 		}
 		reason := verifier.Reason(err)
@@ -253,6 +256,7 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	pr.SetURL(target)
 	pr.SetXForwarded()
 	out := pr.Out.Header
+	// A client never chooses its identity, whatever the route.
 	p.stripIdentity(out)
 	if rt.DropAuthorization {
 		delete(out, "Authorization")
@@ -261,8 +265,8 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	if info == nil {
 		return
 	}
-	if info.requestID != "" {
-		out.Set(requestIDHeader, info.requestID)
+	if info.requestID[0] != "" {
+		out[requestIDHeader] = info.requestID[:]
 	}
 	if info.token == nil {
 		return
