@@ -50,6 +50,8 @@ func stbRequest(bearer string) *http.Request {
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("Accept-Language", "en-GB")
+	req.Header.Set("Cache-Control", "no-cache")
+	req.Header.Set("X-Device-Serial", "STB-0042-7731")
 	return req
 }
 

@@ -254,29 +254,43 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 		stripPrefix(pr.Out.URL, rt.prefix)
 	}
 	pr.SetURL(target)
+	info := infoFrom(pr.In.Context())
+	var identity []headerValue
+	if info != nil && info.token != nil {
+		// The header values are derived once per token: a cached token
+		// maps no claims. The slices are shared read-only between requests.
+		identity = info.token.Memo(p, p.headerValues).([]headerValue)
+	}
+	// A client never chooses its identity, whatever the route. The
+	// outbound header moves once into a map with room for everything added
+	// below, leaving out identity headers: a map growing past its size
+	// rehashes every entry, and this one would grow at every request.
+	in := pr.Out.Header
+	n := len(in) + len(forwardedHeaders) + 1 + len(identity) // + X-Request-Id
+	if _, ok := in["User-Agent"]; !ok {
+		n++ // ReverseProxy sets an empty one
+	}
+	out := make(http.Header, n)
+	for k, v := range in {
+		if !p.isIdentity(k) {
+			out[k] = v
+		}
+	}
+	pr.Out.Header = out
 	pr.SetXForwarded()
-	out := pr.Out.Header
-	// A client never chooses its identity, whatever the route.
-	p.stripIdentity(out)
 	if rt.DropAuthorization {
 		delete(out, "Authorization")
 	}
-	info := infoFrom(pr.In.Context())
-	if info == nil {
-		return
-	}
-	if info.requestID[0] != "" {
+	if info != nil && info.requestID[0] != "" {
 		out[requestIDHeader] = info.requestID[:]
 	}
-	if info.token == nil {
-		return
-	}
-	// The header values are derived once per token: a cached token maps
-	// no claims. The slices are shared read-only between requests.
-	for _, h := range info.token.Memo(p, p.headerValues).([]headerValue) {
+	for _, h := range identity {
 		out[h.name] = h.values
 	}
 }
+
+// forwardedHeaders are the headers ProxyRequest.SetXForwarded sets.
+var forwardedHeaders = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
 
 // headerValue is one identity header ready to set.
 type headerValue struct {
@@ -295,18 +309,17 @@ func (p *Proxy) headerValues(tok *verifier.Token) any {
 	return hv
 }
 
-// stripIdentity deletes every header that names an identity header, also
-// in non-canonical spellings and with "_" for "-": some upstream stacks
-// (CGI, PHP, nginx with underscores_in_headers) read X_User_Id as X-User-Id.
-func (p *Proxy) stripIdentity(h http.Header) {
-	for k := range h {
-		for _, id := range p.identity {
-			if sameHeaderName(k, id) {
-				delete(h, k)
-				break
-			}
+// isIdentity reports whether a header name names an identity header, also
+// in a non-canonical spelling or with "_" for "-": some upstream stacks
+// (CGI, PHP, nginx with underscores_in_headers) read X_User_Id as
+// X-User-Id.
+func (p *Proxy) isIdentity(name string) bool {
+	for _, id := range p.identity {
+		if sameHeaderName(name, id) {
+			return true
 		}
 	}
+	return false
 }
 
 // sameHeaderName compares header names case-insensitively, with '_' and

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -206,6 +207,9 @@ func TestIdentityHeaders(t *testing.T) {
 		r.Header["x-user-id"] = []string{"lowercase-spoof"}  // non-canonical key
 		r.Header["X_User_Id"] = []string{"underscore-spoof"} // CGI-style servers read it as X-User-Id
 		r.Header.Set("Connection", "X-User-Id, X-Legacy-User")
+		r.Header.Set("X-Device-Serial", "STB-0042") // an ordinary header: forwarded as it is
+		r.Header.Add("Accept", "application/json")
+		r.Header.Add("Accept", "text/plain")
 	}
 	tests := []struct {
 		path     string
@@ -243,6 +247,10 @@ func TestIdentityHeaders(t *testing.T) {
 			}
 			if len(got.Header["x-user-id"])+len(got.Header["X_user_id"])+len(got.Header["X_User_Id"]) > 0 {
 				t.Errorf("non-canonical spoof reached the upstream")
+			}
+			if got.Header.Get("X-Device-Serial") != "STB-0042" || !slices.Equal(got.Header["Accept"], []string{"application/json", "text/plain"}) ||
+				got.Header.Get("X-Forwarded-For") == "" || got.Header.Get("X-Forwarded-Proto") != "http" {
+				t.Errorf("ordinary and forwarding headers: %v", got.Header)
 			}
 			if has := got.Header.Get("Authorization") != ""; has != tt.wantAuth {
 				t.Errorf("Authorization forwarded = %v, want %v", has, tt.wantAuth)
@@ -399,6 +407,7 @@ func TestEdgeRequestIDAndAccessLog(t *testing.T) {
 	}
 	h := proxy.Edge(p, zap.New(core), nil)
 	tok := f.token(t, nil)
+	generated := map[string]bool{}
 	for _, tt := range []struct{ in, want string }{
 		{"abc-123.x:y_z", "abc-123.x:y_z"},
 		{"", ""},
@@ -415,6 +424,12 @@ func TestEdgeRequestIDAndAccessLog(t *testing.T) {
 		id := rec.Header().Get("X-Request-Id")
 		if tt.want != "" && id != tt.want || tt.want == "" && (id == "" || id == tt.in) {
 			t.Errorf("in %q: response id %q", tt.in, id)
+		}
+		if tt.want == "" {
+			if generated[id] {
+				t.Errorf("request id %q generated twice", id)
+			}
+			generated[id] = true
 		}
 		var got seen
 		json.Unmarshal(rec.Body.Bytes(), &got)
