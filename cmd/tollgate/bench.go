@@ -3,7 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
+	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -46,6 +46,7 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cache-miss scenario")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
 	profiles := fs.String("profile", "", "directory for CPU profiles of scenarios (c) and (e) (empty: none)")
+	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer bare.stop()
-	gw, key, kid, admin, err := startBenchGateway(ctx, self, dir, upstream.url, *profiles != "")
+	gw, key, kid, admin, err := startBenchGateway(ctx, self, dir, upstream.url, *alg, *profiles != "")
 	if err != nil {
 		return err
 	}
@@ -85,7 +86,7 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stderr, "minting %d tokens for the cache-miss scenario…\n", *tokens)
-	many, err := mintMany(key, kid, gw.url, *tokens)
+	many, err := mintMany(key, *alg, kid, gw.url, *tokens)
 	if err != nil {
 		return err
 	}
@@ -116,8 +117,8 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		{"(a) direct upstream", "", upstream, get(upstream.url, nil)},
 		{"(b) bare httputil.ReverseProxy", "", bare, get(bare.url, hot)},
 		{"(c) tollgate, one hot token", "c", gw, get(gw.url, hot)},
-		{fmt.Sprintf("(d) tollgate, %d distinct tokens", len(many)), "", gw, get(gw.url, many)},
-		{"(e) refresh grant", "e", gw, post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh)},
+		{fmt.Sprintf("(d) tollgate, %d distinct %s tokens", len(many), *alg), "", gw, get(gw.url, many)},
+		{fmt.Sprintf("(e) refresh grant, %s", *alg), "e", gw, post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh)},
 		{"(f) password grant (argon2id default)", "", gw, post("grant_type=password&client_id=anonymous&username=bench&password=bench-password")},
 	}
 	var results []result
@@ -142,7 +143,7 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	printTable(stdout, results, results[1])
 	if *idle > 0 {
-		perConn, n, err := idleMemory(ctx, gw, *idle)
+		perConn, n, err := freshIdleMemory(ctx, self, filepath.Join(dir, "idle"), upstream.url, *alg, *idle)
 		if err != nil {
 			fmt.Fprintf(stdout, "\nidle keep-alive connections: not measured: %v\n", err)
 		} else {
@@ -338,8 +339,8 @@ func cpuProfile(ctx context.Context, admin string, d time.Duration, file string)
 }
 
 // startBenchGateway runs `tollgate serve` with a fresh key and a bench user.
-func startBenchGateway(ctx context.Context, self, dir, upstream string, pprof bool) (*child, *ecdsa.PrivateKey, string, string, error) {
-	keyFile, kid, err := issuer.GenerateKey(filepath.Join(dir, "keys"), "ES256", time.Now())
+func startBenchGateway(ctx context.Context, self, dir, upstream, alg string, pprof bool) (*child, crypto.Signer, string, string, error) {
+	keyFile, kid, err := issuer.GenerateKey(filepath.Join(dir, "keys"), alg, time.Now())
 	if err != nil {
 		return nil, nil, "", "", err
 	}
@@ -372,7 +373,7 @@ func startBenchGateway(ctx context.Context, self, dir, upstream string, pprof bo
 	if err != nil {
 		return nil, nil, "", "", err
 	}
-	return c, k.(*ecdsa.PrivateKey), kid, "http://" + adminAddr, nil
+	return c, k.(crypto.Signer), kid, "http://" + adminAddr, nil
 }
 
 func freeAddr() (string, error) {
@@ -405,7 +406,11 @@ func benchLogin(ctx context.Context, client *http.Client, base string) (refresh,
 
 // mintMany signs n distinct access tokens the gateway accepts, in
 // parallel.
-func mintMany(key *ecdsa.PrivateKey, kid, iss string, n int) ([]string, error) {
+func mintMany(key crypto.Signer, alg, kid, iss string, n int) ([]string, error) {
+	method := jwt.GetSigningMethod(alg)
+	if method == nil {
+		return nil, fmt.Errorf("bench: no signing method %q", alg)
+	}
 	out := make([]string, n)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
@@ -414,7 +419,7 @@ func mintMany(key *ecdsa.PrivateKey, kid, iss string, n int) ([]string, error) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
-				t := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+				t := jwt.NewWithClaims(method, jwt.MapClaims{
 					"iss": iss, "aud": "tollgate", "sub": "bench-user", "sid": "s", "profile": "p1", "jti": strconv.Itoa(i),
 					"type": "access", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "client_id": "anonymous", "scope": "openid",
 				})
@@ -434,6 +439,18 @@ func mintMany(key *ecdsa.PrivateKey, kid, iss string, n int) ([]string, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// freshIdleMemory measures idle connections on a gateway of its own: the
+// one that served the scenarios holds heap it is still returning to the
+// system, which would hide the connections' memory.
+func freshIdleMemory(ctx context.Context, self, dir, upstream, alg string, n int) (float64, int, error) {
+	gw, _, _, _, err := startBenchGateway(ctx, self, dir, upstream, alg, false)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer gw.stop()
+	return idleMemory(ctx, gw, n)
 }
 
 // idleMemory opens n keep-alive connections to the gateway, sends one

@@ -208,13 +208,21 @@ func TestBenchHarnessRuns(t *testing.T) {
 	if b, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
-	out, err := exec.CommandContext(ctx, bin, "bench", "-duration", "300ms", "-conns", "4", "-tokens", "200", "-idle", "50").Output()
-	if err != nil {
-		t.Fatalf("bench: %v\n%s", err, out)
+	for _, alg := range []string{"ES256", "EdDSA"} {
+		t.Run(alg, func(t *testing.T) {
+			out, err := exec.CommandContext(ctx, bin, "bench", "-alg", alg, "-duration", "300ms", "-conns", "4", "-tokens", "200", "-idle", "50").Output()
+			if err != nil {
+				t.Fatalf("bench: %v\n%s", err, out)
+			}
+			checkBenchTable(t, string(out), alg)
+		})
 	}
-	table := string(out)
+}
+
+func checkBenchTable(t *testing.T, table, alg string) {
+	t.Helper()
 	for _, row := range []string{"(a) direct upstream", "(b) bare httputil.ReverseProxy", "(c) tollgate, one hot token",
-		"(d) tollgate, 200 distinct tokens", "(e) refresh grant", "(f) password grant", "idle keep-alive connections: 50 held open"} {
+		"(d) tollgate, 200 distinct " + alg + " tokens", "(e) refresh grant, " + alg, "(f) password grant", "idle keep-alive connections: 50 held open"} {
 		if !strings.Contains(table, row) {
 			t.Errorf("no %q in:\n%s", row, table)
 		}
