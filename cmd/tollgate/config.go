@@ -20,6 +20,10 @@ import (
 	"github.com/tollgate/tollgate/verifier"
 )
 
+// maxTokenCacheSize caps TOLLGATE_TOKEN_CACHE_SIZE: ten million tokens
+// are 10–30 GiB, past any replica's memory.
+const maxTokenCacheSize = 10_000_000
+
 // envPrefix is the prefix of every environment variable tollgate reads.
 const envPrefix = "TOLLGATE_"
 
@@ -45,6 +49,9 @@ type Config struct {
 	Leeway time.Duration `env:"LEEWAY" envDefault:"60s"`
 	// MaxTokenBytes bounds the length of a bearer token.
 	MaxTokenBytes int `env:"MAX_TOKEN_BYTES" envDefault:"8192"`
+	// TokenCacheSize bounds the verified-token cache in tokens (1–3 KiB
+	// each); 0 turns the cache off, so every request verifies a signature.
+	TokenCacheSize int `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	// JWKSRefresh is the background refresh interval of remote JWKS.
 	JWKSRefresh time.Duration `env:"JWKS_REFRESH" envDefault:"15m"`
 	// JWKSMaxStale is how long cached remote keys keep serving while the
@@ -324,6 +331,9 @@ func (c *Config) check() []error {
 	if c.MaxTokenBytes < 256 {
 		errs = append(errs, errors.New("TOLLGATE_MAX_TOKEN_BYTES: must be at least 256"))
 	}
+	if c.TokenCacheSize < 0 || c.TokenCacheSize > maxTokenCacheSize {
+		errs = append(errs, fmt.Errorf("TOLLGATE_TOKEN_CACHE_SIZE: must be between 0 (off) and %d", maxTokenCacheSize))
+	}
 	if c.UpstreamURL != "" {
 		if u, err := url.Parse(c.UpstreamURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("TOLLGATE_UPSTREAM_URL: %q is not an http(s) URL", c.UpstreamURL))
@@ -374,7 +384,10 @@ func (c *Config) check() []error {
 // verifier's configuration.
 func (c *Config) verifierConfig() verifier.Config {
 	remote := verifier.RemoteConfig{RefreshInterval: c.JWKSRefresh, MaxStale: c.JWKSMaxStale}
-	vc := verifier.Config{Leeway: c.Leeway, MaxTokenBytes: c.MaxTokenBytes}
+	vc := verifier.Config{Leeway: c.Leeway, MaxTokenBytes: c.MaxTokenBytes, CacheSize: c.TokenCacheSize}
+	if c.TokenCacheSize == 0 {
+		vc.CacheSize = -1 // off; the verifier reads zero as its default
+	}
 	if c.Issuer != "" {
 		vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
 			Issuer: c.Issuer, Audiences: c.Audience, Algorithms: c.Algorithms,

@@ -584,3 +584,44 @@ func TestUnknownCommand(t *testing.T) {
 		t.Fatalf("version: %v %q", err, out.String())
 	}
 }
+
+// TestTokenCacheSize checks TOLLGATE_TOKEN_CACHE_SIZE end to end: the
+// default caches a verified token, 0 turns the cache off, and values out
+// of range are refused by name.
+func TestTokenCacheSize(t *testing.T) {
+	for _, tt := range []struct {
+		env                string
+		wantHits, wantSize float64
+	}{
+		{"", 2, 1},
+		{"TOLLGATE_TOKEN_CACHE_SIZE=500", 2, 1},
+		{"TOLLGATE_TOKEN_CACHE_SIZE=0", 0, 0},
+	} {
+		t.Run(tt.env, func(t *testing.T) {
+			env := []string{"TOLLGATE_UPSTREAM_URL=" + echoUpstream(t, "u").URL}
+			if tt.env != "" {
+				env = append(env, tt.env)
+			}
+			g := startGateway(t, "", env...)
+			tok := g.token(t, nil)
+			for range 3 {
+				if resp, b := send(t, http.MethodGet, g.url+"/x", "", "Authorization", "Bearer "+tok); resp.StatusCode != 200 {
+					t.Fatalf("%d: %s", resp.StatusCode, b)
+				}
+			}
+			after := scrape(t, g.m)
+			if got := value(after, "tollgate_token_cache_hits_total", nil); got != tt.wantHits {
+				t.Errorf("cache hits %v, want %v", got, tt.wantHits)
+			}
+			if got := value(after, "tollgate_token_cache_entries", nil); got != tt.wantSize {
+				t.Errorf("cache entries %v, want %v", got, tt.wantSize)
+			}
+		})
+	}
+	for _, bad := range []string{"-1", "10000001", "many"} {
+		_, _, err := LoadConfig([]string{"TOLLGATE_UPSTREAM_URL=http://127.0.0.1:1", "TOLLGATE_TOKEN_CACHE_SIZE=" + bad})
+		if err == nil || !strings.Contains(err.Error(), "TOKEN_CACHE_SIZE") {
+			t.Errorf("TOLLGATE_TOKEN_CACHE_SIZE=%s: %v", bad, err)
+		}
+	}
+}
