@@ -11,13 +11,13 @@ import (
 // hashes and validates every label and takes a read lock that all cores
 // write to on every call. K must be bounded like the labels it stands for.
 type children[K comparable, V any] struct {
-	m   atomic.Pointer[map[K]V] // replaced whole on each new key
-	mu  sync.Mutex              // serialises writers
-	new func(K) V
+	m      atomic.Pointer[map[K]V] // replaced whole on each new key
+	mu     sync.Mutex              // serialises writers
+	create func(K) V               // builds the child for a new key
 }
 
-func newChildren[K comparable, V any](new func(K) V) *children[K, V] {
-	return &children[K, V]{new: new}
+func newChildren[K comparable, V any](create func(K) V) *children[K, V] {
+	return &children[K, V]{create: create}
 }
 
 // get returns the child for k, creating it on first use.
@@ -40,7 +40,7 @@ func (c *children[K, V]) add(k K) V {
 		}
 		next = maps.Clone(*old)
 	}
-	v := c.new(k)
+	v := c.create(k)
 	next[k] = v
 	c.m.Store(&next)
 	return v

@@ -40,12 +40,13 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec
 	backend        *prometheus.CounterVec
 	backendTime    *prometheus.HistogramVec
-	jwksMu         sync.Mutex
 	// Per-request children, resolved once per label set.
-	requestChildren  *children[requestKey, requestChild]
+	requestChildren  *children[requestKey, countAndTime]
 	authChildren     *children[authKey, prometheus.Counter]
-	upstreamChildren *children[upstreamKey, upstreamChild]
-	jwksLastSuccess  map[string]time.Time // guarded by jwksMu
+	upstreamChildren *children[upstreamKey, countAndTime]
+
+	jwksMu          sync.Mutex
+	jwksLastSuccess map[string]time.Time // guarded by jwksMu
 }
 
 // durationBuckets are the classic buckets, next to the native histogram.
@@ -159,7 +160,9 @@ type requestKey struct {
 	code          int
 }
 
-type requestChild struct {
+// countAndTime is a counter child and the latency histogram child that
+// goes with it.
+type countAndTime struct {
 	count    prometheus.Counter
 	duration prometheus.Observer
 }
@@ -171,15 +174,10 @@ type upstreamKey struct {
 	code     int
 }
 
-type upstreamChild struct {
-	count    prometheus.Counter
-	duration prometheus.Observer
-}
-
 // initChildren sets up the per-request children caches.
 func (m *Metrics) initChildren() {
-	m.requestChildren = newChildren(func(k requestKey) requestChild {
-		return requestChild{
+	m.requestChildren = newChildren(func(k requestKey) countAndTime {
+		return countAndTime{
 			count:    m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(k.code)),
 			duration: m.duration.WithLabelValues(k.route),
 		}
@@ -191,8 +189,8 @@ func (m *Metrics) initChildren() {
 		}
 		return m.auth.WithLabelValues(k.route, result, k.reason)
 	})
-	m.upstreamChildren = newChildren(func(k upstreamKey) upstreamChild {
-		return upstreamChild{
+	m.upstreamChildren = newChildren(func(k upstreamKey) countAndTime {
+		return countAndTime{
 			count:    m.upstream.WithLabelValues(k.upstream, strconv.Itoa(k.code)),
 			duration: m.upstreamTime.WithLabelValues(k.upstream),
 		}
