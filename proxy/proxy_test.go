@@ -530,6 +530,46 @@ func FuzzBearerToken(f *testing.F) {
 	})
 }
 
+// FuzzAuthorizationRefusal checks that the proxy, which verifies before it
+// looks at a token's characters, refuses exactly as BearerToken reads the
+// header: invalid_request for anything that is not one RFC 6750 Bearer
+// credential, invalid_token for a well-formed one that does not verify,
+// and only the signed token passes.
+func FuzzAuthorizationRefusal(f *testing.F) {
+	fx := newFixture(f)
+	valid := fx.token(f, nil)
+	p := newProxy(f, proxy.Config{
+		Upstreams: []proxy.Upstream{{Name: "a", URL: "http://upstream.invalid"}},
+		Routes:    []proxy.Route{{Prefix: "/", Upstream: "a"}},
+	}, fx.v, proxy.WithTransport(answer204{}))
+	for _, s := range []string{"Bearer " + valid, "Bearer " + valid + ",", "Bearer " + valid + " x", "bearer  " + valid,
+		"Bearer a.b,c.d", "Bearer abc==", "Bearer a=.b.c", "Bearer ~~~", "Bearer \x00", "Basic dTpw", "Bearer "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		req := httptest.NewRequest(http.MethodGet, "/x", nil)
+		req.Header["Authorization"] = []string{value}
+		rec := serve(p, req)
+		tok, status := proxy.BearerToken(req.Header)
+		var body struct{ Error string }
+		json.Unmarshal(rec.Body.Bytes(), &body)
+		switch {
+		case status == proxy.TokenFound && tok == valid:
+			if rec.Code != 204 {
+				t.Fatalf("the valid token was refused: %d %s", rec.Code, rec.Body)
+			}
+		case status == proxy.TokenFound:
+			if rec.Code != 401 || body.Error != "invalid_token" {
+				t.Fatalf("%q: %d %s, want 401 invalid_token", value, rec.Code, rec.Body)
+			}
+		default:
+			if rec.Code != 401 || body.Error != "invalid_request" {
+				t.Fatalf("%q: %d %s, want 401 invalid_request", value, rec.Code, rec.Body)
+			}
+		}
+	})
+}
+
 func BenchmarkProxyWithToken(b *testing.B) {
 	f := newFixture(b)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
