@@ -549,6 +549,7 @@ func benchServe(ctx context.Context, environ []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	applyMemoryLimit(environ, logger) // as serve does
 	m, err := NewMain(cfg, logger)
 	if err != nil {
 		return err

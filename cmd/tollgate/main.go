@@ -113,6 +113,7 @@ func serve(ctx context.Context, environ []string, stderr io.Writer) error {
 	for _, w := range warnings {
 		logger.Warn(w)
 	}
+	applyMemoryLimit(environ, logger)
 	m, err := NewMain(cfg, logger)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)

@@ -171,6 +171,9 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 	if configYAML == "" || len(env) == 0 {
 		t.Fatalf("rendered chart has no config (%d bytes) or env (%v)", len(configYAML), env)
 	}
+	if !slices.Contains(env, "GOGC=200") {
+		t.Errorf("goRuntime.gogc did not reach the container: %v", env)
+	}
 	keys := filepath.Join(dir, "keys")
 	if _, _, err := issuer.GenerateKey(keys, "ES256", time.Now()); err != nil {
 		t.Fatal(err)
