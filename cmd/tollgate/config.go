@@ -85,6 +85,12 @@ type Config struct {
 	// UpstreamTimeout bounds the wait for an upstream's response headers
 	// (504 after it).
 	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"30s"`
+	// UpstreamIdleConnsPerHost and UpstreamIdleConns size the keep-alive
+	// pool to the upstreams: per upstream and overall. Go's default of 2
+	// per host would make a busy proxy open and close a connection for
+	// most requests.
+	UpstreamIdleConnsPerHost int `env:"UPSTREAM_IDLE_CONNS_PER_HOST" envDefault:"64"`
+	UpstreamIdleConns        int `env:"UPSTREAM_IDLE_CONNS" envDefault:"256"`
 	// ReadHeaderTimeout and IdleTimeout protect the public listener from
 	// slow clients. There is no overall read/write timeout, so that
 	// streaming responses and WebSockets work.
@@ -331,6 +337,9 @@ func (c *Config) check() []error {
 	if c.MaxTokenBytes < 256 {
 		errs = append(errs, errors.New("TOLLGATE_MAX_TOKEN_BYTES: must be at least 256"))
 	}
+	if c.UpstreamIdleConnsPerHost < 1 || c.UpstreamIdleConns < c.UpstreamIdleConnsPerHost {
+		errs = append(errs, errors.New("TOLLGATE_UPSTREAM_IDLE_CONNS_PER_HOST: must be at least 1 and at most TOLLGATE_UPSTREAM_IDLE_CONNS"))
+	}
 	if c.TokenCacheSize < 0 || c.TokenCacheSize > maxTokenCacheSize {
 		errs = append(errs, fmt.Errorf("TOLLGATE_TOKEN_CACHE_SIZE: must be between 0 (off) and %d", maxTokenCacheSize))
 	}
@@ -407,7 +416,8 @@ func (c *Config) verifierConfig() verifier.Config {
 // configuration. TOLLGATE_UPSTREAM_URL becomes the upstream "default" with a
 // catch-all route, unless the file already routes "/".
 func (c *Config) proxyConfig() proxy.Config {
-	pc := proxy.Config{Realm: c.File.Realm, ResponseHeaderTimeout: c.UpstreamTimeout}
+	pc := proxy.Config{Realm: c.File.Realm, ResponseHeaderTimeout: c.UpstreamTimeout,
+		MaxIdleConnsPerHost: c.UpstreamIdleConnsPerHost, MaxIdleConns: c.UpstreamIdleConns}
 	for _, u := range c.File.Upstreams {
 		pc.Upstreams = append(pc.Upstreams, proxy.Upstream{Name: u.Name, URL: u.URL})
 	}

@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -623,5 +625,67 @@ func TestTokenCacheSize(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "TOKEN_CACHE_SIZE") {
 			t.Errorf("TOLLGATE_TOKEN_CACHE_SIZE=%s: %v", bad, err)
 		}
+	}
+}
+
+// TestUpstreamKeepAlivePool checks TOLLGATE_UPSTREAM_IDLE_CONNS_PER_HOST:
+// two rounds of 8 requests held concurrently at the upstream reuse the 8
+// connections of the first round with the default pool, and open new ones
+// with a pool of 1. The upstream answers with an empty body, for which the
+// transport returns the connection to its pool before it hands over the
+// response, so the counts are exact.
+func TestUpstreamKeepAlivePool(t *testing.T) {
+	const parallel = 8
+	for _, tt := range []struct {
+		env      string
+		wantConn func(n int64) bool
+	}{
+		{"", func(n int64) bool { return n == parallel }},
+		{"TOLLGATE_UPSTREAM_IDLE_CONNS_PER_HOST=1", func(n int64) bool { return n >= 2*parallel-1 }},
+	} {
+		t.Run(tt.env, func(t *testing.T) {
+			var conns atomic.Int64
+			var arrived sync.WaitGroup
+			release := make(chan struct{})
+			up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				arrived.Done()
+				<-release
+			}))
+			up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			up.Start()
+			t.Cleanup(up.Close)
+			env := []string{"TOLLGATE_UPSTREAM_URL=" + up.URL}
+			if tt.env != "" {
+				env = append(env, tt.env)
+			}
+			g := startGateway(t, "", env...)
+			tok := "Bearer " + g.token(t, nil)
+			for range 2 {
+				arrived.Add(parallel)
+				release = make(chan struct{})
+				var done sync.WaitGroup
+				for range parallel {
+					done.Go(func() {
+						if resp, b := send(t, http.MethodGet, g.url+"/x", "", "Authorization", tok); resp.StatusCode != 200 {
+							t.Errorf("%d: %s", resp.StatusCode, b)
+						}
+					})
+				}
+				arrived.Wait() // all 8 are at the upstream at once, each on its own connection
+				close(release)
+				done.Wait()
+			}
+			if n := conns.Load(); !tt.wantConn(n) {
+				t.Errorf("%d upstream connections opened for two rounds of %d", n, parallel)
+			}
+		})
+	}
+	_, _, err := LoadConfig([]string{"TOLLGATE_UPSTREAM_URL=http://127.0.0.1:1", "TOLLGATE_UPSTREAM_IDLE_CONNS_PER_HOST=300"})
+	if err == nil || !strings.Contains(err.Error(), "IDLE_CONNS") {
+		t.Errorf("a per-host pool larger than the whole pool was accepted: %v", err)
 	}
 }
