@@ -541,23 +541,5 @@ func serveBench(ctx context.Context, stdout io.Writer, h http.Handler) error {
 
 // benchServe is `serve` that announces its address on stdout once ready.
 func benchServe(ctx context.Context, environ []string, stdout, stderr io.Writer) error {
-	cfg, _, err := LoadConfig(environ)
-	if err != nil {
-		return err
-	}
-	logger, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
-	if err != nil {
-		return err
-	}
-	applyMemoryLimit(environ, logger) // as serve does
-	m, err := NewMain(cfg, logger)
-	if err != nil {
-		return err
-	}
-	if err := m.Run(ctx); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "listening http://%s\n", m.PublicAddr())
-	<-ctx.Done()
-	return m.Close()
+	return serve(ctx, environ, stderr, func(m *Main) { fmt.Fprintf(stdout, "listening http://%s\n", m.PublicAddr()) })
 }

@@ -64,7 +64,7 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 	}
 	switch args[0] {
 	case "serve":
-		return serve(ctx, environ, stderr)
+		return serve(ctx, environ, stderr, nil)
 	case "demo":
 		return demo(ctx, environ, stdout, stderr)
 	case "check-config":
@@ -99,8 +99,8 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 }
 
 // serve runs the gateway until ctx is cancelled, then shuts down
-// gracefully.
-func serve(ctx context.Context, environ []string, stderr io.Writer) error {
+// gracefully. ready, if not nil, is called once it is listening.
+func serve(ctx context.Context, environ []string, stderr io.Writer, ready func(*Main)) error {
 	cfg, warnings, err := LoadConfig(environ)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
@@ -120,6 +120,9 @@ func serve(ctx context.Context, environ []string, stderr io.Writer) error {
 	}
 	if err := m.Run(ctx); err != nil {
 		return err
+	}
+	if ready != nil {
+		ready(m)
 	}
 	<-ctx.Done()
 	return m.Close()
