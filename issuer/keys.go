@@ -9,10 +9,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -26,6 +24,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/jwk"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -276,47 +275,28 @@ func readKeyFile(name string) (*SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	var key any
-	switch block.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
-	}
+	key, err := jwk.ParsePrivateKeyPEM(data)
 	if err != nil {
 		return nil, err
 	}
-	sk := &SigningKey{File: name}
+	// The algorithm a key signs with is the first its material allows;
+	// the verifier derives the same from the public half.
+	alg := jwk.Algorithms(key)[0]
 	switch k := key.(type) {
 	case *ecdsa.PrivateKey:
-		if k.Curve != elliptic.P256() {
+		if alg != "ES256" {
 			return nil, errors.New("only P-256 EC keys are supported (ES256)")
 		}
-		sk.Algorithm, sk.method, sk.signer = "ES256", jwt.SigningMethodES256, k
 	case *rsa.PrivateKey:
 		if k.N.BitLen() < 2048 {
 			return nil, errors.New("RSA keys must have at least 2048 bits")
 		}
-		sk.Algorithm, sk.method, sk.signer = "RS256", jwt.SigningMethodRS256, k
-	case ed25519.PrivateKey:
-		sk.Algorithm, sk.method, sk.signer = "EdDSA", jwt.SigningMethodEdDSA, k
-	default:
-		return nil, fmt.Errorf("unsupported key type %T", key)
 	}
-	sum, err := (&jose.JSONWebKey{Key: sk.signer.Public()}).Thumbprint(crypto.SHA256)
+	kid, err := jwk.Thumbprint(key)
 	if err != nil {
 		return nil, err
 	}
-	sk.ID = base64.RawURLEncoding.EncodeToString(sum)
-	return sk, nil
+	return &SigningKey{ID: kid, Algorithm: alg, File: name, method: jwt.GetSigningMethod(alg), signer: key}, nil
 }
 
 // GenerateKey makes a new private key for alg (ES256, RS256 or EdDSA) and
@@ -338,15 +318,14 @@ func GenerateKey(dir, alg string, now time.Time) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	pemBytes, err := jwk.MarshalPrivateKeyPEM(key)
 	if err != nil {
 		return "", "", err
 	}
-	sum, err := (&jose.JSONWebKey{Key: key.Public()}).Thumbprint(crypto.SHA256)
+	kid, err := jwk.Thumbprint(key)
 	if err != nil {
 		return "", "", err
 	}
-	kid := base64.RawURLEncoding.EncodeToString(sum)
 	short := sha256.Sum256([]byte(kid))
 	name := filepath.Join(dir, fmt.Sprintf("%s-%s-%x.pem", now.UTC().Format("20060102T150405Z"), strings.ToLower(alg), short[:3]))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -354,7 +333,7 @@ func GenerateKey(dir, alg string, now time.Time) (string, string, error) {
 	}
 	// Write then rename, so a reload never sees half a key.
 	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(tmp, pemBytes, 0o600); err != nil {
 		return "", "", err
 	}
 	if err := os.Rename(tmp, name); err != nil {

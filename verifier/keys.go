@@ -2,14 +2,7 @@ package verifier
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -20,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/tollgate/tollgate/jwk"
 )
 
 // Key is one verification key. Public is an *rsa.PublicKey,
@@ -74,36 +68,12 @@ func (s *KeySet) Keys(_ context.Context, kid string) ([]*Key, error) {
 // Len returns the number of keys in the set.
 func (s *KeySet) Len() int { return len(s.all) }
 
-// familyAlgorithms lists the algorithms each kind of key material can verify.
-// The token's alg is matched against this, so an RSA public key can never be
-// used as an HMAC secret.
-func familyAlgorithms(pub any) []string {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return []string{"ES256"}
-		case elliptic.P384():
-			return []string{"ES384"}
-		case elliptic.P521():
-			return []string{"ES512"}
-		}
-	case ed25519.PublicKey:
-		return []string{"EdDSA"}
-	case []byte:
-		return []string{"HS256", "HS384", "HS512"}
-	}
-	return nil
-}
-
 // newKey makes a Key from public material, restricting it to the algorithms
 // that are allowed by the issuer, possible for the key family, and (when the
 // JWK names one) the key's own alg.
 func newKey(kid, jwkAlg string, pub any, allowed []string) (*Key, error) {
 	var algs []string
-	for _, a := range familyAlgorithms(pub) {
+	for _, a := range jwk.Algorithms(pub) {
 		if slices.Contains(allowed, a) && (jwkAlg == "" || jwkAlg == a) {
 			algs = append(algs, a)
 		}
@@ -112,41 +82,13 @@ func newKey(kid, jwkAlg string, pub any, allowed []string) (*Key, error) {
 		return nil, fmt.Errorf("key %q (%T) allows none of the algorithms %v", kid, pub, allowed)
 	}
 	if kid == "" {
-		tp, err := thumbprint(pub)
+		tp, err := jwk.Thumbprint(pub)
 		if err != nil {
 			return nil, err
 		}
 		kid = tp
 	}
 	return &Key{ID: kid, Algorithms: algs, Public: pub}, nil
-}
-
-// thumbprint returns the RFC 7638 SHA-256 thumbprint of a key.
-func thumbprint(pub any) (string, error) {
-	if secret, ok := pub.([]byte); ok { // go-jose has no oct thumbprint
-		canon := `{"k":"` + base64.RawURLEncoding.EncodeToString(secret) + `","kty":"oct"}`
-		sum := sha256.Sum256([]byte(canon))
-		return base64.RawURLEncoding.EncodeToString(sum[:]), nil
-	}
-	sum, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(sum), nil
-}
-
-// publicOf returns the public half of a private key; public keys and HMAC
-// secrets pass through.
-func publicOf(k any) any {
-	switch k := k.(type) {
-	case *rsa.PrivateKey:
-		return &k.PublicKey
-	case *ecdsa.PrivateKey:
-		return &k.PublicKey
-	case ed25519.PrivateKey:
-		return k.Public()
-	}
-	return k
 }
 
 // LoadKeyFiles reads keys from PEM, JWK and JWKS files; a directory is read
@@ -231,19 +173,16 @@ func parsePEM(data []byte, allowed []string) ([]*Key, error) {
 			if c, err = x509.ParseCertificate(block.Bytes); err == nil {
 				pub = c.PublicKey
 			}
-		case "PRIVATE KEY":
-			pub, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			pub, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			pub, err = x509.ParsePKCS1PrivateKey(block.Bytes)
 		default:
-			continue
+			pub, err = jwk.PrivateKey(block)
+			if errors.Is(err, jwk.ErrNotPrivateKey) {
+				continue // another kind of block, such as parameters
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("pem %s: %v", block.Type, err)
 		}
-		k, err := newKey("", "", publicOf(pub), allowed)
+		k, err := newKey("", "", jwk.Public(pub), allowed)
 		if err != nil {
 			return nil, err
 		}
@@ -273,15 +212,15 @@ func ParseJWKS(data []byte, allowed []string) ([]*Key, error) {
 	var keys []*Key
 	var skipped []error
 	for i, raw := range raws {
-		var jwk jose.JSONWebKey
-		if err := jwk.UnmarshalJSON(raw); err != nil {
+		var key jose.JSONWebKey
+		if err := key.UnmarshalJSON(raw); err != nil {
 			skipped = append(skipped, fmt.Errorf("key %d: %v", i, err))
 			continue
 		}
-		if jwk.Use != "" && jwk.Use != "sig" {
+		if key.Use != "" && key.Use != "sig" {
 			continue
 		}
-		k, err := newKey(jwk.KeyID, jwk.Algorithm, publicOf(jwk.Key), allowed)
+		k, err := newKey(key.KeyID, key.Algorithm, jwk.Public(key.Key), allowed)
 		if err != nil {
 			skipped = append(skipped, err)
 			continue
