@@ -18,12 +18,12 @@ import (
 // is a bounded name ("external:<service>", "cookie", "legacy_login",
 // "legacy_lookup").
 type BackendObserver interface {
-	BackendCall(backend string, d time.Duration, err error)
+	BackendCall(ctx context.Context, backend string, d time.Duration, err error)
 }
 
 type nopBackendObserver struct{}
 
-func (nopBackendObserver) BackendCall(string, time.Duration, error) {}
+func (nopBackendObserver) BackendCall(context.Context, string, time.Duration, error) {}
 
 // BackendOption configures optional behaviour of the HTTP backends.
 type BackendOption func(*backendOptions)
@@ -75,7 +75,7 @@ const maxReplyBytes = 1 << 20
 func call(ctx context.Context, o backendOptions, name string, req *http.Request) (int, any, error) {
 	start := time.Now()
 	status, v, err := doCall(ctx, o.client, req)
-	o.obs.BackendCall(name, time.Since(start), err)
+	o.obs.BackendCall(ctx, name, time.Since(start), err)
 	return status, v, err
 }
 

@@ -3,33 +3,38 @@ package issuer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 
+	"github.com/tollgate/tollgate/edge"
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/verifier"
 )
 
-// identityError maps a backend's error to the token endpoint's errors.
+// identityError maps a backend's error to the token endpoint's errors. The
+// backend's own text (its address, its status) goes to the log only.
 func identityError(err error) error {
+	var e *Error
 	switch {
-	case errors.Is(err, identity.ErrBackend):
-		return fmt.Errorf("%w: the backend is unavailable: %w", ErrUnavailable, err)
-	case errors.Is(err, identity.ErrUnknownService):
-		return fmt.Errorf("%w: unknown service", ErrInvalidRequest)
-	case errors.Is(err, identity.ErrInactiveToken):
-		return fmt.Errorf("%w: the external token is not active", ErrInvalidGrant)
-	case errors.Is(err, identity.ErrUnmappedUser):
-		return fmt.Errorf("%w: no local user for this external account", ErrInvalidGrant)
-	case errors.Is(err, identity.ErrSessionInvalid):
-		return fmt.Errorf("%w: the session is not valid", ErrInvalidGrant)
-	case errors.Is(err, identity.ErrSessionForbidden):
-		return fmt.Errorf("%w: the legacy system refuses this session", ErrForbidden)
-	case errors.Is(err, identity.ErrUnknownUser):
-		return fmt.Errorf("%w: unknown user", ErrInvalidGrant)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
+	case errors.Is(err, identity.ErrBackend):
+		e = refuse(ErrUnavailable, "the backend is unavailable")
+	case errors.Is(err, identity.ErrUnknownService):
+		e = refuse(ErrInvalidRequest, "unknown service")
+	case errors.Is(err, identity.ErrInactiveToken):
+		e = refuse(ErrInvalidGrant, "the external token is not active")
+	case errors.Is(err, identity.ErrUnmappedUser):
+		e = refuse(ErrInvalidGrant, "no local user for this external account")
+	case errors.Is(err, identity.ErrSessionInvalid):
+		e = refuse(ErrInvalidGrant, "the session is not valid")
+	case errors.Is(err, identity.ErrSessionForbidden):
+		e = refuse(ErrForbidden, "the legacy system refuses this session")
+	case errors.Is(err, identity.ErrUnknownUser):
+		e = refuse(ErrInvalidGrant, "unknown user")
+	default:
+		return err
 	}
-	return err
+	return e.because(err)
 }
 
 // clientByID returns the registered client, or a public one when the
@@ -44,17 +49,17 @@ func (i *Issuer) clientByID(id string) (*Client, error) {
 	if c := i.clients[id]; c != nil {
 		return c, nil
 	}
-	return nil, fmt.Errorf("%w: unknown client", ErrInvalidClient)
+	return nil, refuse(ErrInvalidClient, "unknown client")
 }
 
-// tokenExchange serves source-doc 000's login_with_token: form fields
-// access_token and service (and optionally client_id).
+// tokenExchange serves login_with_token (docs/CLIENTS.md §1.3): form
+// fields access_token and service (and optionally client_id).
 func (i *Issuer) tokenExchange(ctx context.Context, f map[string]string) (*Tokens, error) {
 	if i.external == nil {
-		return nil, fmt.Errorf("%w: no external OAuth service is configured", ErrNotEnabled)
+		return nil, refuse(ErrNotEnabled, "no external OAuth service is configured")
 	}
 	if f["access_token"] == "" || f["service"] == "" {
-		return nil, fmt.Errorf("%w: access_token and service are required", ErrInvalidRequest)
+		return nil, refuse(ErrInvalidRequest, "access_token and service are required")
 	}
 	client, err := i.clientByID(f["client_id"])
 	if err != nil {
@@ -64,29 +69,30 @@ func (i *Issuer) tokenExchange(ctx context.Context, f map[string]string) (*Token
 	if err != nil {
 		return nil, identityError(err)
 	}
-	return i.newSession(client, u, f["scope"])
+	return i.newSession(ctx, client, u, f["scope"])
 }
 
-// newSession mints the first pair of a new session for u, on its default
-// profile.
-func (i *Issuer) newSession(client *Client, u *identity.User, requestedScope string) (*Tokens, error) {
+// newSession starts a session for u on its default profile with the
+// requested scope.
+func (i *Issuer) newSession(ctx context.Context, client *Client, u *identity.User, requestedScope string) (*Tokens, error) {
 	scope, err := i.scope(client, requestedScope, "")
 	if err != nil {
 		return nil, err
 	}
-	return i.mint(client, u, scope, u.DefaultProfile(), newID())
+	return i.startSession(ctx, client, u, scope, u.DefaultProfile())
 }
 
-// cookieExchange turns a legacy session cookie into tokens.
+// cookieExchange turns a legacy session cookie into tokens
+// (docs/CLIENTS.md §1.5).
 func (i *Issuer) cookieExchange(ctx context.Context, r *http.Request, f map[string]string) (*Tokens, error) {
-	if i.sessions == nil {
-		return nil, fmt.Errorf("%w: cookie exchange is not configured", ErrNotEnabled)
+	if i.legacy == nil {
+		return nil, refuse(ErrNotEnabled, "cookie exchange is not configured")
 	}
 	client, err := i.clientByID(f["client_id"])
 	if err != nil {
 		return nil, err
 	}
-	id, err := i.sessions.UserID(ctx, r.Cookies())
+	id, err := i.legacy.UserID(ctx, r.Cookies())
 	if err != nil {
 		return nil, identityError(err)
 	}
@@ -94,31 +100,38 @@ func (i *Issuer) cookieExchange(ctx context.Context, r *http.Request, f map[stri
 	if err != nil {
 		return nil, identityError(err)
 	}
-	return i.newSession(client, u, f["scope"])
+	return i.newSession(ctx, client, u, f["scope"])
 }
 
-// profileToken mints a pair bound to one of the bearer's profiles, keeping
-// the session, user, client and scope of the bearer's token.
+// profileToken mints a pair bound to one of the bearer's profiles,
+// continuing the session, user, client and scope of the bearer's token
+// (docs/CLIENTS.md §1.4).
 func (i *Issuer) profileToken(ctx context.Context, r *http.Request, profile string) (*Tokens, error) {
-	raw, ok := bearer(r)
-	if !ok {
-		return nil, fmt.Errorf("%w: a Bearer access token is required", ErrInvalidGrant)
+	raw, status := edge.BearerToken(r.Header)
+	switch status {
+	case edge.TokenMissing:
+		return nil, refuse(ErrInvalidGrant, "a Bearer access token is required")
+	case edge.TokenInvalid:
+		return nil, fromRefusal(i.bearer.InvalidRequest)
 	}
 	tok, err := i.access.Verify(ctx, raw)
-	if err != nil || tok.Issuer != i.cfg.Issuer {
-		return nil, fmt.Errorf("%w: the access token is not valid", ErrInvalidGrant)
+	if err == nil && tok.Issuer != i.cfg.Issuer {
+		err = verifier.ErrWrongIssuer
 	}
-	claim := func(name string) string { s, _ := tok.Claims[name].(string); return s }
-	client, err := i.clientByID(claim("client_id"))
 	if err != nil {
-		return nil, fmt.Errorf("%w: the token's client is no longer registered", ErrInvalidGrant)
+		return nil, refuse(ErrInvalidGrant, "the access token is not valid").because(err)
+	}
+	s := sessionOf(tok)
+	client, err := i.clientByID(s.clientID)
+	if err != nil {
+		return nil, refuse(ErrInvalidGrant, "the token's client is no longer registered")
 	}
 	u, err := i.users.Lookup(ctx, tok.Subject)
 	if err != nil {
 		return nil, identityError(err)
 	}
 	if profile == "" || !u.HasProfile(profile) {
-		return nil, fmt.Errorf("%w: the profile is not one of this user's", ErrForbidden)
+		return nil, refuse(ErrForbidden, "the profile is not one of this user's")
 	}
-	return i.mint(client, u, claim("scope"), profile, claim("sid"))
+	return i.continueSession(ctx, client, u, s, s.scope, profile)
 }

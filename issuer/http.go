@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,19 +14,20 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/edge"
 	"github.com/tollgate/tollgate/verifier"
 )
 
-// Endpoint is one pattern Handler serves, with a bounded name for logs and
-// metrics.
-type Endpoint struct {
-	Pattern string
-	Name    string
+// endpoint is one pattern the issuer serves, with a bounded name for logs
+// and metrics and the dialect its errors are written in.
+type endpoint struct {
+	pattern string
+	name    string
 	dialect string
 	serve   func(i *Issuer, w http.ResponseWriter, r *http.Request, dialect string)
 }
 
-var endpoints = []Endpoint{
+var endpoints = []endpoint{
 	{"POST /oauth/token", "oauth_token", "oauth", (*Issuer).serveOAuthToken},
 	{"POST /auth/realms/{realm}/protocol/openid-connect/token", "keycloak_token", "keycloak", (*Issuer).serveOAuthToken},
 	{"POST /realms/{realm}/protocol/openid-connect/token", "keycloak_token", "keycloak", (*Issuer).serveOAuthToken},
@@ -44,15 +44,25 @@ var endpoints = []Endpoint{
 
 const userinfoPath = "/oauth/userinfo"
 
-// Endpoints lists the patterns Handler serves, for mounting in a mux.
-func (i *Issuer) Endpoints() []Endpoint { return slices.Clone(endpoints) }
+// Endpoints returns the issuer's endpoints for the public listener's
+// dispatch. Each names its route in the request's edge.Info, so the access
+// log and the metrics label it.
+func (i *Issuer) Endpoints() []edge.Endpoint {
+	out := make([]edge.Endpoint, 0, len(endpoints))
+	for _, e := range endpoints {
+		out = append(out, edge.Endpoint{Pattern: e.pattern, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			edge.SetRoute(r.Context(), e.name)
+			e.serve(i, w, r, e.dialect)
+		})})
+	}
+	return out
+}
 
-// Handler serves the token, userinfo, discovery, JWKS and introspection
-// endpoints.
+// Handler serves the issuer's endpoints alone (no proxy behind them).
 func (i *Issuer) Handler() http.Handler {
 	mux := http.NewServeMux()
-	for _, e := range endpoints {
-		mux.HandleFunc(e.Pattern, func(w http.ResponseWriter, r *http.Request) { e.serve(i, w, r, e.dialect) })
+	for _, e := range i.Endpoints() {
+		mux.Handle(e.Pattern, e.Handler)
 	}
 	return mux
 }
@@ -61,13 +71,13 @@ func (i *Issuer) Handler() http.Handler {
 func (i *Issuer) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, i.cfg.MaxBodyBytes))
 	if err != nil {
-		return nil, fmt.Errorf("%w: body unreadable or larger than %d bytes", ErrInvalidRequest, i.cfg.MaxBodyBytes)
+		return nil, refuse(ErrInvalidRequest, fmt.Sprintf("body unreadable or larger than %d bytes", i.cfg.MaxBodyBytes))
 	}
 	return body, nil
 }
 
 // parseForm parses an application/x-www-form-urlencoded body leniently:
-// whitespace around each &-separated pair is ignored (source-doc 002's curl
+// whitespace around each &-separated pair is ignored (docs/CLIENTS.md §3.2
 // sends "client_id=anonymous& grant_type=password"), while a parameter
 // given twice is an error (RFC 6749 §3.2).
 func parseForm(body []byte) (map[string]string, error) {
@@ -80,22 +90,23 @@ func parseForm(body []byte) (map[string]string, error) {
 		k, v, _ := strings.Cut(pair, "=")
 		key, err := url.QueryUnescape(strings.TrimSpace(k))
 		if err != nil {
-			return nil, fmt.Errorf("%w: bad form encoding", ErrInvalidRequest)
+			return nil, refuse(ErrInvalidRequest, "bad form encoding")
 		}
 		key = strings.TrimSpace(key)
 		val, err := url.QueryUnescape(strings.TrimSpace(v))
 		if err != nil {
-			return nil, fmt.Errorf("%w: bad form encoding of %s", ErrInvalidRequest, key)
+			return nil, refuse(ErrInvalidRequest, "bad form encoding of a parameter")
 		}
 		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("%w: parameter %s given twice", ErrInvalidRequest, key)
+			return nil, refuse(ErrInvalidRequest, "a parameter is given twice")
 		}
 		out[key] = val
 	}
 	return out, nil
 }
 
-// jsonAPIBody is the body of POST /api/auth/v1/access_tokens (000/001).
+// jsonAPIBody is the body of POST /api/auth/v1/access_tokens
+// (docs/CLIENTS.md §1.1, §1.2).
 type jsonAPIBody struct {
 	GrantType    string `json:"grant_type"`
 	RefreshToken string `json:"refresh_token"`
@@ -109,15 +120,15 @@ type jsonAPIBody struct {
 }
 
 // parseJSONAPI parses the JSON:API dialect's body. It is JSON whatever the
-// Content-Type says (000's curl labels it form-urlencoded).
+// Content-Type says (docs/CLIENTS.md §1.1 labels it form-urlencoded).
 func parseJSONAPI(body []byte) (*grant, error) {
 	var b jsonAPIBody
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&b); err != nil {
-		return nil, fmt.Errorf("%w: body is not a JSON object", ErrInvalidRequest)
+		return nil, refuse(ErrInvalidRequest, "body is not a JSON object")
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidRequest)
+		return nil, refuse(ErrInvalidRequest, "trailing data after the JSON object")
 	}
 	login := b.Credentials.Username
 	if login == "" {
@@ -144,7 +155,7 @@ func oauthGrant(r *http.Request, body []byte) (*grant, error) {
 		}
 		login := f["username"]
 		if login == "" {
-			login = f["email"]
+			login = f["email"] // docs/CLIENTS.md §4.1
 		}
 		g = &grant{Type: f["grant_type"], ClientID: f["client_id"], ClientSecret: f["client_secret"],
 			Username: login, Password: f["password"], RefreshToken: f["refresh_token"], Scope: f["scope"]}
@@ -152,7 +163,7 @@ func oauthGrant(r *http.Request, body []byte) (*grant, error) {
 	g.PartnerID = r.URL.Query().Get("partnerId")
 	if id, secret, ok := basicAuth(r); ok {
 		if g.ClientID != "" && g.ClientID != id {
-			return nil, fmt.Errorf("%w: client_id differs from the Basic credentials", ErrInvalidRequest)
+			return nil, refuse(ErrInvalidRequest, "client_id differs from the Basic credentials")
 		}
 		g.ClientID, g.ClientSecret, g.BasicAuth = id, secret, true
 	}
@@ -188,11 +199,11 @@ func (i *Issuer) serveOAuthToken(w http.ResponseWriter, r *http.Request, dialect
 	}
 	var t *Tokens
 	if err == nil {
-		t, err = i.Exchange(r.Context(), g)
+		t, err = i.exchange(r.Context(), g)
 	}
-	i.observe(g, dialect, err)
+	i.observe(r, g, dialect, err)
 	if err != nil {
-		i.oauthError(w, g, err)
+		i.writeOAuthError(w, r, err)
 		return
 	}
 	resp := map[string]any{
@@ -206,48 +217,68 @@ func (i *Issuer) serveOAuthToken(w http.ResponseWriter, r *http.Request, dialect
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// oauthError writes an RFC 6749 §5.2 error. The description never carries
-// a token, password or secret.
-func (i *Issuer) oauthError(w http.ResponseWriter, g *grant, err error) {
-	code, status := errorCode(err)
-	if code == "server_error" {
-		i.logger.Error("token request failed", zap.Error(err))
+// refused logs a refused request and returns it as an *Error. A fault of
+// tollgate's or a backend's is logged at error level with its cause; a
+// client's mistake at debug. Either way with the request ID, so the line
+// joins the access log.
+func (i *Issuer) refused(r *http.Request, err error) *Error {
+	e := errorOf(err)
+	fields := append(edge.LogFields(r.Context()), zap.String("code", e.Code), zap.String("description", e.Description))
+	if e.Reason != "" {
+		fields = append(fields, zap.String("reason", e.Reason))
 	}
-	if errors.Is(err, ErrInvalidClient) && g != nil && g.BasicAuth {
-		w.Header().Set("WWW-Authenticate", `Basic realm="tollgate"`)
+	if e.cause != nil {
+		fields = append(fields, zap.Error(e.cause))
 	}
-	writeJSON(w, status, map[string]string{"error": code, "error_description": description(err)})
+	if e.Status >= 500 {
+		i.logger.Error("token request failed", fields...)
+	} else if ce := i.logger.Check(zap.DebugLevel, "token request refused"); ce != nil {
+		ce.Write(fields...)
+	}
+	return e
 }
 
-// errorCode maps an Exchange error to its RFC 6749 code and status.
-func errorCode(err error) (string, int) {
-	for _, e := range []struct {
-		err    error
-		status int
-	}{
-		{ErrInvalidRequest, 400}, {ErrInvalidClient, 401}, {ErrInvalidGrant, 400},
-		{ErrUnauthorizedClient, 400}, {ErrUnsupportedGrantType, 400}, {ErrInvalidScope, 400},
-		{ErrForbidden, 403}, {ErrUnavailable, 502}, {ErrNotEnabled, 404},
-	} {
-		if errors.Is(err, e.err) {
-			return e.err.Error(), e.status
-		}
+// writeOAuthError writes err as RFC 6749 §5.2 ({"error","error_description"}).
+func (i *Issuer) writeOAuthError(w http.ResponseWriter, r *http.Request, err error) {
+	if i.gone(r, err) {
+		return
 	}
-	return "server_error", http.StatusInternalServerError
+	e := i.refused(r, err)
+	if e.Challenge != "" {
+		w.Header().Set("WWW-Authenticate", e.Challenge)
+	}
+	writeJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
 }
 
-// description is the text after the sentinel: "invalid_grant: invalid
-// credentials" gives "invalid credentials".
-func description(err error) string {
-	code, _ := errorCode(err)
-	if code == "server_error" {
-		return "internal error"
+// writeJSONAPIError writes err as JSON:API ({"errors":[{"status","code",
+// "title"}]}); invalid_grant is 401 in this dialect.
+func (i *Issuer) writeJSONAPIError(w http.ResponseWriter, r *http.Request, err error) {
+	if i.gone(r, err) {
+		return
 	}
-	if errors.Is(err, errPartnerMismatch) {
-		return errBadCredentials.Error() // do not confirm the account exists
+	e := i.refused(r, err)
+	status := e.Status
+	if e.Code == ErrInvalidGrant.Code {
+		status = http.StatusUnauthorized
 	}
-	_, d, _ := strings.Cut(err.Error(), ": ")
-	return d
+	if e.Challenge != "" {
+		w.Header().Set("WWW-Authenticate", e.Challenge)
+	}
+	writeJSON(w, status, map[string]any{"errors": []map[string]string{{
+		"status": strconv.Itoa(status), "code": e.Code, "title": e.Description,
+	}}})
+}
+
+// gone reports a request whose client went away, so nothing is written
+// and the access log says 499.
+func (i *Issuer) gone(r *http.Request, err error) bool {
+	if !clientGone(r.Context(), err) {
+		return false
+	}
+	if info := edge.InfoFrom(r.Context()); info != nil {
+		info.Status = edge.StatusClientClosed
+	}
+	return true
 }
 
 func (i *Issuer) serveJSONAPIToken(w http.ResponseWriter, r *http.Request, dialect string) {
@@ -260,25 +291,17 @@ func (i *Issuer) serveJSONAPIToken(w http.ResponseWriter, r *http.Request, diale
 	var t *Tokens
 	if err == nil {
 		g.PartnerID = r.URL.Query().Get("partnerId")
-		t, err = i.Exchange(r.Context(), g)
+		t, err = i.exchange(r.Context(), g)
 	}
-	i.observe(g, dialect, err)
-	i.writeJSONAPI(w, t, err)
+	i.observe(r, g, dialect, err)
+	i.writeJSONAPI(w, r, t, err)
 }
 
-// writeJSONAPI writes tokens, or an error, in the JSON:API dialect.
-func (i *Issuer) writeJSONAPI(w http.ResponseWriter, t *Tokens, err error) {
+// writeJSONAPI writes tokens, or an error, in the JSON:API dialect
+// (docs/CLIENTS.md §1.1).
+func (i *Issuer) writeJSONAPI(w http.ResponseWriter, r *http.Request, t *Tokens, err error) {
 	if err != nil {
-		code, status := errorCode(err)
-		if code == "invalid_grant" {
-			status = http.StatusUnauthorized
-		}
-		if code == "server_error" || code == "temporarily_unavailable" {
-			i.logger.Error("token request failed", zap.Error(err))
-		}
-		writeJSON(w, status, map[string]any{"errors": []map[string]string{{
-			"status": strconv.Itoa(status), "code": code, "title": description(err),
-		}}})
+		i.writeJSONAPIError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{
@@ -304,7 +327,7 @@ func (i *Issuer) formBody(w http.ResponseWriter, r *http.Request) (map[string]st
 	return parseForm(body)
 }
 
-// serveTokenExchange is source-doc 000's login_with_token.
+// serveTokenExchange is login_with_token (docs/CLIENTS.md §1.3).
 func (i *Issuer) serveTokenExchange(w http.ResponseWriter, r *http.Request, dialect string) {
 	noStore(w)
 	f, err := i.formBody(w, r)
@@ -312,8 +335,8 @@ func (i *Issuer) serveTokenExchange(w http.ResponseWriter, r *http.Request, dial
 	if err == nil {
 		t, err = i.tokenExchange(r.Context(), f)
 	}
-	i.observe(&grant{Type: "token_exchange", ClientID: f["client_id"]}, dialect, err)
-	i.writeJSONAPI(w, t, err)
+	i.observe(r, &grant{Type: "token_exchange", ClientID: f["client_id"]}, dialect, err)
+	i.writeJSONAPI(w, r, t, err)
 }
 
 // serveCookieExchange turns a legacy session cookie into tokens.
@@ -324,8 +347,8 @@ func (i *Issuer) serveCookieExchange(w http.ResponseWriter, r *http.Request, dia
 	if err == nil {
 		t, err = i.cookieExchange(r.Context(), r, f)
 	}
-	i.observe(&grant{Type: "cookie_exchange", ClientID: f["client_id"]}, dialect, err)
-	i.writeJSONAPI(w, t, err)
+	i.observe(r, &grant{Type: "cookie_exchange", ClientID: f["client_id"]}, dialect, err)
+	i.writeJSONAPI(w, r, t, err)
 }
 
 // serveProfileToken mints a token for one of the bearer's profiles.
@@ -336,18 +359,22 @@ func (i *Issuer) serveProfileToken(w http.ResponseWriter, r *http.Request, diale
 	if t != nil {
 		g.ClientID = t.ClientID
 	}
-	i.observe(g, dialect, err)
-	i.writeJSONAPI(w, t, err)
+	i.observe(r, g, dialect, err)
+	i.writeJSONAPI(w, r, t, err)
 }
 
 // serveUserinfo answers with the bearer's identity: sub plus the user's
-// claims (003: agentId, siteId, role).
+// claims (docs/CLIENTS.md §4.2: agentId, siteId, role). A bad token is
+// refused exactly as the proxy refuses it.
 func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request, _ string) {
 	noStore(w)
-	raw, ok := bearer(r)
-	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "a Bearer access token is required"})
+	raw, status := edge.BearerToken(r.Header)
+	switch status {
+	case edge.TokenMissing:
+		i.bearer.Missing.Write(w)
+		return
+	case edge.TokenInvalid:
+		i.bearer.InvalidRequest.Write(w)
 		return
 	}
 	tok, err := i.access.Verify(r.Context(), raw)
@@ -355,14 +382,19 @@ func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request, _ string)
 		err = verifier.ErrWrongIssuer
 	}
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": verifier.Reason(err)})
+		if i.gone(r, err) {
+			return
+		}
+		i.bearer.InvalidToken(verifier.Reason(err), verifier.Description(err)).Write(w)
 		return
 	}
 	u, err := i.users.Lookup(r.Context(), tok.Subject)
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "unknown user"})
+		if e := errorOf(identityError(err)); e.Status >= 500 {
+			i.writeOAuthError(w, r, e) // the user backend is down
+			return
+		}
+		i.bearer.InvalidToken("unknown_user", "unknown user").Write(w)
 		return
 	}
 	info := map[string]any{}
@@ -379,17 +411,6 @@ func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request, _ string)
 		info["profile"] = p
 	}
 	writeJSON(w, http.StatusOK, info)
-}
-
-// bearer reads an Authorization: Bearer header (003 sends no space after
-// the colon, which net/http already handles).
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
-		return "", false
-	}
-	tok := strings.TrimSpace(h[7:])
-	return tok, tok != ""
 }
 
 func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request, _ string) {
@@ -424,8 +445,8 @@ func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request, _ strin
 	id, secret, ok := basicAuth(r)
 	c := i.clients[id]
 	if !ok || i.clients == nil || c == nil || c.Secret == "" || !secretsEqual(secret, c.Secret) {
-		w.Header().Set("WWW-Authenticate", `Basic realm="tollgate"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": "introspection needs a confidential client"})
+		i.writeOAuthError(w, r, refuse(ErrInvalidClient, "introspection needs a confidential client").
+			challenge("Basic realm="+edge.Quote(i.cfg.Realm)))
 		return
 	}
 	body, err := i.readBody(w, r)
@@ -434,7 +455,7 @@ func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request, _ strin
 		f, err = parseForm(body)
 	}
 	if err != nil || f["token"] == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "token is required"})
+		i.writeOAuthError(w, r, refuse(ErrInvalidRequest, "token is required"))
 		return
 	}
 	tok, err := i.access.Verify(r.Context(), f["token"])
@@ -469,19 +490,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // observe reports one token request to the Observer, with bounded labels.
-func (i *Issuer) observe(g *grant, dialect string, err error) {
+func (i *Issuer) observe(r *http.Request, g *grant, dialect string, err error) {
 	grantType := "other"
 	if g != nil && slices.Contains([]string{"password", "refresh_token", "token_exchange", "cookie_exchange", "profile"}, g.Type) {
 		grantType = g.Type
 	}
 	if err != nil {
-		code, _ := errorCode(err)
-		i.obs.TokenError(grantType, code, loginFailure(err))
+		e := errorOf(err)
+		i.obs.TokenError(r.Context(), grantType, e.Code, e.Reason)
 		return
 	}
 	client := "unregistered"
 	if i.clients != nil && i.clients[g.ClientID] != nil {
 		client = g.ClientID
 	}
-	i.obs.TokenIssued(grantType, client, dialect)
+	i.obs.TokenIssued(r.Context(), grantType, client, dialect)
 }

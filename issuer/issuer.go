@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/edge"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/verifier"
 )
@@ -36,17 +37,17 @@ type ExternalTokens interface {
 	Exchange(ctx context.Context, service, token string) (*identity.User, error)
 }
 
-// Sessions tells whose legacy session the cookies are;
-// *identity.CookieSessions satisfies it.
-type Sessions interface {
+// LegacySessions tells whose session of the legacy system the cookies
+// are; *identity.CookieSessions satisfies it.
+type LegacySessions interface {
 	UserID(ctx context.Context, cookies []*http.Cookie) (string, error)
 }
 
 // WithExternal enables POST /api/oauth/login_with_token.
 func WithExternal(x ExternalTokens) Option { return func(i *Issuer) { i.external = x } }
 
-// WithSessions enables POST /api/auth/v1/cookie_exchange.
-func WithSessions(s Sessions) Option { return func(i *Issuer) { i.sessions = s } }
+// WithLegacySessions enables POST /api/auth/v1/cookie_exchange.
+func WithLegacySessions(s LegacySessions) Option { return func(i *Issuer) { i.legacy = s } }
 
 // AccessVerifier verifies access tokens (for userinfo and introspection);
 // *verifier.Verifier satisfies it.
@@ -102,6 +103,9 @@ type Config struct {
 	// argon2id comparison holds ~19 MiB, so a login storm must queue rather
 	// than exhaust memory. Zero means 2 × GOMAXPROCS.
 	MaxConcurrentLogins int
+	// Realm is the realm of WWW-Authenticate challenges. Empty means
+	// "tollgate".
+	Realm string
 }
 
 // Option configures optional Issuer behaviour.
@@ -113,17 +117,17 @@ func WithClock(now func() time.Time) Option { return func(i *Issuer) { i.now = n
 // Observer receives token outcomes, for metrics. Labels are bounded: the
 // client is a registered client id or "unregistered".
 type Observer interface {
-	TokenIssued(grant, client, dialect string)
-	// TokenError reports a refused request by RFC 6749 code; loginFailure
-	// is invalid_credentials, partner_mismatch or unknown_profile for a
-	// failed password login, else "".
-	TokenError(grant, code, loginFailure string)
+	TokenIssued(ctx context.Context, grant, client, dialect string)
+	// TokenError reports a refused request by its wire code; loginFailure
+	// is the Error's Reason (invalid_credentials, partner_mismatch,
+	// unknown_profile for a failed password login), else "".
+	TokenError(ctx context.Context, grant, code, loginFailure string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) TokenIssued(string, string, string) {}
-func (nopObserver) TokenError(string, string, string)  {}
+func (nopObserver) TokenIssued(context.Context, string, string, string) {}
+func (nopObserver) TokenError(context.Context, string, string, string)  {}
 
 // WithObserver receives token outcomes.
 func WithObserver(o Observer) Option { return func(i *Issuer) { i.obs = o } }
@@ -141,53 +145,30 @@ type Issuer struct {
 	audience []string      // every audience access tokens may carry
 	logins   chan struct{} // semaphore of password checks
 	obs      Observer
-	external ExternalTokens // nil: login_with_token disabled
-	sessions Sessions       // nil: cookie_exchange disabled
+	external ExternalTokens   // nil: login_with_token disabled
+	legacy   LegacySessions   // nil: cookie_exchange disabled
+	bearer   *edge.Challenges // refusals of a bad Bearer token
 }
 
-// Errors of the token endpoint, mapped to RFC 6749 §5.2 codes by the
-// handlers.
-var (
-	ErrInvalidRequest       = errors.New("invalid_request")
-	ErrInvalidClient        = errors.New("invalid_client")
-	ErrInvalidGrant         = errors.New("invalid_grant")
-	ErrUnauthorizedClient   = errors.New("unauthorized_client")
-	ErrUnsupportedGrantType = errors.New("unsupported_grant_type")
-	ErrInvalidScope         = errors.New("invalid_scope")
-	// ErrForbidden: the caller may not have this (another user's profile,
-	// a legacy session the legacy system refuses).
-	ErrForbidden = errors.New("forbidden")
-	// ErrUnavailable: a backend (external OAuth server, legacy system) is
-	// down or answered nonsense; nothing was cached.
-	ErrUnavailable = errors.New("temporarily_unavailable")
-	// ErrNotEnabled: the endpoint's backend is not configured.
-	ErrNotEnabled = errors.New("not_found")
-	// ErrInvalidConfig wraps every problem New finds.
-	ErrInvalidConfig = errors.New("issuer: invalid config")
-
-	// Why a password login failed, for metrics; all are invalid_grant to
-	// the client, with the same description.
-	errBadCredentials  = errors.New("invalid credentials")
-	errPartnerMismatch = errors.New("partner mismatch")
-	errUnknownProfile  = errors.New("unknown profile")
+// Why a password login failed, for metrics; all are invalid_grant to the
+// client, with the same description, so an attacker cannot tell which
+// accounts exist.
+const (
+	reasonBadCredentials  = "invalid_credentials"
+	reasonPartnerMismatch = "partner_mismatch"
+	badCredentials        = "invalid credentials"
 )
 
-// loginFailure names why a password login failed, or "".
-func loginFailure(err error) string {
-	switch {
-	case errors.Is(err, errBadCredentials):
-		return "invalid_credentials"
-	case errors.Is(err, errPartnerMismatch):
-		return "partner_mismatch"
-	case errors.Is(err, errUnknownProfile):
-		return "unknown_profile"
-	}
-	return ""
-}
-
 // New validates cfg and builds the Issuer. access verifies bearer tokens
-// at userinfo; it is normally the proxy's verifier, which trusts Keys.
+// at userinfo; it is normally the proxy's verifier, which trusts Keys. A
+// nil logger logs nothing.
 func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap.Logger, opts ...Option) (*Issuer, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = "tollgate"
+	}
 	if cfg.AccessTTL <= 0 {
 		cfg.AccessTTL = time.Hour
 	}
@@ -211,7 +192,7 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 		errs = append(errs, errors.New("no access token audience"))
 	}
 	i := &Issuer{cfg: cfg, keys: keys, users: users, access: access, logger: logger.Named("issuer"), now: time.Now,
-		logins: make(chan struct{}, cfg.MaxConcurrentLogins), obs: nopObserver{}}
+		logins: make(chan struct{}, cfg.MaxConcurrentLogins), obs: nopObserver{}, bearer: edge.NewChallenges(cfg.Realm)}
 	for _, o := range opts {
 		o(i)
 	}
@@ -253,7 +234,7 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	// No cache for refresh tokens: each is presented about once, and a
 	// removed signing key must retire its refresh tokens at once.
 	rv, err := verifier.New(verifier.Config{CacheSize: -1, Issuers: []verifier.IssuerConfig{{
-		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer}, Algorithms: SelfAlgorithms,
+		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer}, Algorithms: SelfAlgorithms(),
 		Sources: []verifier.KeySource{keys}, Refresh: true,
 	}}}, logger, verifier.WithClock(func() time.Time { return i.now() }))
 	if err != nil {
@@ -266,8 +247,9 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	return i, nil
 }
 
-// SelfAlgorithms are the algorithms of tokens this issuer mints.
-var SelfAlgorithms = []string{"ES256", "RS256", "EdDSA", "HS256"}
+// SelfAlgorithms lists the algorithms of tokens this issuer mints, for the
+// verifier that trusts them.
+func SelfAlgorithms() []string { return []string{"ES256", "RS256", "EdDSA", "HS256"} }
 
 // Audiences lists every audience this issuer's access tokens may carry,
 // for the verifier that trusts them.
@@ -275,7 +257,10 @@ func (i *Issuer) Audiences() []string { return slices.Clone(i.audience) }
 
 // Tokens is the outcome of a grant.
 type Tokens struct {
-	Access, Refresh, ID        string
+	// Access, Refresh and ID are the signed tokens (ID only for openid).
+	Access, Refresh, ID string
+	// RefreshID is the refresh token's jti.
+	RefreshID                  string
 	AccessExpires, RefreshExp  time.Time
 	IssuedAt                   time.Time
 	Scope, SessionID, Profile  string
@@ -294,32 +279,36 @@ type grant struct {
 	Password     string
 	RefreshToken string
 	Scope        string
-	PartnerID    string // the partnerId query parameter (003)
-	Profile      string // a profile of the user (profile tokens)
+	PartnerID    string // the partnerId query parameter (docs/CLIENTS.md §4.1)
 }
 
 // authenticateClient finds the client and checks its secret.
 func (i *Issuer) authenticateClient(g *grant) (*Client, error) {
 	if g.ClientID == "" {
-		// The JSON:API dialect (000/001) sends no client_id.
+		// The JSON:API dialect sends no client_id (docs/CLIENTS.md §1.1).
 		g.ClientID = "anonymous"
 	}
 	if i.clients == nil {
 		return &Client{ID: g.ClientID, Grants: []string{"password", "refresh_token"}}, nil
 	}
 	c := i.clients[g.ClientID]
-	if c == nil {
+	var err *Error
+	switch {
+	case c == nil:
 		// Compare anyway, so unknown clients cost what known ones do.
 		secretsEqual(g.ClientSecret, "unknown-client")
-		return nil, fmt.Errorf("%w: unknown client", ErrInvalidClient)
+		err = refuse(ErrInvalidClient, "unknown client")
+	case c.Secret != "" && !secretsEqual(g.ClientSecret, c.Secret):
+		err = refuse(ErrInvalidClient, "bad client credentials")
+	case !slices.Contains(c.Grants, g.Type):
+		return nil, refuse(ErrUnauthorizedClient, "this grant is not allowed for this client")
+	default:
+		return c, nil
 	}
-	if c.Secret != "" && !secretsEqual(g.ClientSecret, c.Secret) {
-		return nil, fmt.Errorf("%w: bad client credentials", ErrInvalidClient)
+	if g.BasicAuth { // RFC 6749 §5.2: answer Basic with a Basic challenge
+		err.challenge("Basic realm=" + edge.Quote(i.cfg.Realm))
 	}
-	if !slices.Contains(c.Grants, g.Type) {
-		return nil, fmt.Errorf("%w: grant %s is not allowed for this client", ErrUnauthorizedClient, g.Type)
-	}
-	return c, nil
+	return nil, err
 }
 
 // secretsEqual compares in constant time, also in length.
@@ -328,14 +317,21 @@ func secretsEqual(a, b string) bool {
 	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
 }
 
-// Exchange runs a grant and mints tokens.
-func (i *Issuer) Exchange(ctx context.Context, g *grant) (*Tokens, error) {
+// Login runs the password grant for clientID, as the token endpoints do,
+// and returns the first pair of a new session. The demo prints tokens
+// minted this way.
+func (i *Issuer) Login(ctx context.Context, clientID, login, password string) (*Tokens, error) {
+	return i.exchange(ctx, &grant{Type: "password", ClientID: clientID, Username: login, Password: password})
+}
+
+// exchange runs a grant and mints tokens.
+func (i *Issuer) exchange(ctx context.Context, g *grant) (*Tokens, error) {
 	switch g.Type {
 	case "password", "refresh_token":
 	case "":
-		return nil, fmt.Errorf("%w: grant_type is required", ErrInvalidRequest)
+		return nil, refuse(ErrInvalidRequest, "grant_type is required")
 	default:
-		return nil, fmt.Errorf("%w: %q", ErrUnsupportedGrantType, g.Type)
+		return nil, refuse(ErrUnsupportedGrantType, "this grant_type is not supported")
 	}
 	client, err := i.authenticateClient(g)
 	if err != nil {
@@ -349,7 +345,7 @@ func (i *Issuer) Exchange(ctx context.Context, g *grant) (*Tokens, error) {
 
 func (i *Issuer) passwordGrant(ctx context.Context, client *Client, g *grant) (*Tokens, error) {
 	if g.Username == "" || g.Password == "" {
-		return nil, fmt.Errorf("%w: username (or email) and password are required", ErrInvalidRequest)
+		return nil, refuse(ErrInvalidRequest, "username (or email) and password are required")
 	}
 	scope, err := i.scope(client, g.Scope, "")
 	if err != nil {
@@ -362,30 +358,21 @@ func (i *Issuer) passwordGrant(ctx context.Context, client *Client, g *grant) (*
 	}
 	user, err := i.users.Authenticate(ctx, g.Username, []byte(g.Password))
 	<-i.logins
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return nil, err
-	}
-	if errors.Is(err, identity.ErrBackend) {
-		return nil, fmt.Errorf("%w: the login backend is unavailable: %w", ErrUnavailable, err)
-	}
-	if err != nil && !errors.Is(err, identity.ErrInvalidCredentials) {
+	case errors.Is(err, identity.ErrBackend):
+		return nil, refuse(ErrUnavailable, "the login backend is unavailable").because(err)
+	case errors.Is(err, identity.ErrInvalidCredentials):
+		return nil, refuse(ErrInvalidGrant, badCredentials).reason(reasonBadCredentials)
+	case err != nil:
 		return nil, fmt.Errorf("check password: %w", err) // a server fault, not a wrong password
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidGrant, errBadCredentials)
 	}
 	if !partnerMatches(user, client, g.PartnerID) {
 		// Worded like bad credentials: do not confirm the account exists.
-		return nil, fmt.Errorf("%w: %w", ErrInvalidGrant, errPartnerMismatch)
+		return nil, refuse(ErrInvalidGrant, badCredentials).reason(reasonPartnerMismatch)
 	}
-	profile := user.DefaultProfile()
-	if g.Profile != "" {
-		if !user.HasProfile(g.Profile) {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidGrant, errUnknownProfile)
-		}
-		profile = g.Profile
-	}
-	return i.mint(client, user, scope, profile, newID())
+	return i.startSession(ctx, client, user, scope, user.DefaultProfile())
 }
 
 // partnerMatches checks the partnerId query parameter and the client's
@@ -397,37 +384,60 @@ func partnerMatches(u *identity.User, c *Client, partnerID string) bool {
 	return c.PartnerID == "" || c.PartnerID == u.PartnerID
 }
 
-// refreshGrant renews a pair. The new pair keeps user, profile, client,
-// scope and session; a new refresh token restarts its lifetime. This is the
-// seam where a session store will make refresh tokens one-time.
+// refreshGrant renews a pair: the session continues with the user,
+// profile, client and scope of the refresh token.
 func (i *Issuer) refreshGrant(ctx context.Context, client *Client, g *grant) (*Tokens, error) {
 	if g.RefreshToken == "" {
-		return nil, fmt.Errorf("%w: refresh_token is required", ErrInvalidRequest)
+		return nil, refuse(ErrInvalidRequest, "refresh_token is required")
 	}
 	tok, err := i.refresh.Verify(ctx, g.RefreshToken)
 	if err != nil {
-		return nil, fmt.Errorf("%w: refresh token %s", ErrInvalidGrant, verifier.Reason(err))
+		return nil, refuse(ErrInvalidGrant, "refresh token: "+verifier.Description(err)).because(err)
 	}
-	claim := func(name string) string { s, _ := tok.Claims[name].(string); return s }
-	if claim("client_id") != client.ID {
-		return nil, fmt.Errorf("%w: refresh token was issued to another client", ErrInvalidGrant)
+	s := sessionOf(tok)
+	if s.clientID != client.ID {
+		return nil, refuse(ErrInvalidGrant, "the refresh token was issued to another client")
 	}
 	user, err := i.users.Lookup(ctx, tok.Subject)
 	if errors.Is(err, identity.ErrBackend) {
-		return nil, fmt.Errorf("%w: the user backend is unavailable: %w", ErrUnavailable, err)
+		return nil, refuse(ErrUnavailable, "the user backend is unavailable").because(err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: user no longer exists", ErrInvalidGrant)
+		return nil, refuse(ErrInvalidGrant, "the user no longer exists").because(err)
 	}
-	scope, err := i.scope(client, g.Scope, claim("scope"))
+	scope, err := i.scope(client, g.Scope, s.scope)
 	if err != nil {
 		return nil, err
 	}
-	profile := claim("profile")
+	profile := s.profile
 	if profile != "" && !user.HasProfile(profile) {
 		profile = user.DefaultProfile()
 	}
-	return i.mint(client, user, scope, profile, claim("sid"))
+	return i.continueSession(ctx, client, user, s, scope, profile)
+}
+
+// session is what a token tells of the session it belongs to.
+type session struct {
+	id, clientID, scope, profile string
+}
+
+// sessionOf reads the session claims of a verified token.
+func sessionOf(tok *verifier.Token) session {
+	claim := func(name string) string { s, _ := tok.Claims[name].(string); return s }
+	return session{id: claim("sid"), clientID: claim("client_id"), scope: claim("scope"), profile: claim("profile")}
+}
+
+// startSession begins a new session for u and mints its first pair. Every
+// grant that authenticates a user anew (password, exchanges) ends here.
+func (i *Issuer) startSession(ctx context.Context, c *Client, u *identity.User, scope, profile string) (*Tokens, error) {
+	return i.mint(c, u, scope, profile, newID())
+}
+
+// continueSession mints the next pair of the existing session s: a
+// refresh, or a switch to another of the user's profiles. Every grant that
+// carries a session on ends here, so that a session is never forked.
+func (i *Issuer) continueSession(ctx context.Context, c *Client, u *identity.User, s session, scope, profile string) (*Tokens, error) {
+	return i.mint(c, u, scope, profile, s.id)
 }
 
 // scope returns the granted scope: the request's (or, on refresh, the
@@ -443,10 +453,10 @@ func (i *Issuer) scope(c *Client, requested, original string) (string, error) {
 	}
 	for _, s := range want {
 		if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, s) {
-			return "", fmt.Errorf("%w: %q is not allowed for this client", ErrInvalidScope, s)
+			return "", refuse(ErrInvalidScope, "a requested scope is not allowed for this client")
 		}
 		if original != "" && !slices.Contains(strings.Fields(original), s) {
-			return "", fmt.Errorf("%w: %q was not granted originally", ErrInvalidScope, s)
+			return "", refuse(ErrInvalidScope, "a requested scope was not granted originally")
 		}
 	}
 	return strings.Join(slices.Compact(want), " "), nil
@@ -489,9 +499,10 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile, sid string) (
 	if t.Access, err = i.keys.sign(access, "at+jwt", legacy); err != nil {
 		return nil, err
 	}
+	t.RefreshID = newID()
 	refresh := jwt.MapClaims{
 		"iss": i.cfg.Issuer, "sub": u.ID, "aud": i.cfg.Issuer, "iat": now.Unix(), "nbf": now.Unix(),
-		"exp": now.Add(refreshTTL).Unix(), "jti": newID(), "client_id": c.ID, "scope": scope,
+		"exp": now.Add(refreshTTL).Unix(), "jti": t.RefreshID, "client_id": c.ID, "scope": scope,
 		"type": "refresh", "sid": sid,
 	}
 	setIf(refresh, "profile", profile)
@@ -518,8 +529,8 @@ func setIf(c jwt.MapClaims, k, v string) {
 	}
 }
 
-// newID returns a random identifier (UUID v4 format: the source documents'
-// session and token ids look like this).
+// newID returns a random identifier in UUID v4 format, as the fielded
+// clients' session and token ids look (docs/CLIENTS.md §1.1).
 func newID() string {
 	b := make([]byte, 16)
 	rand.Read(b)

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"sync"
@@ -197,11 +198,12 @@ func (m *Metrics) initChildren() {
 	})
 }
 
-// RequestStarted counts a request in flight; RequestDone ends it.
-func (m *Metrics) RequestStarted() { m.inFlight.Inc() }
+// RequestStarted counts a request in flight; RequestDone ends it. The
+// request methods satisfy edge.Observer.
+func (m *Metrics) RequestStarted(context.Context) { m.inFlight.Inc() }
 
 // RequestDone records one answered request.
-func (m *Metrics) RequestDone(route, method string, code int, d time.Duration) {
+func (m *Metrics) RequestDone(_ context.Context, route, method string, code int, d time.Duration) {
 	m.inFlight.Dec()
 	if route == "" {
 		route = "none"
@@ -212,12 +214,12 @@ func (m *Metrics) RequestDone(route, method string, code int, d time.Duration) {
 }
 
 // AuthDecision records one authentication outcome.
-func (m *Metrics) AuthDecision(route, reason string) {
+func (m *Metrics) AuthDecision(_ context.Context, route, reason string) {
 	m.authChildren.get(authKey{route: route, reason: reason}).Inc()
 }
 
 // Upstream records one upstream round trip.
-func (m *Metrics) Upstream(upstream string, code int, d time.Duration, kind string) {
+func (m *Metrics) Upstream(_ context.Context, upstream string, code int, d time.Duration, kind string) {
 	c := m.upstreamChildren.get(upstreamKey{upstream: upstream, code: code})
 	c.count.Inc()
 	c.duration.Observe(d.Seconds())
@@ -227,13 +229,13 @@ func (m *Metrics) Upstream(upstream string, code int, d time.Duration, kind stri
 }
 
 // TokenIssued records a pair of tokens issued.
-func (m *Metrics) TokenIssued(grant, client, dialect string) {
+func (m *Metrics) TokenIssued(_ context.Context, grant, client, dialect string) {
 	m.issued.WithLabelValues(grant, client, dialect).Inc()
 }
 
 // TokenError records a refused token request; a failed login also counts
 // by reason.
-func (m *Metrics) TokenError(grant, code, loginFailure string) {
+func (m *Metrics) TokenError(_ context.Context, grant, code, loginFailure string) {
 	m.tokenErrors.WithLabelValues(grant, code).Inc()
 	if loginFailure != "" {
 		m.loginFailures.WithLabelValues(loginFailure).Inc()
@@ -250,7 +252,7 @@ func (m *Metrics) Reloaded(what string, err error) {
 }
 
 // BackendCall records one call to an identity backend.
-func (m *Metrics) BackendCall(backend string, d time.Duration, err error) {
+func (m *Metrics) BackendCall(_ context.Context, backend string, d time.Duration, err error) {
 	result := "success"
 	if err != nil {
 		result = "error"
@@ -260,7 +262,7 @@ func (m *Metrics) BackendCall(backend string, d time.Duration, err error) {
 }
 
 // JWKSFetch implements verifier.Observer.
-func (m *Metrics) JWKSFetch(source string, err error) {
+func (m *Metrics) JWKSFetch(_ context.Context, source string, err error) {
 	if err != nil {
 		m.jwksFetches.WithLabelValues(source, "error").Inc()
 		return
@@ -272,12 +274,14 @@ func (m *Metrics) JWKSFetch(source string, err error) {
 }
 
 // KeysLoaded implements verifier.Observer.
-func (m *Metrics) KeysLoaded(source string, n int) {
+func (m *Metrics) KeysLoaded(_ context.Context, source string, n int) {
 	m.keysLoaded.WithLabelValues(source).Set(float64(n))
 }
 
 // UnknownKIDSuppressed implements verifier.Observer.
-func (m *Metrics) UnknownKIDSuppressed(source string) { m.kidSuppressed.WithLabelValues(source).Inc() }
+func (m *Metrics) UnknownKIDSuppressed(_ context.Context, source string) {
+	m.kidSuppressed.WithLabelValues(source).Inc()
+}
 
 // jwksAge exports the seconds since each remote JWKS was last fetched
 // successfully, computed at scrape time.

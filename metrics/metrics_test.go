@@ -13,26 +13,27 @@ import (
 )
 
 func TestLabelsStayBounded(t *testing.T) {
+	ctx := t.Context()
 	m := New(BuildInfo{Version: "v1", Revision: "abc", GoVersion: "go1.26"})
-	m.RequestStarted()
-	m.RequestDone("", "BREW", 418, time.Millisecond)
-	m.RequestStarted()
-	m.RequestDone("api", "GET", 200, time.Millisecond)
+	m.RequestStarted(ctx)
+	m.RequestDone(ctx, "", "BREW", 418, time.Millisecond)
+	m.RequestStarted(ctx)
+	m.RequestDone(ctx, "api", "GET", 200, time.Millisecond)
 	if got := testutil.ToFloat64(m.requests.WithLabelValues("none", "OTHER", "418")); got != 1 {
 		t.Errorf("unmatched route and odd method: %v", got)
 	}
 	if got := testutil.ToFloat64(m.inFlight); got != 0 {
 		t.Errorf("in flight %v", got)
 	}
-	m.AuthDecision("api", "anonymous")
-	m.AuthDecision("api", "expired")
+	m.AuthDecision(ctx, "api", "anonymous")
+	m.AuthDecision(ctx, "api", "expired")
 	if testutil.ToFloat64(m.auth.WithLabelValues("api", "allowed", "anonymous")) != 1 || testutil.ToFloat64(m.auth.WithLabelValues("api", "denied", "expired")) != 1 {
 		t.Error("auth results")
 	}
 	now := time.Unix(1000, 0)
 	m.now = func() time.Time { return now }
-	m.JWKSFetch("https://keys", nil)
-	m.JWKSFetch("https://keys", errors.New("down"))
+	m.JWKSFetch(ctx, "https://keys", nil)
+	m.JWKSFetch(ctx, "https://keys", errors.New("down"))
 	now = now.Add(90 * time.Second)
 	err := testutil.CollectAndCompare(jwksAge{m}, strings.NewReader(`
 # HELP tollgate_jwks_seconds_since_success Seconds since the last successful fetch of each remote JWKS.
@@ -50,13 +51,14 @@ tollgate_jwks_seconds_since_success{source="https://keys"} 90
 // BenchmarkRequestPath is what one proxied request reports: in flight,
 // the auth decision, the upstream round trip and the answer.
 func BenchmarkRequestPath(b *testing.B) {
+	ctx := b.Context()
 	m := New(BuildInfo{})
 	b.ReportAllocs()
 	for b.Loop() {
-		m.RequestStarted()
-		m.AuthDecision("api", "ok")
-		m.Upstream("legacy", 200, 3*time.Millisecond, "")
-		m.RequestDone("api", "GET", 200, 4*time.Millisecond)
+		m.RequestStarted(ctx)
+		m.AuthDecision(ctx, "api", "ok")
+		m.Upstream(ctx, "legacy", 200, 3*time.Millisecond, "")
+		m.RequestDone(ctx, "api", "GET", 200, 4*time.Millisecond)
 	}
 }
 
@@ -64,6 +66,7 @@ func BenchmarkRequestPath(b *testing.B) {
 // counts every observation exactly while new label sets appear from many
 // goroutines at once.
 func TestChildrenConcurrent(t *testing.T) {
+	ctx := t.Context()
 	m := New(BuildInfo{})
 	const workers, each = 8, 500
 	codes := []int{200, 204, 404, 502}
@@ -71,10 +74,10 @@ func TestChildrenConcurrent(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := range each {
-				m.RequestStarted()
-				m.RequestDone("api", "GET", codes[(w+i)%len(codes)], time.Millisecond)
-				m.AuthDecision(fmt.Sprintf("r%d", i%3), "ok")
-				m.Upstream("legacy", codes[i%len(codes)], time.Millisecond, "")
+				m.RequestStarted(ctx)
+				m.RequestDone(ctx, "api", "GET", codes[(w+i)%len(codes)], time.Millisecond)
+				m.AuthDecision(ctx, fmt.Sprintf("r%d", i%3), "ok")
+				m.Upstream(ctx, "legacy", codes[i%len(codes)], time.Millisecond, "")
 			}
 		})
 	}

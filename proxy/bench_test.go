@@ -10,9 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/zap"
-
-	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/proxy"
 )
 
@@ -56,26 +53,24 @@ func stbRequest(bearer string) *http.Request {
 }
 
 // BenchmarkMiddleware/* compare one set-top box request with a cached
-// token through tollgate against the bare ReverseProxy with the same buffer
-// reuse, both over an in-memory upstream, so that the difference is
-// tollgate's whole per-request cost:
+// token through the Proxy against the bare ReverseProxy with the same
+// buffer reuse, both over an in-memory upstream, so that the difference is
+// the proxy's own per-request cost:
 //
 //   - bare: httputil.ReverseProxy with Rewrite SetURL/SetXForwarded.
 //   - proxy: Proxy.ServeHTTP (route, identity strip, bearer extraction,
 //     cache hit, scope check, header mapping) with no observer.
-//   - chain: what `tollgate serve` runs on the public listener: Edge
-//     (request ID, access log filtered out by the level, panic recovery)
-//     around the Proxy, both reporting to the real Prometheus collectors.
+//
+// What `tollgate serve` runs in all — the envelope, the dispatch between
+// token endpoints and proxy, and Prometheus around this — is
+// BenchmarkServeChain in cmd/tollgate.
 func BenchmarkMiddleware(b *testing.B) {
 	f := newFixture(b)
 	cfg := proxy.Config{
 		Upstreams: []proxy.Upstream{{Name: "a", URL: "http://upstream.invalid"}},
 		Routes:    []proxy.Route{{Prefix: "/", Upstream: "a", Scopes: []string{"catalog"}}},
 	}
-	p := newProxy(b, cfg, f.v, proxy.WithTransport(catalogue{}))
-	m := metrics.New(metrics.BuildInfo{})
-	logger := zap.NewNop()
-	chain := proxy.Edge(newProxy(b, cfg, f.v, proxy.WithTransport(catalogue{}), proxy.WithObserver(m)), logger, m)
+	p := newProxy(b, cfg, f.v, proxy.WrapTransport(func(http.RoundTripper) http.RoundTripper { return catalogue{} }))
 	target, _ := url.Parse("http://upstream.invalid")
 	bare := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
 		Transport: catalogue{}, BufferPool: &testPool{}}
@@ -83,7 +78,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	for _, h := range []struct {
 		name string
 		h    http.Handler
-	}{{"bare", bare}, {"proxy", p}, {"chain", chain}} {
+	}{{"bare", bare}, {"proxy", p}} {
 		b.Run(h.name, func(b *testing.B) {
 			req := stbRequest(tok)
 			b.ReportAllocs()
@@ -92,34 +87,6 @@ func BenchmarkMiddleware(b *testing.B) {
 				h.h.ServeHTTP(rec, req.Clone(req.Context()))
 				if rec.Code != 200 || rec.Body.Len() != len(catalogueBody) {
 					b.Fatal(rec.Code, rec.Body.Len())
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkEdge is Edge's own cost (request ID, context, status recording,
-// access-log level check, panic guard), without and with the Prometheus
-// collectors, around a handler that only answers 200; "bare" is that
-// handler alone.
-func BenchmarkEdge(b *testing.B) {
-	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
-	for _, h := range []struct {
-		name string
-		h    http.Handler
-	}{
-		{"bare", ok},
-		{"edge", proxy.Edge(ok, zap.NewNop(), nil)},
-		{"edge+metrics", proxy.Edge(ok, zap.NewNop(), metrics.New(metrics.BuildInfo{}))},
-	} {
-		b.Run(h.name, func(b *testing.B) {
-			req := stbRequest("Bearer x")
-			b.ReportAllocs()
-			for b.Loop() {
-				rec := httptest.NewRecorder()
-				h.h.ServeHTTP(rec, req.Clone(req.Context()))
-				if rec.Code != http.StatusOK {
-					b.Fatal(rec.Code)
 				}
 			}
 		})

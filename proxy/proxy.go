@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/edge"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -31,28 +32,32 @@ type Observer interface {
 	// AuthDecision reports one authentication outcome: "ok", "anonymous",
 	// "missing", "invalid_request", "insufficient_scope" or a
 	// verifier.Reason.
-	AuthDecision(route, reason string)
+	AuthDecision(ctx context.Context, route, reason string)
 	// Upstream reports one upstream round trip: its status code, or 0 and
 	// kind "refused", "timeout", "reset" or "other" when it failed.
-	Upstream(upstream string, code int, d time.Duration, kind string)
+	Upstream(ctx context.Context, upstream string, code int, d time.Duration, kind string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) AuthDecision(string, string)                 {}
-func (nopObserver) Upstream(string, int, time.Duration, string) {}
+func (nopObserver) AuthDecision(context.Context, string, string)                 {}
+func (nopObserver) Upstream(context.Context, string, int, time.Duration, string) {}
 
 // Option configures optional Proxy behaviour.
 type Option func(*options)
 
 type options struct {
-	transport http.RoundTripper
-	observer  Observer
+	wrap     func(http.RoundTripper) http.RoundTripper
+	observer Observer
 }
 
-// WithTransport replaces the upstream transport (by default
-// http.DefaultTransport cloned with Config's timeouts and pool sizes).
-func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.transport = rt } }
+// WrapTransport wraps the upstream transport — http.DefaultTransport
+// cloned with Config's timeouts and pool sizes — for instance to trace or
+// count round trips. The wrapper receives the configured transport, so
+// its pool sizes stay in force.
+func WrapTransport(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(o *options) { o.wrap = wrap }
+}
 
 // WithObserver receives auth decisions and upstream outcomes.
 func WithObserver(obs Observer) Option { return func(o *options) { o.observer = obs } }
@@ -65,7 +70,7 @@ type Proxy struct {
 	verifier Verifier
 	logger   *zap.Logger
 	observer Observer
-	errs     *responses
+	errs     *edge.Challenges
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -74,7 +79,7 @@ type route struct {
 	Route
 	prefix    string // normalised: no trailing slash except "/"
 	rp        *httputil.ReverseProxy
-	forbidden *errorResponse
+	forbidden *edge.Refusal
 }
 
 type mapping struct {
@@ -101,14 +106,15 @@ func New(cfg Config, v Verifier, logger *zap.Logger, opts ...Option) (*Proxy, er
 	if v == nil && slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Auth != AuthNone }) {
 		return nil, fmt.Errorf("%w: routes need authentication but no verifier is configured", ErrInvalidConfig)
 	}
-	if o.transport == nil {
-		o.transport = newTransport(cfg)
+	var transport http.RoundTripper = newTransport(cfg)
+	if o.wrap != nil {
+		transport = o.wrap(transport)
 	}
 	p := &Proxy{
 		verifier: v,
 		logger:   logger.Named("proxy"),
 		observer: o.observer,
-		errs:     newResponses(cfg.Realm),
+		errs:     edge.NewChallenges(cfg.Realm),
 	}
 	for _, h := range cfg.Headers {
 		name := http.CanonicalHeaderKey(h.Header)
@@ -121,7 +127,7 @@ func New(cfg Config, v Verifier, logger *zap.Logger, opts ...Option) (*Proxy, er
 		return nil, err
 	}
 	for _, r := range cfg.Routes {
-		rt := &route{Route: r, prefix: normPrefix(r.Prefix), forbidden: p.errs.forbidden(r.Scopes)}
+		rt := &route{Route: r, prefix: normPrefix(r.Prefix), forbidden: p.errs.Forbidden(r.Scopes)}
 		if rt.Name == "" {
 			rt.Name = r.Prefix
 		}
@@ -131,7 +137,7 @@ func New(cfg Config, v Verifier, logger *zap.Logger, opts ...Option) (*Proxy, er
 		target := targets[r.Upstream]
 		rt.rp = &httputil.ReverseProxy{
 			Rewrite:        func(pr *httputil.ProxyRequest) { p.rewrite(rt, target, pr) },
-			Transport:      o.transport,
+			Transport:      transport,
 			BufferPool:     bufs,
 			ErrorLog:       errLog,
 			ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { p.upstreamError(rt, w, r, err) },
@@ -171,79 +177,80 @@ func (p *Proxy) match(path string) *route {
 
 // ServeHTTP routes, authenticates and forwards one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	info := infoFrom(r.Context())
+	info := edge.InfoFrom(r.Context())
 	if info == nil {
-		ctx := &infoCtx{Context: r.Context()}
-		info = &ctx.info
+		var ctx context.Context
+		ctx, info = edge.WithInfo(r.Context())
 		r = r.WithContext(ctx)
 	}
-	if !cleanPath(r.URL.Path) {
-		p.errs.write(w, errNonCanonicalPath)
+	if !edge.CanonicalPath(r.URL.Path) {
+		errNonCanonicalPath.Write(w)
 		return
 	}
 	rt := p.match(r.URL.Path)
 	if rt == nil {
-		p.errs.write(w, errNoRoute)
+		errNoRoute.Write(w)
 		return
 	}
-	info.route, info.upstream = rt.Name, rt.Upstream
+	info.Route, info.Upstream = rt.Name, rt.Upstream
 	if rt.Auth != AuthNone && !p.authenticate(rt, w, r, info) {
 		return
 	}
-	info.upstreamStart = time.Now()
+	info.UpstreamStart = time.Now()
 	rt.rp.ServeHTTP(w, r)
 }
 
 // authenticate verifies the request's token as rt requires, writing the
 // refusal itself; it reports whether the request may go on.
-func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, info *requestInfo) bool {
-	raw, status := bearerCredential(r.Header)
+func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, info *edge.Info) bool {
+	ctx := r.Context()
+	raw, status := edge.BearerCredential(r.Header)
 	switch status {
-	case TokenMissing:
+	case edge.TokenMissing:
 		if rt.Auth == AuthOptional {
-			p.decide(rt, info, "anonymous")
+			p.decide(ctx, rt, info, "anonymous")
 			return true
 		}
-		p.decide(rt, info, "missing")
-		p.errs.write(w, p.errs.missing)
+		p.decide(ctx, rt, info, "missing")
+		p.errs.Missing.Write(w)
 		return false
-	case TokenInvalid:
-		p.decide(rt, info, "invalid_request")
-		p.errs.write(w, p.errs.invalidRequest)
+	case edge.TokenInvalid:
+		p.decide(ctx, rt, info, "invalid_request")
+		p.errs.InvalidRequest.Write(w)
 		return false
 	}
-	tok, err := p.verifier.Verify(r.Context(), raw)
+	tok, err := p.verifier.Verify(ctx, raw)
 	if err != nil {
-		if r.Context().Err() != nil {
-			info.status = statusClientClosed
+		if ctx.Err() != nil {
+			info.Status = edge.StatusClientClosed
 			return false
 		}
-		if !isB64Token(raw) {
-			p.decide(rt, info, "invalid_request")
-			p.errs.write(w, p.errs.invalidRequest)
+		if !edge.IsB64Token(raw) {
+			p.decide(ctx, rt, info, "invalid_request")
+			p.errs.InvalidRequest.Write(w)
 			return false
 		}
 		reason := verifier.Reason(err)
-		p.decide(rt, info, reason)
+		p.decide(ctx, rt, info, reason)
 		if ce := p.logger.Check(zap.DebugLevel, "token refused"); ce != nil {
-			ce.Write(zap.String("route", rt.Name), zap.String("reason", reason), zap.Error(err))
+			ce.Write(zap.String("request_id", info.RequestID()), zap.String("route", rt.Name), zap.String("reason", reason), zap.Error(err))
 		}
-		p.errs.write(w, p.errs.invalidToken(reason))
+		p.errs.InvalidToken(reason, verifier.Description(err)).Write(w)
 		return false
 	}
-	info.token, info.user = tok, tok.Subject
+	info.Token, info.User = tok, tok.Subject
 	if !hasScopes(tok.Claims, rt.Scopes) || !hasAnyRole(tok.Claims, rt.Roles) {
-		p.decide(rt, info, "insufficient_scope")
-		p.errs.write(w, rt.forbidden)
+		p.decide(ctx, rt, info, "insufficient_scope")
+		rt.forbidden.Write(w)
 		return false
 	}
-	p.decide(rt, info, "ok")
+	p.decide(ctx, rt, info, "ok")
 	return true
 }
 
-func (p *Proxy) decide(rt *route, info *requestInfo, reason string) {
-	info.auth = reason
-	p.observer.AuthDecision(rt.Name, reason)
+func (p *Proxy) decide(ctx context.Context, rt *route, info *edge.Info, reason string) {
+	info.Auth = reason
+	p.observer.AuthDecision(ctx, rt.Name, reason)
 }
 
 // rewrite builds the outbound request. It runs after ReverseProxy removed
@@ -254,12 +261,12 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 		stripPrefix(pr.Out.URL, rt.prefix)
 	}
 	pr.SetURL(target)
-	info := infoFrom(pr.In.Context())
+	info := edge.InfoFrom(pr.In.Context())
 	var identity []headerValue
-	if info != nil && info.token != nil {
+	if tok, ok := info.Token.(*verifier.Token); ok { // ServeHTTP made sure of an Info
 		// The header values are derived once per token: a cached token
 		// maps no claims. The slices are shared read-only between requests.
-		identity = info.token.Memo(p, p.headerValues).([]headerValue)
+		identity = tok.Memo(p, p.headerValues).([]headerValue)
 	}
 	// A client never chooses its identity, whatever the route. The
 	// outbound header moves once into a map with room for everything added
@@ -281,8 +288,8 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	if rt.DropAuthorization {
 		delete(out, "Authorization")
 	}
-	if info != nil && info.requestID[0] != "" {
-		out[requestIDHeader] = info.requestID[:]
+	if info.RequestID() != "" {
+		out[requestIDHeader] = info.RequestIDHeader()
 	}
 	for _, h := range identity {
 		out[h.name] = h.values
@@ -368,37 +375,22 @@ func stripPrefix(u *url.URL, prefix string) {
 	}
 }
 
-// cleanPath reports whether path is absolute and free of dot segments and
-// empty segments. Such paths could match one route here and reach another
-// upstream path after normalisation (/public/../admin), so they are refused.
-func cleanPath(path string) bool {
-	if path == "" || path[0] != '/' {
-		return false
-	}
-	for seg := range strings.SplitSeq(path[1:], "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return !strings.Contains(path, "//")
-}
-
 func (p *Proxy) upstreamDone(rt *route, resp *http.Response) {
-	info := infoFrom(resp.Request.Context())
+	ctx := resp.Request.Context()
 	var d time.Duration
-	if info != nil {
-		d = time.Since(info.upstreamStart)
+	if info := edge.InfoFrom(ctx); info != nil {
+		d = time.Since(info.UpstreamStart)
 	}
-	p.observer.Upstream(rt.Upstream, resp.StatusCode, d, "")
+	p.observer.Upstream(ctx, rt.Upstream, resp.StatusCode, d, "")
 }
 
 // upstreamError answers a failed round trip: 504 for a timeout, 502
 // otherwise. A client that went away gets nothing.
 func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request, err error) {
-	info := infoFrom(r.Context())
+	info := edge.InfoFrom(r.Context())
 	if errors.Is(r.Context().Err(), context.Canceled) {
 		if info != nil {
-			info.status = statusClientClosed
+			info.Status = edge.StatusClientClosed
 		}
 		if ce := p.logger.Check(zap.DebugLevel, "client went away"); ce != nil {
 			ce.Write(zap.String("route", rt.Name), zap.String("upstream", rt.Upstream))
@@ -408,17 +400,17 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 	kind := errorKind(err)
 	var d time.Duration
 	if info != nil {
-		d = time.Since(info.upstreamStart)
+		d = time.Since(info.UpstreamStart)
 	}
-	p.observer.Upstream(rt.Upstream, 0, d, kind)
-	p.logger.Warn("upstream request failed",
+	p.observer.Upstream(r.Context(), rt.Upstream, 0, d, kind)
+	p.logger.Warn("upstream request failed", append(edge.LogFields(r.Context()),
 		zap.String("route", rt.Name), zap.String("upstream", rt.Upstream),
-		zap.String("kind", kind), zap.Error(err))
+		zap.String("kind", kind), zap.Error(err))...)
 	if kind == "timeout" {
-		p.errs.write(w, errTimeout)
+		errTimeout.Write(w)
 		return
 	}
-	p.errs.write(w, errBadGateway)
+	errBadGateway.Write(w)
 }
 
 func errorKind(err error) string {

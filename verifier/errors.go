@@ -2,30 +2,47 @@ package verifier
 
 import "errors"
 
+// Error is why Verify refused a token. It carries its own bounded Reason
+// label (for metrics, logs and the proxy's refusals) and the Description a
+// client may be shown, so a new kind of refusal is added here and nowhere
+// else. Match one with errors.Is against the sentinels below.
+type Error struct {
+	// Reason is a short label: expired, bad_signature, …
+	Reason string
+	// Description is safe to show to the client: it never holds the token
+	// or internal detail.
+	Description string
+	// text is what Error returns, for logs.
+	text string
+}
+
+func (e *Error) Error() string { return e.text }
+
 // Sentinel errors returned (wrapped) by Verify. Callers match them with
 // errors.Is; several may be joined in one error when more than one claim
 // check fails.
 var (
 	// ErrMalformed: the token is not a well-formed JWT (segments, base64,
 	// JSON, required claims) or is longer than the configured maximum.
-	ErrMalformed = errors.New("verifier: malformed token")
+	ErrMalformed = &Error{"malformed", "malformed token", "verifier: malformed token"}
 	// ErrAlgorithm: the token's alg is not allowed for its issuer or key.
-	ErrAlgorithm = errors.New("verifier: algorithm not allowed")
+	ErrAlgorithm = &Error{"bad_signature", "bad signature", "verifier: algorithm not allowed"}
 	// ErrBadSignature: no candidate key verifies the signature.
-	ErrBadSignature = errors.New("verifier: bad signature")
+	ErrBadSignature = &Error{"bad_signature", "bad signature", "verifier: bad signature"}
 	// ErrUnknownKey: no key of the issuer matches the token's kid and alg.
-	ErrUnknownKey = errors.New("verifier: unknown signing key")
+	ErrUnknownKey = &Error{"unknown_key", "unknown signing key", "verifier: unknown signing key"}
 	// ErrExpired: exp is in the past, beyond the leeway.
-	ErrExpired = errors.New("verifier: token expired")
+	ErrExpired = &Error{"expired", "token expired", "verifier: token expired"}
 	// ErrNotYetValid: nbf or iat is in the future, beyond the leeway.
-	ErrNotYetValid = errors.New("verifier: token not yet valid")
+	ErrNotYetValid = &Error{"not_yet_valid", "token not yet valid", "verifier: token not yet valid"}
 	// ErrWrongIssuer: iss is not a trusted issuer.
-	ErrWrongIssuer = errors.New("verifier: untrusted issuer")
+	ErrWrongIssuer = &Error{"wrong_issuer", "untrusted issuer", "verifier: untrusted issuer"}
 	// ErrWrongAudience: aud names none of the issuer's audiences.
-	ErrWrongAudience = errors.New("verifier: wrong audience")
+	ErrWrongAudience = &Error{"wrong_audience", "wrong audience", "verifier: wrong audience"}
 	// ErrWrongType: the token is not an access token (e.g. a refresh token
 	// or an ID token).
-	ErrWrongType = errors.New("verifier: not an access token")
+	ErrWrongType = &Error{"wrong_type", "not an access token", "verifier: not an access token"}
+
 	// ErrInvalidConfig: the Config given to New is not usable.
 	ErrInvalidConfig = errors.New("verifier: invalid config")
 	// ErrKeyFile: a key file could not be read or parsed.
@@ -34,30 +51,28 @@ var (
 	ErrFetch = errors.New("verifier: fetch jwks")
 )
 
-// Reason returns a short, bounded label for err, suitable for metrics and
-// logs: one of expired, not_yet_valid, bad_signature, unknown_key,
-// wrong_issuer, wrong_audience, wrong_type, malformed, or ok for nil.
-func Reason(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, ErrMalformed):
-		return "malformed"
-	case errors.Is(err, ErrWrongIssuer):
-		return "wrong_issuer"
-	case errors.Is(err, ErrAlgorithm), errors.Is(err, ErrBadSignature):
-		return "bad_signature"
-	case errors.Is(err, ErrUnknownKey):
-		return "unknown_key"
-	case errors.Is(err, ErrExpired):
-		return "expired"
-	case errors.Is(err, ErrNotYetValid):
-		return "not_yet_valid"
-	case errors.Is(err, ErrWrongAudience):
-		return "wrong_audience"
-	case errors.Is(err, ErrWrongType):
-		return "wrong_type"
-	default:
-		return "malformed"
+// refusal returns the *Error in err's tree, or ErrMalformed when there is
+// none (a token that could not be judged is refused as malformed). When
+// checks failed together, the first one Verify made wins.
+func refusal(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
 	}
+	return ErrMalformed
+}
+
+// Reason returns the bounded label of a Verify error: its *Error's Reason
+// (expired, not_yet_valid, bad_signature, unknown_key, wrong_issuer,
+// wrong_audience, wrong_type, malformed, …), or ok for nil.
+func Reason(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return refusal(err).Reason
+}
+
+// Description returns what a client may be told of a Verify error.
+func Description(err error) string {
+	return refusal(err).Description
 }

@@ -87,9 +87,16 @@ type remoteKeys struct {
 var _ KeySource = (*Remote)(nil)
 
 // NewRemote returns a Remote for cfg whose keys may verify the allowed
-// algorithms. It fetches nothing until Run is called.
+// algorithms. It fetches nothing until Run is called. A nil logger logs
+// nothing; a nil observer observes nothing.
 func NewRemote(cfg RemoteConfig, allowed []string, client *http.Client, logger *zap.Logger, now func() time.Time, observer Observer) *Remote {
 	cfg.setDefaults()
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if observer == nil {
+		observer = nopObserver{}
+	}
 	return &Remote{
 		cfg:      cfg,
 		allowed:  allowed,
@@ -127,7 +134,7 @@ func (r *Remote) Keys(ctx context.Context, kid string) ([]*Key, error) {
 			now := r.now()
 			if !r.lastKick.IsZero() && now.Sub(r.lastKick) < r.cfg.Cooldown {
 				r.mu.Unlock()
-				r.observer.UnknownKIDSuppressed(r.cfg.URL)
+				r.observer.UnknownKIDSuppressed(ctx, r.cfg.URL)
 				return nil, nil
 			}
 			r.lastKick = now
@@ -212,7 +219,7 @@ func (r *Remote) refresh(ctx context.Context) {
 	}()
 
 	set, err := r.fetch(ctx)
-	r.observer.JWKSFetch(r.cfg.URL, err)
+	r.observer.JWKSFetch(ctx, r.cfg.URL, err)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.logger.Warn("jwks fetch failed; serving cached keys", zap.Error(err), zap.Time("last_success", r.LastSuccess()))
@@ -225,7 +232,7 @@ func (r *Remote) refresh(ctx context.Context) {
 	if r.onChange != nil {
 		r.onChange()
 	}
-	r.observer.KeysLoaded(r.cfg.URL, set.Len())
+	r.observer.KeysLoaded(ctx, r.cfg.URL, set.Len())
 	r.logger.Debug("jwks fetched", zap.Int("keys", set.Len()))
 }
 

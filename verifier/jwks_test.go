@@ -71,7 +71,7 @@ type recorder struct {
 	fetched                       chan error // every fetch outcome, if non-nil
 }
 
-func (r *recorder) JWKSFetch(_ string, err error) {
+func (r *recorder) JWKSFetch(_ context.Context, _ string, err error) {
 	if err != nil {
 		r.fetchErr.Add(1)
 	} else {
@@ -81,8 +81,8 @@ func (r *recorder) JWKSFetch(_ string, err error) {
 		r.fetched <- err
 	}
 }
-func (r *recorder) KeysLoaded(string, int)      {}
-func (r *recorder) UnknownKIDSuppressed(string) { r.suppressed.Add(1) }
+func (r *recorder) KeysLoaded(context.Context, string, int)      {}
+func (r *recorder) UnknownKIDSuppressed(context.Context, string) { r.suppressed.Add(1) }
 
 // fakeClock is a settable clock.
 type fakeClock struct {
@@ -266,7 +266,7 @@ func TestRemoteWaitHonoursContext(t *testing.T) {
 	// A Remote whose Run was never started: a lookup for an unknown kid
 	// waits for a fetch that never comes, and must give up with ctx.
 	r := verifier.NewRemote(verifier.RemoteConfig{URL: "http://127.0.0.1:1/jwks"}, []string{"ES256"},
-		http.DefaultClient, zap.NewNop(), time.Now, verifier.NopObserver{})
+		http.DefaultClient, zap.NewNop(), time.Now, nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := r.Keys(ctx, "kid"); !errors.Is(err, context.Canceled) {

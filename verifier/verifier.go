@@ -148,7 +148,7 @@ type issuer struct {
 // New builds a Verifier. Key files are read here; remote JWKS are fetched
 // only once Run is called. Every configuration problem is reported at once.
 func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
-	o := options{now: time.Now, observer: NopObserver{}}
+	o := options{now: time.Now, observer: nopObserver{}}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -250,7 +250,7 @@ func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remo
 			errs = append(errs, err)
 		} else {
 			iss.sources = append(iss.sources, NewKeySet(keys...))
-			o.observer.KeysLoaded(ic.Issuer, len(keys))
+			o.observer.KeysLoaded(context.Background(), ic.Issuer, len(keys))
 		}
 	}
 	var remotes []*Remote
@@ -491,13 +491,10 @@ type staleSource interface {
 // mapError turns golang-jwt errors into this package's sentinels, keeping
 // any sentinel already present.
 func mapError(err error) error {
-	for _, s := range []error{ErrMalformed, ErrAlgorithm, ErrUnknownKey, ErrWrongIssuer,
-		ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrWrongType} {
-		if errors.Is(err, s) {
-			return err
-		}
-	}
+	var own *Error
 	switch {
+	case errors.As(err, &own):
+		return err
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):

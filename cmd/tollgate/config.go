@@ -442,7 +442,8 @@ func (c *Config) proxyConfig() proxy.Config {
 // issuerConfig is the token endpoints' configuration. A nil clients
 // section means an open registry; an empty list means no client at all.
 func (c *Config) issuerConfig() issuer.Config {
-	ic := issuer.Config{Issuer: c.PublicURL, Audience: c.TokenAudience, AccessTTL: c.AccessTokenTTL, RefreshTTL: c.RefreshTokenTTL}
+	ic := issuer.Config{Issuer: c.PublicURL, Audience: c.TokenAudience, AccessTTL: c.AccessTokenTTL, RefreshTTL: c.RefreshTokenTTL,
+		Realm: c.File.Realm}
 	if c.File.Clients != nil {
 		ic.Clients = []issuer.Client{}
 	}

@@ -18,7 +18,9 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/oauth2"
 
@@ -42,6 +44,8 @@ type authGateway struct {
 	clock   *testClock
 	keysDir string
 	users   string // users file path
+	// logs holds every log line at info and above.
+	logs *observer.ObservedLogs
 }
 
 const client003 = "1d29e6d7-18cf-407d-a064-e4f8c4baefab"
@@ -125,7 +129,10 @@ func startTokenGateway(t *testing.T, clients string, usersFile bool, extraKeys .
 	if err != nil || len(warnings) > 0 {
 		t.Fatalf("LoadConfig: %v %v", err, warnings)
 	}
-	m, err := NewMain(cfg, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)), withClock(g.clock.now))
+	core, logs := observer.New(zap.InfoLevel)
+	g.logs = logs
+	logger := zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)).Core(), core))
+	m, err := NewMain(cfg, logger, withClock(g.clock.now))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/edge"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/issuer"
 	"github.com/tollgate/tollgate/metrics"
@@ -30,11 +31,17 @@ type Main struct {
 	metrics   *metrics.Metrics
 	verifier  *verifier.Verifier
 	keys      *issuer.Keys    // nil without token endpoints
+	issuer    *issuer.Issuer  // nil without token endpoints
 	users     *identity.Users // the users file; nil without one
 	userStore issuer.Users    // the password backend: users file or legacy
 	finder    identity.Finder // how exchanged identities map to users
 	public    *http.Server
 	admin     *http.Server
+	// runners are the background loops Run starts and Close stops; checks
+	// are what /readyz asks. Both are registered by NewMain as it builds
+	// the parts that need them.
+	runners []runner
+	checks  []readiness
 
 	publicLn, adminLn net.Listener
 	// draining is set when shutdown begins; /readyz fails from then on.
@@ -47,6 +54,31 @@ type Main struct {
 	closeErr  error
 	// now is the clock of the verifier and the token endpoints.
 	now func() time.Time
+	// wrapUpstream, if set, wraps the upstream transport (tests).
+	wrapUpstream func(http.RoundTripper) http.RoundTripper
+}
+
+// runner is a background loop owned by Main.
+type runner struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// readiness is one condition of /readyz: ready reports whether the part
+// named can serve.
+type readiness struct {
+	name  string
+	ready func() bool
+}
+
+// addRunner registers a background loop for Run.
+func (m *Main) addRunner(name string, run func(ctx context.Context) error) {
+	m.runners = append(m.runners, runner{name, run})
+}
+
+// addCheck registers a readiness condition for /readyz.
+func (m *Main) addCheck(name string, ready func() bool) {
+	m.checks = append(m.checks, readiness{name, ready})
 }
 
 // mainOption configures optional Main behaviour (tests).
@@ -54,6 +86,11 @@ type mainOption func(*Main)
 
 // withClock sets the clock of token verification and minting.
 func withClock(now func() time.Time) mainOption { return func(m *Main) { m.now = now } }
+
+// withUpstreamTransport wraps the proxy's upstream transport.
+func withUpstreamTransport(wrap func(http.RoundTripper) http.RoundTripper) mainOption {
+	return func(m *Main) { m.wrapUpstream = wrap }
+}
 
 // NewMain builds every part of the gateway from cfg without listening: key
 // files are read, routes and header mappings checked. Every problem is
@@ -70,7 +107,7 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 			func(err error) {
 				m.metrics.Reloaded("signing_keys", err)
 				if m.keys != nil {
-					m.metrics.KeysLoaded("self", m.keys.Len())
+					m.metrics.KeysLoaded(context.Background(), "self", m.keys.Len())
 				}
 				if err == nil && m.verifier != nil {
 					m.verifier.KeysChanged() // a removed key's tokens must stop verifying now
@@ -88,10 +125,10 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		if keys != nil {
 			// Self-issued tokens verify against the in-process key set.
 			vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
-				Issuer: cfg.PublicURL, Audiences: cfg.selfAudiences(), Algorithms: issuer.SelfAlgorithms,
+				Issuer: cfg.PublicURL, Audiences: cfg.selfAudiences(), Algorithms: issuer.SelfAlgorithms(),
 				Sources: []verifier.KeySource{keys},
 			})
-			m.metrics.KeysLoaded("self", keys.Len())
+			m.metrics.KeysLoaded(context.Background(), "self", keys.Len())
 		}
 	}
 	v, err := verifier.New(vc, logger, verifier.WithClock(m.now), verifier.WithObserver(m.metrics))
@@ -104,8 +141,20 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 			st := v.CacheStats()
 			return st.Hits, st.Misses, st.Evictions, st.Size
 		})
+		m.addRunner("key refresh", v.Run)
+		m.addCheck("keys", v.Ready)
 	}
-	p, err := proxy.New(cfg.proxyConfig(), v, logger, proxy.WithObserver(m.metrics))
+	if m.keys != nil {
+		m.addRunner("signing keys reload", m.keys.Run)
+	}
+	if m.users != nil {
+		m.addRunner("users file reload", m.users.Run)
+	}
+	popts := []proxy.Option{proxy.WithObserver(m.metrics)}
+	if m.wrapUpstream != nil {
+		popts = append(popts, proxy.WrapTransport(m.wrapUpstream))
+	}
+	p, err := proxy.New(cfg.proxyConfig(), v, logger, popts...)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -123,12 +172,16 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	m.issuer = iss
 	var public http.Handler = p
 	if iss != nil {
-		public = withIssuer(iss, p)
+		// Token endpoints in process, everything else to the proxy.
+		if public, err = edge.NewDispatch(iss.Endpoints(), p); err != nil {
+			return nil, err
+		}
 	}
 	m.public = &http.Server{
-		Handler:           proxy.Edge(public, logger, m.metrics),
+		Handler:           edge.New(public, logger, m.metrics),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -158,16 +211,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	ctx, m.cancel = context.WithCancel(ctx)
-	m.bg.Go(func() {
-		if err := m.verifier.Run(ctx); err != nil {
-			m.logger.Error("key refresh stopped", zap.Error(err))
-		}
-	})
-	if m.keys != nil {
-		m.bg.Go(func() { m.keys.Run(ctx) })
-	}
-	if m.users != nil {
-		m.bg.Go(func() { m.users.Run(ctx) })
+	for _, r := range m.runners {
+		m.bg.Go(func() {
+			if err := r.run(ctx); err != nil {
+				m.logger.Error("background loop stopped", zap.String("loop", r.name), zap.Error(err))
+			}
+		})
 	}
 	for _, s := range []struct {
 		srv *http.Server
@@ -277,30 +326,10 @@ func (m *Main) buildExchanges(cfg *Config, logger *zap.Logger) ([]issuer.Option,
 		if err != nil {
 			errs = append(errs, err)
 		} else {
-			opts = append(opts, issuer.WithSessions(c))
+			opts = append(opts, issuer.WithLegacySessions(c))
 		}
 	}
 	return opts, errors.Join(errs...)
-}
-
-// withIssuer sends the token endpoints' paths to the issuer and every other
-// request to the proxy.
-func withIssuer(iss *issuer.Issuer, p http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	h := iss.Handler()
-	for _, e := range iss.Endpoints() {
-		mux.Handle(e.Pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			proxy.SetRoute(r.Context(), e.Name)
-			h.ServeHTTP(w, r)
-		}))
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if route, pattern := mux.Handler(r); pattern != "" {
-			route.ServeHTTP(w, r)
-			return
-		}
-		p.ServeHTTP(w, r)
-	})
 }
 
 func (m *Main) adminHandler() http.Handler {
@@ -316,14 +345,17 @@ func (m *Main) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		switch {
-		case m.draining.Load():
+		if m.draining.Load() {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
-		case !m.verifier.Ready():
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "waiting for keys"})
-		default:
-			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+			return
 		}
+		for _, c := range m.checks {
+			if !c.ready() {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "waiting for " + c.name})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	return mux
 }

@@ -1,4 +1,4 @@
-package proxy
+package edge
 
 import (
 	"net/http"
@@ -23,18 +23,19 @@ const (
 // separated from the token by spaces; the token is a b64token. Tokens in
 // query strings are not accepted: they end up in access logs.
 func BearerToken(h http.Header) (string, TokenStatus) {
-	tok, status := bearerCredential(h)
-	if status == TokenFound && !isB64Token(tok) {
+	tok, status := BearerCredential(h)
+	if status == TokenFound && !IsB64Token(tok) {
 		return "", TokenInvalid
 	}
 	return tok, status
 }
 
-// bearerCredential is BearerToken without the check of the token's
-// characters. The proxy verifies first and looks at the characters only
-// when verification fails: a token in the verified-token cache is known to
-// be well formed, and scanning every byte of it costs more than the lookup.
-func bearerCredential(h http.Header) (string, TokenStatus) {
+// BearerCredential is BearerToken without the check of the token's
+// characters, for a caller that verifies first and calls IsB64Token only
+// when verification fails (the proxy: a token in the verified-token cache
+// is known to be well formed, and scanning every byte of it costs more
+// than the lookup). Both orders refuse exactly the same requests.
+func BearerCredential(h http.Header) (string, TokenStatus) {
 	vals := h["Authorization"]
 	switch len(vals) {
 	case 0:
@@ -65,9 +66,9 @@ var b64tokenChars = func() (t [256]bool) {
 	return t
 }()
 
-// isB64Token reports whether s matches RFC 6750's
+// IsB64Token reports whether s matches RFC 6750's
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
-func isB64Token(s string) bool {
+func IsB64Token(s string) bool {
 	i := 0
 	for i < len(s) && b64tokenChars[s[i]] {
 		i++

@@ -1,0 +1,163 @@
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+const requestIDHeader = "X-Request-Id"
+
+// Observer receives every request the envelope answers, for metrics.
+type Observer interface {
+	RequestStarted(ctx context.Context)
+	// RequestDone reports the route name ("" when none matched), the
+	// method, the status and the time taken.
+	RequestDone(ctx context.Context, route, method string, code int, d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) RequestStarted(context.Context)                                  {}
+func (nopObserver) RequestDone(context.Context, string, string, int, time.Duration) {}
+
+// Edge wraps a handler with request IDs, panic recovery, status capture
+// and one structured access-log line per request.
+type Edge struct {
+	next   http.Handler
+	logger *zap.Logger
+	obs    Observer
+	prefix string        // random per process, so IDs are unique across replicas
+	seq    atomic.Uint64 // request counter
+}
+
+var _ http.Handler = (*Edge)(nil)
+
+// New wraps next. An inbound X-Request-Id is kept if it is sane (1–128 of
+// [A-Za-z0-9._:-]); otherwise one is generated. The ID is returned to the
+// client and reachable by handlers through InfoFrom and RequestID. A nil
+// logger logs nothing; a nil obs observes nothing.
+func New(next http.Handler, logger *zap.Logger, obs Observer) *Edge {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	return &Edge{next: next, logger: logger.Named("access"), obs: obs, prefix: hex.EncodeToString(b) + "-"}
+}
+
+// exchange is everything Edge keeps per request, in one allocation: the
+// context node carrying the Info and the status-recording writer.
+type exchange struct {
+	ctx infoCtx
+	sw  statusWriter
+}
+
+// ServeHTTP serves one request inside the envelope.
+func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	x := &exchange{ctx: infoCtx{Context: r.Context()}, sw: statusWriter{ResponseWriter: w}}
+	info, sw := &x.ctx.info, &x.sw
+	if ids := r.Header[requestIDHeader]; len(ids) > 0 && saneRequestID(ids[0]) {
+		info.requestID[0] = ids[0]
+	} else {
+		info.requestID[0] = e.newID()
+	}
+	w.Header()[requestIDHeader] = info.requestID[:]
+	r = r.WithContext(&x.ctx)
+	e.obs.RequestStarted(r.Context())
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler { // the connection is already dead; let net/http close it quietly
+				e.log(r, sw, info, start)
+				panic(v)
+			}
+			e.logger.Error("panic serving request", zap.String("request_id", info.requestID[0]), zap.Any("panic", v), zap.StackSkip("stack", 1))
+			if sw.status == 0 {
+				WriteInternalError(sw)
+			}
+		}
+		e.log(r, sw, info, start)
+	}()
+	e.next.ServeHTTP(sw, r)
+}
+
+// newID returns a request ID unique across replicas: the process's random
+// prefix and a counter.
+func (e *Edge) newID() string {
+	var buf [32]byte
+	b := append(buf[:0], e.prefix...)
+	return string(strconv.AppendUint(b, e.seq.Add(1), 36))
+}
+
+func (e *Edge) log(r *http.Request, sw *statusWriter, info *Info, start time.Time) {
+	status := sw.status
+	if status == 0 {
+		status = info.Status
+	}
+	if status == 0 {
+		status = http.StatusOK // nothing written: net/http sends 200
+	}
+	e.obs.RequestDone(r.Context(), info.Route, r.Method, status, time.Since(start))
+	ce := e.logger.Check(zap.InfoLevel, "request")
+	if ce == nil {
+		return
+	}
+	ce.Write(
+		zap.String("request_id", info.requestID[0]),
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.Path), // never the query string: it may carry secrets
+		zap.Int("status", status),
+		zap.Int64("bytes", sw.bytes),
+		zap.Duration("duration", time.Since(start)),
+		zap.String("remote", r.RemoteAddr),
+		zap.String("route", info.Route),
+		zap.String("upstream", info.Upstream),
+		zap.String("user", info.User),
+		zap.String("auth", info.Auth),
+	)
+}
+
+// LogFields returns the fields that tie a log line to the request
+// carrying ctx (its request ID), so error logs join the access log.
+func LogFields(ctx context.Context) []zap.Field {
+	if id := RequestID(ctx); id != "" {
+		return []zap.Field{zap.String("request_id", id)}
+	}
+	return nil
+}
+
+func saneRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// internalError is the body of every 500: nothing about the cause.
+var internalError = []byte(`{"error":"server_error","error_description":"internal error"}` + "\n")
+
+// WriteInternalError answers 500 with a generic JSON body.
+func WriteInternalError(w http.ResponseWriter) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Cache-Control"] = []string{"no-store"}
+	h["Content-Length"] = []string{strconv.Itoa(len(internalError))}
+	w.WriteHeader(http.StatusInternalServerError)
+	w.Write(internalError)
+}
