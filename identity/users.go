@@ -2,15 +2,12 @@ package identity
 
 import (
 	"context"
-	"crypto/sha256"
+	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tollgate/tollgate/watch"
 	"go.uber.org/zap"
 )
 
@@ -25,11 +22,6 @@ type Config struct {
 }
 
 const defaultPollInterval = 5 * time.Second
-
-// racyWindow is how long after a file's modification time a stat of it
-// proves nothing: a second write within the file system's timestamp
-// granularity (up to 2 s on some) can leave size and time unchanged.
-const racyWindow = 2 * time.Second
 
 // Option sets an optional behaviour of Users.
 type Option func(*options)
@@ -57,25 +49,14 @@ func WithOnReload(fn func(err error)) Option { return func(o *options) { o.onRel
 // Users is the users file, kept current. It is safe for concurrent use.
 type Users struct {
 	path     string
-	interval time.Duration
 	logger   *zap.Logger
 	hasher   Hasher
-	now      func() time.Time
 	onReload func(error)
+	watch    *watch.Watcher
 
 	// snap is the last good version of the file; it is replaced whole and
 	// never modified, so readers need no lock.
 	snap atomic.Pointer[snapshot]
-
-	// mu serialises reloads (Run, Reload) and guards seen and seenDigest.
-	mu sync.Mutex
-	// seen is the file as last examined, good or not, so that a broken
-	// version is reported once and not again on every poll.
-	seen fileStamp
-	// seenDigest is the SHA-256 of the content last read (zero when the
-	// last attempt could not read it), so that a touch or a re-sync of the
-	// same content causes no reload.
-	seenDigest [sha256.Size]byte
 }
 
 // New reads and validates the users file at cfg.Path. A file that cannot
@@ -99,20 +80,24 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Users, error) {
 	}
 	u := &Users{
 		path:     cfg.Path,
-		interval: cfg.PollInterval,
 		logger:   logger.Named("identity"),
 		hasher:   o.hasher,
-		now:      o.now,
 		onReload: o.onReload,
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	st, data, err := u.read()
+	w, err := watch.New(watch.Config{Path: cfg.Path, Interval: cfg.PollInterval, MaxBytes: maxFileBytes},
+		func(files []watch.File) error {
+			if len(files) != 1 {
+				return fmt.Errorf("%s is a directory", cfg.Path)
+			}
+			return u.apply(files[0].Data)
+		},
+		watch.WithClock(o.now), watch.WithReport(u.reloaded))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if err := u.apply(st, data); err != nil {
-		return nil, err
+	u.watch = w
+	if err := w.Load(); err != nil {
+		return nil, invalidFile(err)
 	}
 	return u, nil
 }
@@ -121,77 +106,23 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Users, error) {
 // another modification time, size, file (inode) or symlink target, as when
 // Kubernetes swaps a ConfigMap's ..data link. Content identical to the last
 // read causes no reload. Run returns nil when ctx is done.
-func (u *Users) Run(ctx context.Context) error {
-	t := time.NewTicker(u.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			u.poll()
-		}
-	}
-}
+func (u *Users) Run(ctx context.Context) error { return u.watch.Run(ctx) }
 
 // Reload reads the file now and, if it is valid, serves it. On error the
 // last good version keeps serving and the error, which lists every problem
 // and never a password hash, is logged and returned.
-func (u *Users) Reload() error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	st, data, err := u.read()
-	if err == nil {
-		err = u.apply(st, data)
+func (u *Users) Reload() error { return invalidFile(u.watch.Reload()) }
+
+// invalidFile makes a read error an ErrInvalidFile.
+func invalidFile(err error) error {
+	if err == nil || errors.Is(err, ErrInvalidFile) {
+		return err
 	}
-	u.reloaded(err)
-	return err
+	return fmt.Errorf("%w: %w", ErrInvalidFile, err)
 }
 
-// poll is one check of Run.
-func (u *Users) poll() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	st, err := u.stat()
-	switch {
-	case err != nil && u.seen.info == nil:
-		return // still missing: reported when it went
-	case err == nil && st.same(u.seen) && !u.seen.racy():
-		return
-	}
-	st, data, err := u.read()
-	if err != nil {
-		u.reloaded(err)
-		return
-	}
-	if sha256.Sum256(data) == u.seenDigest {
-		u.seen = st // touched, or re-synced with the same content
-		return
-	}
-	u.reloaded(u.apply(st, data))
-}
-
-// read stats and reads the file. The stat comes first: if the file changes
-// in between, the next poll sees a new stamp and reads it again. On error
-// seen records the failure, so that Run reports it once. u.mu must be held.
-func (u *Users) read() (fileStamp, []byte, error) {
-	st, err := u.stat()
-	if err != nil {
-		u.seen, u.seenDigest = fileStamp{}, [sha256.Size]byte{}
-		return fileStamp{}, nil, fmt.Errorf("%w: %w", ErrInvalidFile, err)
-	}
-	data, err := readLimited(u.path)
-	if err != nil {
-		u.seen, u.seenDigest = st, [sha256.Size]byte{}
-		return fileStamp{}, nil, err
-	}
-	return st, data, nil
-}
-
-// apply parses data, read from the file when it looked like st, and serves
-// it if it is valid. u.mu must be held.
-func (u *Users) apply(st fileStamp, data []byte) error {
-	u.seen, u.seenDigest = st, sha256.Sum256(data)
+// apply parses the file's content and serves it if it is valid.
+func (u *Users) apply(data []byte) error {
 	s, err := parseFile(data)
 	if err != nil {
 		return fmt.Errorf("%w: %s:\n%w", ErrInvalidFile, u.path, err)
@@ -214,8 +145,9 @@ func (u *Users) apply(st fileStamp, data []byte) error {
 }
 
 // reloaded logs the outcome of a reload attempt and reports it to the
-// WithOnReload function. u.mu must be held.
+// WithOnReload function.
 func (u *Users) reloaded(err error) {
+	err = invalidFile(err)
 	if err != nil {
 		u.logger.Error("users file not reloaded; the last good version keeps serving",
 			zap.String("path", u.path), zap.Error(err))
@@ -263,53 +195,4 @@ func (u *Users) Lookup(ctx context.Context, id string) (*User, error) {
 		return e.user.clone(), nil
 	}
 	return nil, fmt.Errorf("%w: id %q", ErrUnknownUser, id)
-}
-
-// fileStamp is what a stat tells of a version of the file.
-type fileStamp struct {
-	resolved string      // Path with every symlink followed
-	info     os.FileInfo // nil: not examined, or could not be
-	seenAt   time.Time   // by the injected clock
-}
-
-// stat examines the file. u.mu must be held.
-func (u *Users) stat() (fileStamp, error) {
-	resolved, err := filepath.EvalSymlinks(u.path)
-	if err != nil {
-		return fileStamp{}, err
-	}
-	info, err := os.Stat(resolved)
-	if err != nil {
-		return fileStamp{}, err
-	}
-	return fileStamp{resolved: resolved, info: info, seenAt: u.now()}, nil
-}
-
-// same reports whether a and b look like the same version of the file.
-func (a fileStamp) same(b fileStamp) bool {
-	return a.info != nil && b.info != nil && a.resolved == b.resolved && os.SameFile(a.info, b.info) &&
-		a.info.Size() == b.info.Size() && a.info.ModTime().Equal(b.info.ModTime())
-}
-
-// racy reports whether the file was modified so shortly before it was
-// examined that a later write may have left its stamp unchanged.
-func (a fileStamp) racy() bool {
-	return a.info != nil && a.info.ModTime().After(a.seenAt.Add(-racyWindow))
-}
-
-// readLimited reads at most maxFileBytes of path.
-func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidFile, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidFile, err)
-	}
-	if len(data) > maxFileBytes {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrInvalidFile, path, maxFileBytes)
-	}
-	return data, nil
 }

@@ -87,9 +87,11 @@ func TestNewConfig(t *testing.T) {
 	if _, err := New(Config{Path: bad}, nil); !errors.Is(err, ErrInvalidFile) || !strings.Contains(err.Error(), "username or email is required") {
 		t.Errorf("invalid file: %v", err)
 	}
-	u, _ := newUsers(t, twoUsersYAML(t))
-	if u.interval != defaultPollInterval || u.Len() != 2 {
-		t.Errorf("interval %v, %d users", u.interval, u.Len())
+	if u, _ := newUsers(t, twoUsersYAML(t)); u.Len() != 2 {
+		t.Errorf("%d users", u.Len())
+	}
+	if _, err := New(Config{Path: t.TempDir()}, nil); !errors.Is(err, ErrInvalidFile) || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("a directory: %v", err)
 	}
 }
 
@@ -528,148 +530,6 @@ func mustSymlink(t *testing.T, target, link string) {
 	}
 }
 
-// The checks of one poll, driven directly: no goroutine, no timing.
-func TestPoll(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	setup := func(t *testing.T, clock time.Time) (*Users, string, chan error) {
-		path := filepath.Join(t.TempDir(), "users.yaml")
-		writeAtomic(t, path, someUserYAML(bcryptHash(t, "qwerty123")))
-		if err := os.Chtimes(path, t0, t0); err != nil {
-			t.Fatal(err)
-		}
-		onReload, reloaded := reloads()
-		u, err := New(Config{Path: path}, zap.NewNop(), onReload, WithClock(func() time.Time { return clock }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u, path, reloaded
-	}
-	// sameSizeEdit rewrites the file in place (same inode) with a new
-	// password hash, and puts its modification time back.
-	sameSizeEdit := func(t *testing.T, path, password string) {
-		old, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		i := strings.Index(string(old), "$2a$")
-		edited := string(old[:i]) + bcryptHash(t, password) + string(old[i+60:])
-		if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(path, t0, t0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	noReload := func(t *testing.T, reloaded chan error) {
-		t.Helper()
-		select {
-		case err := <-reloaded:
-			t.Errorf("reloaded (%v); want no reload", err)
-		default:
-		}
-	}
-
-	t.Run("unchanged", func(t *testing.T) {
-		u, _, reloaded := setup(t, t0.Add(time.Hour))
-		before := u.snap.Load()
-		u.poll()
-		noReload(t, reloaded)
-		if u.snap.Load() != before {
-			t.Error("the snapshot was replaced")
-		}
-	})
-	t.Run("touched, same content", func(t *testing.T) {
-		u, path, reloaded := setup(t, t0.Add(time.Hour))
-		before := u.snap.Load()
-		if err := os.Chtimes(path, t0.Add(time.Minute), t0.Add(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-		u.poll()
-		noReload(t, reloaded)
-		if u.snap.Load() != before {
-			t.Error("the snapshot was replaced")
-		}
-	})
-	t.Run("edited, new modification time", func(t *testing.T) {
-		u, path, reloaded := setup(t, t0.Add(time.Hour))
-		sameSizeEdit(t, path, "newpw")
-		if err := os.Chtimes(path, t0.Add(time.Second), t0.Add(time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		u.poll()
-		if err := reloadedNow(t, reloaded); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("newpw")); err != nil {
-			t.Errorf("edit not served: %v", err)
-		}
-	})
-	// A stamp taken within racyWindow of the modification proves nothing:
-	// the file is read again until it is old enough.
-	t.Run("edited within the timestamp granularity", func(t *testing.T) {
-		u, path, reloaded := setup(t, t0.Add(racyWindow/2))
-		sameSizeEdit(t, path, "newpw")
-		u.poll()
-		if err := reloadedNow(t, reloaded); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("newpw")); err != nil {
-			t.Errorf("edit not served: %v", err)
-		}
-	})
-	// Once the stamp is old enough, polls trust it and do not read.
-	t.Run("stamp trusted when old enough", func(t *testing.T) {
-		u, path, reloaded := setup(t, t0.Add(time.Hour))
-		sameSizeEdit(t, path, "newpw")
-		u.poll()
-		noReload(t, reloaded)
-		// Reload reads regardless.
-		if err := u.Reload(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("newpw")); err != nil {
-			t.Errorf("Reload did not read the file: %v", err)
-		}
-	})
-	t.Run("missing, then back", func(t *testing.T) {
-		u, path, reloaded := setup(t, t0.Add(time.Hour))
-		content, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Remove(path); err != nil {
-			t.Fatal(err)
-		}
-		u.poll()
-		if err := reloadedNow(t, reloaded); !errors.Is(err, ErrInvalidFile) || !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("missing: %v", err)
-		}
-		u.poll()
-		noReload(t, reloaded) // reported once
-		if _, err := u.Authenticate(t.Context(), "someuser@24i.com", []byte("qwerty123")); err != nil {
-			t.Errorf("the last good version is lost: %v", err)
-		}
-		writeAtomic(t, path, string(content)) // the same content comes back
-		u.poll()
-		if err := reloadedNow(t, reloaded); err != nil {
-			t.Errorf("back: %v", err)
-		}
-	})
-	t.Run("broken edit reported once", func(t *testing.T) {
-		u, path, reloaded := setup(t, t0.Add(time.Hour))
-		writeAtomic(t, path, "users: [oops\n")
-		u.poll()
-		if err := reloadedNow(t, reloaded); !errors.Is(err, ErrInvalidFile) {
-			t.Errorf("broken: %v", err)
-		}
-		if err := os.Chtimes(path, t0.Add(time.Minute), t0.Add(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-		u.poll()
-		noReload(t, reloaded)
-	})
-}
-
 // Reloads run while logins go on; -race checks the snapshot swap.
 func TestConcurrentAuthenticateAndReload(t *testing.T) {
 	u, path := newUsers(t, twoUsersYAML(t))
@@ -691,7 +551,6 @@ func TestConcurrentAuthenticateAndReload(t *testing.T) {
 		if err := u.Reload(); err != nil {
 			t.Error(err)
 		}
-		u.poll()
 	}
 	wg.Wait()
 }

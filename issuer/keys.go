@@ -26,6 +26,7 @@ import (
 
 	"github.com/tollgate/tollgate/jwk"
 	"github.com/tollgate/tollgate/verifier"
+	"github.com/tollgate/tollgate/watch"
 )
 
 // SigningKey is one private key from the keys directory.
@@ -49,7 +50,6 @@ type keySnapshot struct {
 	all     []*SigningKey
 	set     *verifier.KeySet // every public key, for in-process verification
 	jwks    []byte           // every public key, published
-	stamp   string           // names, sizes and times of the files read
 }
 
 // KeysConfig configures Keys.
@@ -70,12 +70,15 @@ type Keys struct {
 	cfg      KeysConfig
 	logger   *zap.Logger
 	onReload func(error)
+	watch    *watch.Watcher
 	snap     atomic.Pointer[keySnapshot]
 }
 
 var _ verifier.KeySource = (*Keys)(nil)
 
-// LoadKeys reads the directory; no usable key is an error.
+// LoadKeys reads the directory; no usable key is an error. onReload, if
+// not nil, is called after every later reload attempt with its error. A
+// nil logger logs nothing.
 func LoadKeys(cfg KeysConfig, logger *zap.Logger, onReload func(error)) (*Keys, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 5 * time.Second
@@ -83,48 +86,47 @@ func LoadKeys(cfg KeysConfig, logger *zap.Logger, onReload func(error)) (*Keys, 
 	if onReload == nil {
 		onReload = func(error) {}
 	}
-	k := &Keys{cfg: cfg, logger: logger.Named("keys"), onReload: onReload}
-	s, err := readKeyDir(cfg.Dir)
-	if err != nil {
-		return nil, err
+	if logger == nil {
+		logger = zap.NewNop()
 	}
-	k.snap.Store(s)
-	k.logger.Info("signing keys loaded", zap.Int("keys", len(s.all)), zap.String("signing_kid", s.current.ID))
+	k := &Keys{cfg: cfg, logger: logger.Named("keys"), onReload: onReload}
+	w, err := watch.New(watch.Config{Path: cfg.Dir, Interval: cfg.PollInterval, MaxBytes: 1 << 20}, k.apply, watch.WithReport(k.reloaded))
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	k.watch = w
+	if err := w.Load(); err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
 	return k, nil
 }
 
-// Reload re-reads the directory; on error the last good set is kept.
-func (k *Keys) Reload() error {
-	s, err := readKeyDir(k.cfg.Dir)
+// apply builds a snapshot from the directory's files and serves it; any
+// bad file fails the whole set, so a half-written key never replaces a
+// good one.
+func (k *Keys) apply(files []watch.File) error {
+	s, err := parseKeyDir(k.cfg.Dir, files)
 	if err != nil {
-		k.logger.Error("signing keys not reloaded; keeping the last good set", zap.String("dir", k.cfg.Dir), zap.Error(err))
-	} else {
-		k.snap.Store(s)
-		k.logger.Info("signing keys reloaded", zap.Int("keys", len(s.all)), zap.String("signing_kid", s.current.ID))
+		return err
 	}
-	k.onReload(err)
-	return err
+	k.snap.Store(s)
+	k.logger.Info("signing keys loaded", zap.Int("keys", len(s.all)), zap.String("signing_kid", s.current.ID))
+	return nil
 }
 
-// Run reloads the keys when the directory changes, until ctx is done.
-func (k *Keys) Run(ctx context.Context) error {
-	t := time.NewTicker(k.cfg.PollInterval)
-	defer t.Stop()
-	last := k.snap.Load().stamp
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		stamp, err := dirStamp(k.cfg.Dir)
-		if err != nil || stamp == last {
-			continue
-		}
-		last = stamp
-		k.Reload()
+// reloaded logs a failed reload and reports every attempt.
+func (k *Keys) reloaded(err error) {
+	if err != nil {
+		k.logger.Error("signing keys not reloaded; keeping the last good set", zap.String("dir", k.cfg.Dir), zap.Error(err))
 	}
+	k.onReload(err)
 }
+
+// Reload re-reads the directory; on error the last good set is kept.
+func (k *Keys) Reload() error { return k.watch.Reload() }
+
+// Run reloads the keys when the directory changes, until ctx is done.
+func (k *Keys) Run(ctx context.Context) error { return k.watch.Run(ctx) }
 
 // Keys implements verifier.KeySource.
 func (k *Keys) Keys(ctx context.Context, kid string) ([]*verifier.Key, error) {
@@ -172,13 +174,9 @@ func (k *Keys) sign(claims jwt.MapClaims, typ string, legacy bool) (string, erro
 // HasHMAC reports whether an HMAC key is loaded.
 func (k *Keys) HasHMAC() bool { return k.snap.Load().hmac != nil }
 
-// readHMACFile reads a JWK {"kty":"oct","k":…} of at least 32 bytes: the
+// parseHMACKey reads a JWK {"kty":"oct","k":…} of at least 32 bytes: the
 // legacy HS256 key. It is never published.
-func readHMACFile(name string) (*SigningKey, error) {
-	data, err := os.ReadFile(name)
-	if err != nil {
-		return nil, err
-	}
+func parseHMACKey(name string, data []byte) (*SigningKey, error) {
 	var jwk jose.JSONWebKey
 	if err := jwk.UnmarshalJSON(data); err != nil {
 		return nil, err
@@ -195,86 +193,56 @@ func readHMACFile(name string) (*SigningKey, error) {
 		File: name, method: jwt.SigningMethodHS256, secret: secret}, nil
 }
 
-// dirStamp describes the directory's key files, to notice changes.
-func dirStamp(dir string) (string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	for _, e := range entries {
-		info, err := os.Stat(filepath.Join(dir, e.Name())) // follows symlinks (Kubernetes secrets)
-		if err != nil || !info.Mode().IsRegular() {
-			continue
-		}
-		fmt.Fprintf(&b, "%s:%d:%d;", e.Name(), info.Size(), info.ModTime().UnixNano())
-	}
-	return b.String(), nil
-}
-
-// readKeyDir reads every *.pem file; any bad file fails the whole read, so
-// a half-written key never replaces a good set.
-func readKeyDir(dir string) (*keySnapshot, error) {
-	stamp, err := dirStamp(dir)
-	if err != nil {
-		return nil, fmt.Errorf("signing keys: %w", err)
-	}
-	names, err := filepath.Glob(filepath.Join(dir, "*.pem"))
-	if err != nil {
-		return nil, err
-	}
-	hmacNames, err := filepath.Glob(filepath.Join(dir, "*.jwk"))
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(names)
-	slices.Sort(hmacNames)
-	s := &keySnapshot{stamp: stamp}
+// parseKeyDir reads every *.pem file (private keys) and *.jwk file (HMAC
+// keys) of the directory; any bad file fails the whole read.
+func parseKeyDir(dir string, files []watch.File) (*keySnapshot, error) {
+	s := &keySnapshot{}
 	var errs []error
 	var public []*verifier.Key
 	var jwks jose.JSONWebKeySet
-	for _, name := range names {
-		sk, err := readKeyFile(name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			continue
+	for _, f := range files { // in name order: the last key is the newest
+		name := filepath.Join(dir, f.Name)
+		switch filepath.Ext(f.Name) {
+		case ".pem":
+			sk, err := parseKeyFile(name, f.Data)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				continue
+			}
+			if slices.ContainsFunc(s.all, func(o *SigningKey) bool { return o.ID == sk.ID }) {
+				continue // the same key twice
+			}
+			s.all = append(s.all, sk)
+			pub := sk.signer.Public()
+			public = append(public, &verifier.Key{ID: sk.ID, Algorithms: []string{sk.Algorithm}, Public: pub})
+			jwks.Keys = append(jwks.Keys, jose.JSONWebKey{Key: pub, KeyID: sk.ID, Algorithm: sk.Algorithm, Use: "sig"})
+		case ".jwk":
+			sk, err := parseHMACKey(name, f.Data)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				continue
+			}
+			s.hmac = sk // the last in name order is the newest
+			public = append(public, &verifier.Key{ID: sk.ID, Algorithms: []string{"HS256"}, Public: sk.secret})
 		}
-		if slices.ContainsFunc(s.all, func(o *SigningKey) bool { return o.ID == sk.ID }) {
-			continue // the same key twice
-		}
-		s.all = append(s.all, sk)
-		pub := sk.signer.Public()
-		public = append(public, &verifier.Key{ID: sk.ID, Algorithms: []string{sk.Algorithm}, Public: pub})
-		jwks.Keys = append(jwks.Keys, jose.JSONWebKey{Key: pub, KeyID: sk.ID, Algorithm: sk.Algorithm, Use: "sig"})
-	}
-	for _, name := range hmacNames {
-		sk, err := readHMACFile(name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			continue
-		}
-		s.hmac = sk // the last in name order is the newest
-		public = append(public, &verifier.Key{ID: sk.ID, Algorithms: []string{"HS256"}, Public: sk.secret})
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("signing keys: %w", err)
+		return nil, err
 	}
 	if len(s.all) == 0 {
-		return nil, fmt.Errorf("signing keys: no *.pem key in %s (create one with `tollgate keygen`)", dir)
+		return nil, fmt.Errorf("no *.pem key in %s (create one with `tollgate keygen`)", dir)
 	}
 	s.current = s.all[len(s.all)-1]
 	s.set = verifier.NewKeySet(public...)
+	var err error
 	if s.jwks, err = json.Marshal(jwks); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func readKeyFile(name string) (*SigningKey, error) {
-	data, err := os.ReadFile(name)
-	if err != nil {
-		return nil, err
-	}
+// parseKeyFile reads a PEM private key.
+func parseKeyFile(name string, data []byte) (*SigningKey, error) {
 	key, err := jwk.ParsePrivateKeyPEM(data)
 	if err != nil {
 		return nil, err
