@@ -15,6 +15,7 @@ fi
 
 echo "== go vet"
 go vet ./...
+(cd tools && go vet ./...)
 
 echo "== helm chart: lint, template, kubeconform -strict"
 # helm and kubeconform are pinned in tools/go.mod and built by `go tool`;
@@ -43,3 +44,6 @@ kubeconform -strict -summary -skip ServiceMonitor,PrometheusRule \
 
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
+# The tools module's tests check the packaging (Dockerfile, the image's
+# build flags, the chart against check-config) on the built binary.
+(cd tools && go test -race -count=1 -timeout 15m ./...)

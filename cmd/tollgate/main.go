@@ -50,9 +50,6 @@ commands:
                  TOLLGATE_SIGNING_KEYS_DIR); it signs from the next reload on
   hash-password  read a password on stdin, print its argon2id hash for the
                  users file
-  bench [-duration 5s] [-conns 32] [-tokens 100000] [-idle 10000]
-                 load harness on loopback: upstream, bare ReverseProxy and
-                 tollgate in their own processes, one table of ratios
   version        print the version
 `
 
@@ -64,7 +61,7 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 	}
 	switch args[0] {
 	case "serve":
-		return serve(ctx, environ, stderr, nil)
+		return serve(ctx, environ, stderr)
 	case "demo":
 		return demo(ctx, environ, stdout, stderr)
 	case "check-config":
@@ -73,18 +70,6 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 		return keygen(args[1:], environ, stdout, stderr)
 	case "hash-password":
 		return hashPassword(stdin, stdout)
-	case "bench":
-		return benchmark(ctx, args[1:], stdout, stderr)
-	// The harness's child processes.
-	case "bench-upstream":
-		return benchUpstream(ctx, stdout)
-	case "bench-bare":
-		if len(args) != 2 {
-			return errors.New("bench-bare: want the upstream URL")
-		}
-		return benchBare(ctx, args[1], stdout)
-	case "bench-serve":
-		return benchServe(ctx, environ, stdout, stderr)
 	case "version":
 		bi := buildInfo()
 		fmt.Fprintf(stdout, "tollgate %s (revision %s, %s)\n", bi.Version, bi.Revision, bi.GoVersion)
@@ -99,8 +84,8 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 }
 
 // serve runs the gateway until ctx is cancelled, then shuts down
-// gracefully. ready, if not nil, is called once it is listening.
-func serve(ctx context.Context, environ []string, stderr io.Writer, ready func(*Main)) error {
+// gracefully.
+func serve(ctx context.Context, environ []string, stderr io.Writer) error {
 	cfg, warnings, err := LoadConfig(environ)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
@@ -120,9 +105,6 @@ func serve(ctx context.Context, environ []string, stderr io.Writer, ready func(*
 	}
 	if err := m.Run(ctx); err != nil {
 		return err
-	}
-	if ready != nil {
-		ready(m)
 	}
 	<-ctx.Done()
 	return m.Close()

@@ -1,8 +1,10 @@
-package main
+package packaging
 
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,15 +16,18 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/tollgate/tollgate/issuer"
+	"golang.org/x/crypto/bcrypt"
 )
 
-// dockerfile parses ../../Dockerfile with BuildKit's parser and returns
-// the instructions of each stage.
+// root is the repository root, relative to this package's directory (where
+// go test runs the tests).
+const root = "../.."
+
+// dockerfile parses the repository's Dockerfile with BuildKit's parser and
+// returns the instructions of each stage.
 func dockerfile(t *testing.T) [][]*parser.Node {
 	t.Helper()
-	data, err := os.ReadFile("../../Dockerfile")
+	data, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,10 +108,17 @@ func TestDockerBuildFlagsProduceAWorkingBinary(t *testing.T) {
 	if ldflags == nil {
 		t.Fatalf("no -ldflags in %q", build)
 	}
+	// The package is the command's last word, as the image builds it.
+	fields := strings.Fields(build)
+	pkg := fields[len(fields)-1]
+	if !strings.HasPrefix(pkg, "./") {
+		t.Fatalf("build command %q does not end with a package path", build)
+	}
 	out := filepath.Join(t.TempDir(), "tollgate")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", strings.ReplaceAll(ldflags[1], "${VERSION}", "v9.9.9-test"), "-o", out, ".")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", strings.ReplaceAll(ldflags[1], "${VERSION}", "v9.9.9-test"), "-o", out, pkg)
+	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
@@ -118,20 +130,18 @@ func TestDockerBuildFlagsProduceAWorkingBinary(t *testing.T) {
 }
 
 // TestChartRendersAcceptedConfig renders the Helm chart with the full
-// values and runs check-config on the configuration it produces: the
-// ConfigMap's YAML file and the Deployment's environment, with the Secrets
-// it mounts replaced by real files.
+// values and runs `tollgate check-config` on the configuration it
+// produces: the ConfigMap's YAML file and the Deployment's environment,
+// with the Secrets it mounts replaced by real files.
 func TestChartRendersAcceptedConfig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "tool", "-modfile=tools/go.mod", "helm", "template", "t", "charts/tollgate",
-		"-f", "charts/tollgate/ci/full-values.yaml")
-	cmd.Dir = "../.."
+	cmd := exec.CommandContext(ctx, "go", "tool", "helm", "template", "t", filepath.Join(root, "charts/tollgate"),
+		"-f", filepath.Join(root, "charts/tollgate/ci/full-values.yaml"))
 	rendered, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
-	dir := t.TempDir()
 	var configYAML string
 	var env []string
 	dec := yaml.NewDecoder(bytes.NewReader(rendered))
@@ -152,8 +162,10 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 				}
 			}
 		}
-		if err := dec.Decode(&doc); err != nil {
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
 			break
+		} else if err != nil {
+			t.Fatalf("rendered chart: %v", err)
 		}
 		switch doc.Kind {
 		case "ConfigMap":
@@ -161,6 +173,9 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 				configYAML = c
 			}
 		case "Deployment":
+			if len(doc.Spec.Template.Spec.Containers) == 0 {
+				t.Fatal("the rendered Deployment has no container")
+			}
 			for _, e := range doc.Spec.Template.Spec.Containers[0].Env {
 				if e.ValueFrom == nil {
 					env = append(env, e.Name+"="+e.Value)
@@ -174,12 +189,15 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 	if !slices.Contains(env, "GOGC=200") {
 		t.Errorf("goRuntime.gogc did not reach the container: %v", env)
 	}
+
+	dir := t.TempDir()
+	bin := buildTollgate(ctx, t, dir)
 	keys := filepath.Join(dir, "keys")
-	if _, _, err := issuer.GenerateKey(keys, "ES256", time.Now()); err != nil {
-		t.Fatal(err)
+	if b, err := exec.CommandContext(ctx, bin, "keygen", "-alg", "ES256", "-dir", keys).CombinedOutput(); err != nil {
+		t.Fatalf("tollgate keygen: %v\n%s", err, b)
 	}
-	os.WriteFile(filepath.Join(dir, "users.yaml"), []byte(sourceDocUsers(t)), 0o600)
-	os.WriteFile(filepath.Join(dir, "tollgate.yaml"), []byte(configYAML), 0o600)
+	writeFile(t, filepath.Join(dir, "users.yaml"), sourceDocUsers(t))
+	writeFile(t, filepath.Join(dir, "tollgate.yaml"), configYAML)
 	for i, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
@@ -191,49 +209,72 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 			env[i] = k + "=" + filepath.Join(dir, "tollgate.yaml")
 		}
 	}
-	// The remote JWKS in the full values is only fetched by serve, not by
+	// The rendered environment and nothing else, as in the container. The
+	// remote JWKS in the full values is only fetched by serve, not by
 	// check-config, so no network is needed.
 	var stdout, stderr strings.Builder
-	if err := run(t.Context(), []string{"check-config"}, env, nil, &stdout, &stderr); err != nil {
-		t.Fatalf("check-config rejects the chart's configuration: %v\nenv: %v\nconfig:\n%s", err, env, configYAML)
+	check := exec.CommandContext(ctx, bin, "check-config")
+	check.Env = env
+	check.Stdout, check.Stderr = &stdout, &stderr
+	if err := check.Run(); err != nil {
+		t.Fatalf("check-config rejects the chart's configuration: %v\n%s\nenv: %v\nconfig:\n%s", err, stderr.String(), env, configYAML)
+	}
+	if !strings.Contains(stdout.String(), "configuration ok") {
+		t.Errorf("check-config exited 0 without saying the configuration is ok: %q", stdout.String())
 	}
 	if strings.Contains(stderr.String(), "unknown environment variable") {
 		t.Errorf("the chart sets a variable tollgate does not know: %s", stderr.String())
 	}
 }
 
-// TestBenchHarnessRuns runs the load harness briefly, as the README tells
-// people to, and checks that every scenario produced figures.
-func TestBenchHarnessRuns(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	bin := filepath.Join(t.TempDir(), "tollgate")
-	if b, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+// buildTollgate builds the product binary from the repository root into
+// dir and returns its path.
+func buildTollgate(ctx context.Context, t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "tollgate")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tollgate")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
-	for _, alg := range []string{"ES256", "EdDSA"} {
-		t.Run(alg, func(t *testing.T) {
-			out, err := exec.CommandContext(ctx, bin, "bench", "-alg", alg, "-duration", "300ms", "-conns", "4", "-tokens", "200", "-idle", "50").Output()
-			if err != nil {
-				t.Fatalf("bench: %v\n%s", err, out)
-			}
-			checkBenchTable(t, string(out), alg)
-		})
+	return bin
+}
+
+func writeFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func checkBenchTable(t *testing.T, table, alg string) {
+// sourceDocUsers are the users the source documents log in as (the same
+// users as cmd/tollgate's tests).
+func sourceDocUsers(t *testing.T) string {
 	t.Helper()
-	for _, row := range []string{"(a) direct upstream", "(b) bare httputil.ReverseProxy", "(c) tollgate, one hot token",
-		"(d) tollgate, 200 distinct " + alg + " tokens", "(e) refresh grant, " + alg, "(f) password grant", "idle keep-alive connections: 50 held open"} {
-		if !strings.Contains(table, row) {
-			t.Errorf("no %q in:\n%s", row, table)
+	hash := func(pw string) string {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return string(h)
 	}
-	// Every scenario served requests without errors (last column 0).
-	for _, line := range strings.Split(table, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "(") && !strings.HasSuffix(strings.TrimSpace(line), " 0") {
-			t.Errorf("scenario with errors: %s", line)
-		}
-	}
+	return `users:
+  - id: "2"
+    username: someuser@24i.com
+    email: someuser@24i.com
+    password_hash: "` + hash("qwerty123") + `"
+    profiles: ["4f3d8946-4423-11ea-bbb8-b7af30354b4a", "kids-2"]
+  - id: bfeb45d7-50dc-416d-b3c8-35db64d288f3
+    username: agent1
+    email: client1@company.com
+    password_hash: "` + hash("******") + `"
+    profiles: [p-agent]
+    role: AGENT
+    partner_id: "10000"
+    claims: {agentId: "f9683b7b-e332-4864-b725-ac6cdc207dbd", siteId: 10115}
+  - id: vm-1
+    username: <---USERNAME--->
+    password_hash: "` + hash("<---PASSWORD--->") + `"
+    profiles: [vm-profile]
+`
 }

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+)
+
+// request builds the i-th request of a scenario.
+type request func(i int) (*http.Request, error)
+
+type result struct {
+	name              string
+	requests, errors  int
+	rps               float64
+	p50, p99, p999    time.Duration
+	cpuPer10k, rssMiB float64
+}
+
+// drive sends requests on conns connections for d and measures the
+// process under test.
+func drive(ctx context.Context, client *http.Client, proc *child, next request, conns int, d time.Duration) (result, error) {
+	var r result
+	cpu0, err := proc.cpu()
+	if err != nil {
+		return r, err
+	}
+	deadline := time.Now().Add(d)
+	var seq atomic.Int64
+	var failed atomic.Int64
+	lat := make([][]time.Duration, conns)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range conns {
+		wg.Go(func() {
+			buf := make([]time.Duration, 0, 1<<16)
+			for time.Now().Before(deadline) && ctx.Err() == nil && len(buf) < 1<<20 {
+				req, err := next(int(seq.Add(1)))
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode >= 400 {
+					failed.Add(1)
+					continue
+				}
+				buf = append(buf, time.Since(t0))
+			}
+			lat[c] = buf
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu1, err := proc.cpu()
+	if err != nil {
+		return r, err
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	r.requests, r.errors = len(all), int(failed.Load())
+	if r.requests == 0 {
+		return r, fmt.Errorf("no successful request (%d failed)", r.errors)
+	}
+	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
+	r.rps = float64(r.requests) / elapsed.Seconds()
+	r.p50, r.p99, r.p999 = pct(0.50), pct(0.99), pct(0.999)
+	r.cpuPer10k = (cpu1 - cpu0) / float64(r.requests) * 10000
+	r.rssMiB = proc.rss() / (1 << 20)
+	return r, nil
+}
+
+func printTable(w io.Writer, results []result, base result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\trequests/s\t×(b)\tp50\tp99\t×(b)\tp99.9\tCPU s/10k req\t×(b)\tRSS MiB\terrors\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%s\t%s\t%.2f\t%s\t%.3f\t%.2f\t%.1f\t%d\t\n", r.name, r.rps, r.rps/base.rps,
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), float64(r.p99)/float64(base.p99),
+			r.p999.Round(time.Microsecond), r.cpuPer10k, r.cpuPer10k/base.cpuPer10k, r.rssMiB, r.errors)
+	}
+	tw.Flush()
+}
+
+func newLoadClient(conns int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.MaxIdleConns = conns * 2
+	t.MaxIdleConnsPerHost = conns * 2
+	t.MaxConnsPerHost = conns
+	return &http.Client{Transport: t, Timeout: 30 * time.Second}
+}
+
+// idleMemory opens n keep-alive connections to the gateway, sends one
+// request on each and leaves them idle, and returns the RSS growth per
+// connection.
+func idleMemory(ctx context.Context, gw *child, n int) (float64, int, error) {
+	u, _ := url.Parse(gw.url)
+	before := gw.rss()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range n {
+		c, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			if i == 0 {
+				return 0, 0, err
+			}
+			n = i
+			break
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /api/x HTTP/1.1\r\nHost: bench\r\n\r\n")
+	}
+	for _, c := range conns { // read each 401 so the server's side is idle
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	if ctx.Err() != nil {
+		return 0, 0, ctx.Err()
+	}
+	return (gw.rss() - before) / float64(n), n, nil
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "tollgate-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// The harness's own child processes are this binary run with one of these
+// as its only argument (and the upstream's URL after childBare).
+const (
+	childUpstream = "child-upstream"
+	childBare     = "child-bare"
+)
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case childUpstream:
+			return serveUpstream(ctx, stdout)
+		case childBare:
+			if len(args) != 2 {
+				return errors.New("child-bare: want the upstream URL")
+			}
+			return serveBare(ctx, args[1], stdout)
+		}
+	}
+	return bench(ctx, args, stdout, stderr)
+}
+
+// bench runs the load harness and prints its table on stdout; progress
+// goes to stderr.
+func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tollgate-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	duration := fs.Duration("duration", 5*time.Second, "load per scenario (bounded)")
+	conns := fs.Int("conns", 32, "concurrent keep-alive connections")
+	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cache-miss scenario")
+	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
+	profiles := fs.String("profile", "", "directory for CPU profiles of scenarios (c) and (e) (empty: none)")
+	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
+	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *duration > time.Minute || *duration <= 0 {
+		return errors.New("-duration must be within (0, 1m]")
+	}
+	if *conns <= 0 || *tokens <= 0 {
+		return errors.New("-conns and -tokens must be positive")
+	}
+	raiseFileLimit()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "tollgate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := *tollgate
+	if bin == "" {
+		fmt.Fprintln(stderr, "building tollgate…")
+		if bin, err = buildTollgate(ctx, dir); err != nil {
+			return err
+		}
+	}
+
+	upstream, err := startChild(ctx, self, childUpstream)
+	if err != nil {
+		return err
+	}
+	defer upstream.stop()
+	bare, err := startChild(ctx, self, childBare, upstream.url)
+	if err != nil {
+		return err
+	}
+	defer bare.stop()
+	gw, err := startGateway(ctx, bin, filepath.Join(dir, "gateway"), upstream.url, *alg, *profiles != "")
+	if err != nil {
+		return err
+	}
+	defer gw.stop()
+
+	client := newLoadClient(*conns)
+	refresh, access, err := login(ctx, client, gw.url)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "minting %d tokens for the cache-miss scenario…\n", *tokens)
+	many, err := mintMany(gw.key, *alg, gw.kid, gw.url, *tokens)
+	if err != nil {
+		return err
+	}
+	hot := []string{"Bearer " + access}
+	get := func(base string, auths []string) request {
+		return func(i int) (*http.Request, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/channels/1", nil)
+			if err == nil && auths != nil {
+				req.Header.Set("Authorization", auths[i%len(auths)])
+			}
+			return req, err
+		}
+	}
+	post := func(body string) request {
+		return func(int) (*http.Request, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, gw.url+"/oauth/token", strings.NewReader(body))
+			if err == nil {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			return req, err
+		}
+	}
+	scenarios := []struct {
+		name, profile string
+		proc          *child
+		req           request
+	}{
+		{"(a) direct upstream", "", upstream, get(upstream.url, nil)},
+		{"(b) bare httputil.ReverseProxy", "", bare, get(bare.url, hot)},
+		{"(c) tollgate, one hot token", "c", gw.child, get(gw.url, hot)},
+		{fmt.Sprintf("(d) tollgate, %d distinct %s tokens", len(many), *alg), "", gw.child, get(gw.url, many)},
+		{fmt.Sprintf("(e) refresh grant, %s", *alg), "e", gw.child, post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh)},
+		{"(f) password grant (argon2id default)", "", gw.child, post("grant_type=password&client_id=anonymous&username=" + benchUser + "&password=" + benchPassword)},
+	}
+	var results []result
+	for _, s := range scenarios {
+		fmt.Fprintf(stderr, "%s: %s…\n", s.name, *duration)
+		var profiled chan error
+		if *profiles != "" && s.profile != "" {
+			profiled = make(chan error, 1)
+			go func() { profiled <- cpuProfile(ctx, gw.admin, *duration, filepath.Join(*profiles, s.profile+".pprof")) }()
+		}
+		r, err := drive(ctx, client, s.proc, s.req, *conns, *duration)
+		if profiled != nil {
+			if perr := <-profiled; perr != nil {
+				fmt.Fprintf(stderr, "profile of %s: %v\n", s.name, perr)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		r.name = s.name
+		results = append(results, r)
+	}
+	printTable(stdout, results, results[1])
+	if *idle > 0 {
+		perConn, n, err := freshIdleMemory(ctx, bin, filepath.Join(dir, "idle"), upstream.url, *alg, *idle)
+		if err != nil {
+			fmt.Fprintf(stdout, "\nidle keep-alive connections: not measured: %v\n", err)
+		} else {
+			fmt.Fprintf(stdout, "\nidle keep-alive connections: %d held open, %.1f KiB RSS each\n", n, perConn/1024)
+		}
+	}
+	fmt.Fprintf(stdout, "\n%s, GOMAXPROCS %d, %d connections, %s per scenario; load generator on the same machine\n",
+		time.Now().Format("2006-01-02"), runtime.GOMAXPROCS(0), *conns, *duration)
+	return nil
+}
+
+// freshIdleMemory measures idle connections on a gateway of its own: the
+// one that served the scenarios holds heap it is still returning to the
+// system, which would hide the connections' memory.
+func freshIdleMemory(ctx context.Context, bin, dir, upstream, alg string, n int) (float64, int, error) {
+	gw, err := startGateway(ctx, bin, dir, upstream, alg, false)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer gw.stop()
+	return idleMemory(ctx, gw.child, n)
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// child is a process under test.
+type child struct {
+	cmd    *exec.Cmd
+	url    string        // base URL it serves on
+	exited chan struct{} // closed once the process has exited and been waited for
+}
+
+// startChild runs this harness binary (self) as one of its child processes
+// and waits for the "listening <url>" line it prints once it serves.
+func startChild(ctx context.Context, self string, args ...string) (*child, error) {
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, exited: make(chan struct{})}
+	br := bufio.NewReader(out)
+	line, err := br.ReadString('\n')
+	// Wait only once stdout is drained, as StdoutPipe requires.
+	go func() {
+		io.Copy(io.Discard, br)
+		cmd.Wait()
+		close(c.exited)
+	}()
+	if err != nil {
+		c.stop()
+		return nil, fmt.Errorf("%v: %w", args, err)
+	}
+	c.url = strings.TrimSpace(strings.TrimPrefix(line, "listening "))
+	return c, nil
+}
+
+// stop ends the process: SIGTERM, then SIGKILL if it has not exited
+// within 10 s.
+func (c *child) stop() {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+// cpu returns the process's user+system CPU seconds from /proc.
+func (c *child) cpu() (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// rss returns the process's resident set size in bytes.
+func (c *child) rss() float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// raiseFileLimit lifts the soft open-files limit to the hard one, for the
+// idle-connection measurement.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+// serveUpstream answers 204 to everything: the upstream of the harness.
+func serveUpstream(ctx context.Context, stdout io.Writer) error {
+	return serveAnnounced(ctx, stdout, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+}
+
+// serveBare is the baseline: httputil.ReverseProxy with Rewrite, a
+// transport tuned like tollgate's, and nothing else.
+func serveBare(ctx context.Context, upstream string, stdout io.Writer) error {
+	target, err := url.Parse(upstream)
+	if err != nil {
+		return err
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 64
+	return serveAnnounced(ctx, stdout, &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
+		Transport: t,
+	})
+}
+
+// serveAnnounced serves h on a loopback port until ctx is cancelled,
+// announcing "listening <url>" on stdout once it accepts connections.
+func serveAnnounced(ctx context.Context, stdout io.Writer, h http.Handler) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	fmt.Fprintf(stdout, "listening http://%s\n", ln.Addr())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
