@@ -2,15 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -23,18 +15,17 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/issuer"
 )
 
-// The demo's user and clients, shaped like the source documents' examples.
+// The demo's user and clients, shaped like the fielded clients' examples
+// (docs/CLIENTS.md).
 const (
 	demoUser     = "demo@example.com"
 	demoPassword = "demo-password"
 	demoPartner  = "10000"
-	demoClient   = "1d29e6d7-18cf-407d-a064-e4f8c4baefab" // 003's client_id
+	demoClient   = "1d29e6d7-18cf-407d-a064-e4f8c4baefab" // the client_id of docs/CLIENTS.md §4.1
 )
 
 // demo runs the gateway with an ephemeral signing key, a demo user and a
@@ -65,8 +56,7 @@ func demo(ctx context.Context, environ []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer os.RemoveAll(dir)
-	key, kid, err := writeDemoKey(filepath.Join(dir, "keys"))
-	if err != nil {
+	if _, _, err := issuer.GenerateKey(filepath.Join(dir, "keys"), "ES256", time.Now()); err != nil {
 		return err
 	}
 	if err := writeDemoUsers(filepath.Join(dir, "users.yaml")); err != nil {
@@ -100,36 +90,31 @@ func demo(ctx context.Context, environ []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer logger.Sync()
-	m, err := NewMain(cfg, logger)
+	return start(ctx, cfg, logger, ln, func(m *Main) error { return printDemo(ctx, m, stdout) })
+}
+
+// printDemo logs the demo user in through the issuer — the tokens are
+// exactly what the token endpoints hand out — and prints them with the
+// commands to try. The expired token comes from the same issuer code with
+// a clock two hours back.
+func printDemo(ctx context.Context, m *Main, stdout io.Writer) error {
+	valid, err := m.issuer.Login(ctx, "anonymous", demoUser, demoPassword)
 	if err != nil {
-		ln.Close()
-		return err
+		return fmt.Errorf("demo login: %w", err)
 	}
-	m.publicLn = ln
-	if err := m.Run(ctx); err != nil {
-		return err
-	}
-	now := time.Now()
-	mint := func(iat time.Time) (string, error) {
-		return demoToken(key, kid, public, cfg.TokenAudience, iat, time.Hour)
-	}
-	valid, err := mint(now)
-	if err != nil {
-		return err
-	}
-	expired, err := mint(now.Add(-2 * time.Hour))
+	past, err := issuer.New(m.cfg.issuerConfig(), m.keys, m.userStore, m.verifier, nil,
+		issuer.WithClock(func() time.Time { return time.Now().Add(-2 * time.Hour) }))
 	if err != nil {
 		return err
 	}
-	err = demoText.Execute(stdout, map[string]string{
-		"Public": public, "Admin": "http://" + m.AdminAddr(), "Token": valid, "Expired": expired,
-		"User": demoUser, "Password": demoPassword, "Partner": demoPartner, "Client": demoClient,
+	expired, err := past.Login(ctx, "anonymous", demoUser, demoPassword)
+	if err != nil {
+		return fmt.Errorf("demo login: %w", err)
+	}
+	return demoText.Execute(stdout, map[string]string{
+		"Public": m.cfg.PublicURL, "Admin": "http://" + m.AdminAddr(), "Token": valid.Access, "Expired": expired.Access,
+		"Refresh": valid.Refresh, "User": demoUser, "Password": demoPassword, "Partner": demoPartner, "Client": demoClient,
 	})
-	if err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return m.Close()
 }
 
 var demoText = template.Must(template.New("demo").Parse(`
@@ -138,8 +123,9 @@ tollgate demo is running (Ctrl-C to stop)
   admin listener:  {{.Admin}}    (/metrics, /healthz, /readyz)
   demo user: {{.User}} / {{.Password}} (partner {{.Partner}})
 
-A valid access token (ES256, 1 hour):
+A valid access token (ES256, 1 hour) and its refresh token, as the password grant hands them out:
 TOKEN={{.Token}}
+REFRESH={{.Refresh}}
 
 # 1. A valid call: the echo upstream shows the identity headers tollgate added.
 curl -s {{.Public}}/api/hello -H "Authorization: Bearer $TOKEN"
@@ -153,15 +139,15 @@ curl -s {{.Public}}/api/hello -H "Authorization: Bearer $TOKEN" -H 'X-User-Id: a
 # 4. No token at all: 401.
 curl -si {{.Public}}/api/hello
 
-# 5. Log in as the fielded clients do (source docs 000, 002, 003):
+# 5. Log in as the fielded clients do (docs/CLIENTS.md §1.1, §3.2, §4.1):
 curl --location --request POST '{{.Public}}/api/auth/v1/access_tokens' --header 'Content-Type: application/x-www-form-urlencoded' --data-raw '{"grant_type": "password", "credentials": {"username": "{{.User}}", "password": "{{.Password}}"}}'
 curl -X POST -H 'Content-Type: application/x-www-form-urlencoded' -d 'client_id=anonymous& grant_type=password& response_type=token& scope=openid& username={{.User}}& password={{.Password}}' {{.Public}}/auth/realms/platform/protocol/openid-connect/token
 curl '{{.Public}}/oauth/token?partnerId={{.Partner}}' -H 'Content-Type: application/x-www-form-urlencoded' -X 'POST' -d 'client_id={{.Client}}&grant_type=password&email={{.User}}&password={{.Password}}'
 
-# 6. Renew with the refresh_token from a login (002's request):
-curl -X POST -H 'Content-Type: application/x-www-form-urlencoded' -d ' grant_type=refresh_token& client_id=anonymous& refresh_token=<REFRESH_TOKEN>' {{.Public}}/auth/realms/platform/protocol/openid-connect/token
+# 6. Renew with the refresh token (docs/CLIENTS.md §3.4's request):
+curl -X POST -H 'Content-Type: application/x-www-form-urlencoded' -d " grant_type=refresh_token& client_id=anonymous& refresh_token=$REFRESH" {{.Public}}/auth/realms/platform/protocol/openid-connect/token
 
-# 7. Who am I (003), discovery and keys:
+# 7. Who am I (docs/CLIENTS.md §4.2), discovery and keys:
 curl {{.Public}}/oauth/userinfo -H "Authorization:Bearer $TOKEN"
 curl -s {{.Public}}/.well-known/openid-configuration
 curl -s {{.Public}}/.well-known/jwks.json
@@ -170,29 +156,6 @@ curl -s {{.Public}}/.well-known/jwks.json
 curl -s {{.Admin}}/metrics | grep tollgate_
 curl -s {{.Admin}}/readyz
 `))
-
-// writeDemoKey writes an ephemeral ES256 key and returns it with its kid.
-func writeDemoKey(dir string) (*ecdsa.PrivateKey, string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, "", err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, "", err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "demo.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		return nil, "", err
-	}
-	sum, err := (&jose.JSONWebKey{Key: &key.PublicKey}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, "", err
-	}
-	return key, base64.RawURLEncoding.EncodeToString(sum), nil
-}
 
 // writeDemoUsers writes the demo users file.
 func writeDemoUsers(path string) error {
@@ -211,22 +174,6 @@ func writeDemoUsers(path string) error {
     claims: {agentId: f9683b7b-e332-4864-b725-ac6cdc207dbd, siteId: 10115}
 `, demoUser, hash, demoPartner)
 	return os.WriteFile(path, []byte(users), 0o600)
-}
-
-// demoToken mints an access token for the demo user, issued at iat, the
-// way the token endpoints would.
-func demoToken(key *ecdsa.PrivateKey, kid, iss, aud string, iat time.Time, ttl time.Duration) (string, error) {
-	sid := make([]byte, 8)
-	rand.Read(sid)
-	t := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
-		"iss": iss, "aud": aud, "sub": "demo-user",
-		"iat": iat.Unix(), "nbf": iat.Unix(), "exp": iat.Add(ttl).Unix(),
-		"jti": hex.EncodeToString(sid), "type": "access", "profile": "demo-profile",
-		"sid": hex.EncodeToString(sid), "client_id": "anonymous", "scope": "openid profile",
-	})
-	t.Header["typ"] = "at+jwt"
-	t.Header["kid"] = kid
-	return t.SignedString(key)
 }
 
 // echoServer is the demo's upstream: it answers every request with the

@@ -29,17 +29,20 @@ func TestDemo(t *testing.T) {
 		}
 	})
 
-	var public, token, expired string
+	var public, token, refresh, expired string
 	publicRE := regexp.MustCompile(`public listener: (http://\S+)`)
 	expiredRE := regexp.MustCompile(`Authorization: Bearer (ey[^' ]+)'`)
 	sc := bufio.NewScanner(pr)
-	for sc.Scan() && (public == "" || token == "" || expired == "") {
+	for sc.Scan() && (public == "" || token == "" || refresh == "" || expired == "") {
 		line := sc.Text()
 		if m := publicRE.FindStringSubmatch(line); m != nil {
 			public = m[1]
 		}
 		if v, ok := strings.CutPrefix(line, "TOKEN="); ok {
 			token = v
+		}
+		if v, ok := strings.CutPrefix(line, "REFRESH="); ok {
+			refresh = v
 		}
 		if m := expiredRE.FindStringSubmatch(line); m != nil {
 			expired = m[1]
@@ -83,5 +86,11 @@ func TestDemo(t *testing.T) {
 	}
 	if resp := call(""); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("no token: %d", resp.StatusCode)
+	}
+	// The printed refresh token renews at the Keycloak path, as step 6 says.
+	resp, body := send(t, http.MethodPost, public+"/auth/realms/platform/protocol/openid-connect/token",
+		" grant_type=refresh_token& client_id=anonymous& refresh_token="+refresh, "Content-Type", "application/x-www-form-urlencoded")
+	if resp.StatusCode != http.StatusOK || jsonObject(t, body)["access_token"] == nil {
+		t.Errorf("refresh with the printed token: %d %s", resp.StatusCode, body)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/issuer"
+	"go.uber.org/zap"
 )
 
 func main() {
@@ -99,12 +101,29 @@ func serve(ctx context.Context, environ []string, stderr io.Writer) error {
 		logger.Warn(w)
 	}
 	applyMemoryLimit(environ, logger)
+	return start(ctx, cfg, logger, nil, nil)
+}
+
+// start is the one startup path of serve and demo: it builds the gateway
+// from cfg, runs it — on public, when a listener is handed in — calls
+// started, if not nil, once it serves, and shuts down gracefully when ctx
+// is cancelled.
+func start(ctx context.Context, cfg *Config, logger *zap.Logger, public net.Listener, started func(*Main) error) error {
 	m, err := NewMain(cfg, logger)
 	if err != nil {
+		if public != nil {
+			public.Close()
+		}
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	m.publicLn = public
 	if err := m.Run(ctx); err != nil {
 		return err
+	}
+	if started != nil {
+		if err := started(m); err != nil {
+			return errors.Join(err, m.Close())
+		}
 	}
 	<-ctx.Done()
 	return m.Close()
