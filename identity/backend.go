@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -119,68 +117,4 @@ func ParseReply(body []byte) (any, error) {
 		return nil, errors.New("trailing data after the JSON value")
 	}
 	return v, nil
-}
-
-// Path returns the value at a dotted path in a decoded reply: object keys,
-// and array indexes as numbers ("data.users.0.id").
-func Path(v any, path string) (any, bool) {
-	if path == "" {
-		return v, true
-	}
-	for key := range strings.SplitSeq(path, ".") {
-		switch node := v.(type) {
-		case map[string]any:
-			var ok bool
-			if v, ok = node[key]; !ok {
-				return nil, false
-			}
-		case []any:
-			i, err := strconv.Atoi(key)
-			if err != nil || i < 0 || i >= len(node) {
-				return nil, false
-			}
-			v = node[i]
-		default:
-			return nil, false
-		}
-	}
-	return v, true
-}
-
-// PathString returns the string or number at path, as text.
-func PathString(v any, path string) (string, bool) {
-	x, ok := Path(v, path)
-	if !ok {
-		return "", false
-	}
-	switch x := x.(type) {
-	case string:
-		return x, x != ""
-	case json.Number:
-		return x.String(), true
-	}
-	return "", false
-}
-
-// pathStrings returns the strings (or numbers) of the array at path; a
-// single string counts as one.
-func pathStrings(v any, path string) []string {
-	x, ok := Path(v, path)
-	if !ok {
-		return nil
-	}
-	var out []string
-	switch x := x.(type) {
-	case []any:
-		for _, e := range x {
-			if s, ok := PathString(e, ""); ok {
-				out = append(out, s)
-			}
-		}
-	default:
-		if s, ok := PathString(x, ""); ok {
-			out = append(out, s)
-		}
-	}
-	return out
 }

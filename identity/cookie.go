@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tollgate/tollgate/httpurl"
+	"github.com/tollgate/tollgate/jsonpath"
 	"go.uber.org/zap"
 )
 
@@ -36,14 +38,14 @@ type CookieSessions struct {
 // NewCookieSessions validates cfg.
 func NewCookieSessions(cfg CookieConfig, logger *zap.Logger, opts ...BackendOption) (*CookieSessions, error) {
 	var errs []error
-	if !validURL(cfg.URL) {
-		errs = append(errs, fmt.Errorf("cookie exchange: url %q is not an http(s) URL", cfg.URL))
+	if _, err := httpurl.Parse(cfg.URL); err != nil {
+		errs = append(errs, fmt.Errorf("cookie exchange: url: %w", err))
 	}
 	if len(cfg.Cookies) == 0 {
 		errs = append(errs, errors.New("cookie exchange: no cookie names"))
 	}
-	if cfg.UserIDPath == "" {
-		errs = append(errs, errors.New("cookie exchange: user_id_path is empty"))
+	if _, err := jsonpath.Parse(cfg.UserIDPath); cfg.UserIDPath == "" || err != nil {
+		errs = append(errs, errors.New("cookie exchange: user_id_path is empty or malformed"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -79,7 +81,7 @@ func (c *CookieSessions) UserID(ctx context.Context, cookies []*http.Cookie) (st
 	case status != http.StatusOK:
 		return "", fmt.Errorf("%w: legacy session endpoint answered %d", ErrBackend, status)
 	}
-	id, ok := PathString(reply, c.cfg.UserIDPath)
+	id, ok := jsonpath.GetText(reply, c.cfg.UserIDPath)
 	if !ok {
 		return "", fmt.Errorf("%w: legacy reply has no %s", ErrBackend, c.cfg.UserIDPath)
 	}

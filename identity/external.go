@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tollgate/tollgate/httpurl"
+	"github.com/tollgate/tollgate/jsonpath"
 	"go.uber.org/zap"
 )
 
@@ -87,8 +89,8 @@ func NewExternal(services []Service, users Finder, logger *zap.Logger, opts ...B
 			errs = append(errs, fmt.Errorf("%s: introspection needs client_id (and client_secret)", where))
 		}
 		for _, u := range []string{s.IntrospectionURL, s.UserinfoURL} {
-			if u != "" && !validURL(u) {
-				errs = append(errs, fmt.Errorf("%s: %q is not an http(s) URL", where, u))
+			if _, err := httpurl.Parse(u); u != "" && err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			}
 		}
 		switch s.UserField {
@@ -101,6 +103,9 @@ func NewExternal(services []Service, users Finder, logger *zap.Logger, opts ...B
 		if s.Claim == "" {
 			s.Claim = "sub"
 		}
+		if _, err := jsonpath.Parse(s.Claim); err != nil {
+			errs = append(errs, fmt.Errorf("%s: claim %q: %w", where, s.Claim, err))
+		}
 		if s.Timeout <= 0 {
 			s.Timeout = 5 * time.Second
 		}
@@ -110,11 +115,6 @@ func NewExternal(services []Service, users Finder, logger *zap.Logger, opts ...B
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return e, nil
-}
-
-func validURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // Exchange validates token with the named service and returns the local
@@ -137,7 +137,7 @@ func (e *External) Exchange(ctx context.Context, service, token string) (*User, 
 	if err != nil {
 		return nil, err
 	}
-	value, ok := PathString(claims, s.Claim)
+	value, ok := jsonpath.GetText(claims, s.Claim)
 	if !ok {
 		return nil, fmt.Errorf("%w: the reply has no %s", ErrUnmappedUser, s.Claim)
 	}
@@ -177,7 +177,7 @@ func (s *externalService) validate(ctx context.Context, token string) (any, time
 		return nil, time.Time{}, fmt.Errorf("%w: %s answered %d", ErrBackend, name, status)
 	}
 	var exp time.Time
-	if n, ok := Path(reply, "exp"); ok {
+	if n, ok := jsonpath.Get(reply, "exp"); ok {
 		if num, ok := n.(json.Number); ok {
 			if sec, err := num.Int64(); err == nil {
 				exp = time.Unix(sec, 0)
@@ -185,7 +185,7 @@ func (s *externalService) validate(ctx context.Context, token string) (any, time
 		}
 	}
 	if s.IntrospectionURL != "" {
-		if active, _ := Path(reply, "active"); active != true {
+		if active, _ := jsonpath.Get(reply, "active"); active != true {
 			return nil, time.Time{}, fmt.Errorf("%w: introspection says inactive", ErrInactiveToken)
 		}
 	}

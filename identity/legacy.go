@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/httpurl"
+	"github.com/tollgate/tollgate/jsonpath"
 	"go.uber.org/zap"
 )
 
@@ -46,11 +50,11 @@ type Legacy struct {
 // NewLegacy validates cfg.
 func NewLegacy(cfg LegacyConfig, logger *zap.Logger, opts ...BackendOption) (*Legacy, error) {
 	var errs []error
-	if !validURL(cfg.LoginURL) {
-		errs = append(errs, fmt.Errorf("legacy login: login_url %q is not an http(s) URL", cfg.LoginURL))
+	if _, err := httpurl.Parse(cfg.LoginURL); err != nil {
+		errs = append(errs, fmt.Errorf("legacy login: login_url: %w", err))
 	}
-	if !validURL(strings.ReplaceAll(cfg.LookupURL, "{id}", "x")) || !strings.Contains(cfg.LookupURL, "{id}") {
-		errs = append(errs, fmt.Errorf("legacy login: lookup_url %q must be an http(s) URL containing {id}", cfg.LookupURL))
+	if _, err := httpurl.Parse(strings.ReplaceAll(cfg.LookupURL, "{id}", "x")); err != nil || !strings.Contains(cfg.LookupURL, "{id}") {
+		errs = append(errs, fmt.Errorf("legacy login: lookup_url must be an http(s) URL containing {id}"))
 	}
 	switch cfg.Format {
 	case "":
@@ -61,6 +65,11 @@ func NewLegacy(cfg LegacyConfig, logger *zap.Logger, opts ...BackendOption) (*Le
 	}
 	if cfg.UserIDPath == "" {
 		errs = append(errs, errors.New("legacy login: user_id_path is empty"))
+	}
+	for _, p := range append([]string{cfg.UserIDPath, cfg.UsernamePath, cfg.EmailPath, cfg.RolePath, cfg.PartnerPath, cfg.ProfilesPath}, slices.Collect(maps.Values(cfg.ClaimPaths))...) {
+		if _, err := jsonpath.Parse(p); err != nil {
+			errs = append(errs, fmt.Errorf("legacy login: path %q: %w", p, err))
+		}
 	}
 	for claim := range cfg.ClaimPaths {
 		if isReservedClaim(claim) {
@@ -136,7 +145,7 @@ func (l *Legacy) Find(ctx context.Context, field, value string) (*User, error) {
 
 // user reads a User out of a legacy reply.
 func (l *Legacy) user(reply any) (*User, error) {
-	id, ok := PathString(reply, l.cfg.UserIDPath)
+	id, ok := jsonpath.GetText(reply, l.cfg.UserIDPath)
 	if !ok {
 		return nil, fmt.Errorf("%w: legacy reply has no %s", ErrBackend, l.cfg.UserIDPath)
 	}
@@ -144,14 +153,14 @@ func (l *Legacy) user(reply any) (*User, error) {
 	for dst, path := range map[*string]string{&u.Username: l.cfg.UsernamePath, &u.Email: l.cfg.EmailPath,
 		&u.Role: l.cfg.RolePath, &u.PartnerID: l.cfg.PartnerPath} {
 		if path != "" {
-			*dst, _ = PathString(reply, path)
+			*dst, _ = jsonpath.GetText(reply, path)
 		}
 	}
 	if l.cfg.ProfilesPath != "" {
-		u.Profiles = pathStrings(reply, l.cfg.ProfilesPath)
+		u.Profiles = jsonpath.GetTexts(reply, l.cfg.ProfilesPath)
 	}
 	for claim, path := range l.cfg.ClaimPaths {
-		if v, ok := Path(reply, path); ok {
+		if v, ok := jsonpath.Get(reply, path); ok {
 			if _, isObj := v.(map[string]any); !isObj {
 				u.Claims[claim] = v
 			}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/edge"
+	"github.com/tollgate/tollgate/httpurl"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/verifier"
 )
@@ -185,8 +185,10 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 		cfg.MaxConcurrentLogins = 2 * runtime.GOMAXPROCS(0)
 	}
 	var errs []error
-	if u, err := url.Parse(cfg.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		errs = append(errs, fmt.Errorf("issuer %q is not an http(s) URL", cfg.Issuer))
+	if u, err := httpurl.Parse(cfg.Issuer); err != nil {
+		errs = append(errs, fmt.Errorf("issuer: %w", err))
+	} else if u.RawQuery != "" {
+		errs = append(errs, fmt.Errorf("issuer %q: a query has no place in an issuer", cfg.Issuer))
 	}
 	if cfg.Audience == "" {
 		errs = append(errs, errors.New("no access token audience"))

@@ -148,7 +148,7 @@ func TestNewReportsEveryProblem(t *testing.T) {
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{`issuer "not a url"`, "no access token audience", "client 0: id is empty", `grant "implicit"`, `client "a": defined twice`} {
+	for _, want := range []string{`issuer: not an http(s) URL: "not a url"`, "no access token audience", "client 0: id is empty", `grant "implicit"`, `client "a": defined twice`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}

@@ -1,60 +1,30 @@
 package proxy
 
 import (
-	"encoding/json"
-	"strconv"
 	"strings"
+
+	"github.com/tollgate/tollgate/jsonpath"
 )
 
-// claimValue renders the claim at path as a header value. Strings and
-// numbers (json.Number keeps the exact text) are used as they are, arrays
-// of them joined with spaces; objects, empty values and values that could
-// not be sent in a header are skipped.
-func claimValue(claims map[string]any, path []string) (string, bool) {
-	var v any = claims
-	for _, key := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return "", false
-		}
-		if v, ok = m[key]; !ok {
-			return "", false
-		}
+// claimValue renders the claim at path as a header value. Strings,
+// numbers (json.Number keeps the exact text) and booleans are used as they
+// are, arrays of them joined with spaces; objects, empty values and values
+// that could not be sent in a header are skipped.
+func claimValue(claims map[string]any, path jsonpath.Path) (string, bool) {
+	v, ok := path.Lookup(claims)
+	if !ok {
+		return "", false
 	}
 	var s string
-	switch v := v.(type) {
-	case []any:
-		parts := make([]string, 0, len(v))
-		for _, e := range v {
-			if p, ok := scalar(e); ok {
-				parts = append(parts, p)
-			}
-		}
-		s = strings.Join(parts, " ")
-	default:
-		var ok bool
-		if s, ok = scalar(v); !ok {
-			return "", false
-		}
+	if _, isArray := v.([]any); isArray {
+		s = strings.Join(path.Texts(claims), " ")
+	} else if s, ok = jsonpath.Text(v); !ok {
+		return "", false
 	}
 	if s == "" || !validHeaderValue(s) {
 		return "", false
 	}
 	return s, true
-}
-
-func scalar(v any) (string, bool) {
-	switch v := v.(type) {
-	case string:
-		return v, true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		return strconv.FormatBool(v), true
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64), true
-	}
-	return "", false
 }
 
 // validHeaderValue refuses control characters, so a claim can never split

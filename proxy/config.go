@@ -7,6 +7,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/httpurl"
+	"github.com/tollgate/tollgate/jsonpath"
 )
 
 // ErrInvalidConfig wraps every problem New finds in a Config.
@@ -63,9 +66,9 @@ type Route struct {
 type HeaderMapping struct {
 	// Header is the header name, e.g. X-User-Id.
 	Header string
-	// Claim is a dotted path into the claims, e.g. "sub" or "data.userId".
-	// Arrays are joined with spaces; numbers keep their exact text;
-	// objects are skipped.
+	// Claim is a dotted path into the claims, e.g. "sub", "data.userId" or
+	// "realm_access.roles.0" (package jsonpath). Arrays are joined with
+	// spaces; numbers keep their exact text; objects are skipped.
 	Claim string
 }
 
@@ -139,9 +142,12 @@ func (c *Config) validate() (map[string]*url.URL, error) {
 			errs = append(errs, fmt.Errorf("upstream %q: defined twice", u.Name))
 			continue
 		}
-		t, err := url.Parse(u.URL)
-		if err != nil || (t.Scheme != "http" && t.Scheme != "https") || t.Host == "" || t.RawQuery != "" || t.Fragment != "" {
-			errs = append(errs, fmt.Errorf("upstream %q: %q is not an http(s) URL without query", u.Name, u.URL))
+		t, err := httpurl.Parse(u.URL)
+		if err == nil && t.RawQuery != "" {
+			err = errors.New("a query has no place in an upstream URL")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("upstream %q: %w", u.Name, err))
 			continue
 		}
 		targets[u.Name] = t
@@ -184,7 +190,7 @@ func (c *Config) validate() (map[string]*url.URL, error) {
 			errs = append(errs, fmt.Errorf("header mapping %d: %s cannot carry a claim", i, name))
 		}
 		seen[name] = true
-		if h.Claim == "" || strings.HasPrefix(h.Claim, ".") || strings.HasSuffix(h.Claim, ".") || strings.Contains(h.Claim, "..") {
+		if _, err := jsonpath.Parse(h.Claim); h.Claim == "" || err != nil {
 			errs = append(errs, fmt.Errorf("header mapping %d (%s): claim path %q is invalid", i, h.Header, h.Claim))
 		}
 	}

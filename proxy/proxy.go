@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/edge"
+	"github.com/tollgate/tollgate/jsonpath"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -84,7 +85,7 @@ type route struct {
 
 type mapping struct {
 	header string // canonical
-	path   []string
+	path   jsonpath.Path
 }
 
 // New validates cfg, reporting every problem at once, and builds the
@@ -119,7 +120,8 @@ func New(cfg Config, v Verifier, logger *zap.Logger, opts ...Option) (*Proxy, er
 	for _, h := range cfg.Headers {
 		name := http.CanonicalHeaderKey(h.Header)
 		p.identity = append(p.identity, name)
-		p.headers = append(p.headers, mapping{header: name, path: strings.Split(h.Claim, ".")})
+		path, _ := jsonpath.Parse(h.Claim) // checked by validate
+		p.headers = append(p.headers, mapping{header: name, path: path})
 	}
 	bufs := &bufferPool{}
 	errLog, err := zap.NewStdLogAt(p.logger, zap.WarnLevel)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/tollgate/tollgate/httpurl"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
@@ -255,8 +256,8 @@ func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remo
 	}
 	var remotes []*Remote
 	for _, u := range ic.JWKSURLs {
-		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
-			errs = append(errs, fmt.Errorf("JWKS URL %q: want http:// or https://", u))
+		if _, err := httpurl.Parse(u); err != nil {
+			errs = append(errs, fmt.Errorf("JWKS URL: %w", err))
 			continue
 		}
 		rc := ic.Remote

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tollgate/tollgate/httpurl"
 	"github.com/tollgate/tollgate/issuer"
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/verifier"
@@ -344,8 +344,8 @@ func (c *Config) check() []error {
 		errs = append(errs, fmt.Errorf("TOLLGATE_TOKEN_CACHE_SIZE: must be between 0 (off) and %d", maxTokenCacheSize))
 	}
 	if c.UpstreamURL != "" {
-		if u, err := url.Parse(c.UpstreamURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("TOLLGATE_UPSTREAM_URL: %q is not an http(s) URL", c.UpstreamURL))
+		if _, err := httpurl.Parse(c.UpstreamURL); err != nil {
+			errs = append(errs, fmt.Errorf("TOLLGATE_UPSTREAM_URL: %w", err))
 		}
 	}
 	if c.Issuer == "" && (len(c.Audience)+len(c.VerifyKeys)+len(c.JWKSURLs)) > 0 {
@@ -373,8 +373,8 @@ func (c *Config) check() []error {
 		if c.UsersFile == "" && c.File.PasswordBackend != "legacy" {
 			errs = append(errs, errors.New("TOLLGATE_USERS_FILE: required with TOLLGATE_SIGNING_KEYS_DIR (or password_backend: legacy)"))
 		}
-		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("TOLLGATE_PUBLIC_URL: %q is not an http(s) URL (required with TOLLGATE_SIGNING_KEYS_DIR: it is the iss of minted tokens)", c.PublicURL))
+		if _, err := httpurl.Parse(c.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("TOLLGATE_PUBLIC_URL: %w (required with TOLLGATE_SIGNING_KEYS_DIR: it is the iss of minted tokens)", err))
 		}
 	} else if c.UsersFile != "" || len(c.File.Clients) > 0 || c.File.PasswordBackend != "" ||
 		len(c.File.ExternalServices) > 0 || c.File.CookieExchange != nil {
