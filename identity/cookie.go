@@ -14,7 +14,7 @@ import (
 )
 
 // CookieConfig describes the legacy session endpoint that tells who a
-// session cookie belongs to (source-docs 000/001's cookie exchange).
+// session cookie belongs to (the cookie exchange of docs/CLIENTS.md §1.5).
 type CookieConfig struct {
 	// URL is called with GET and the session cookies. Required.
 	URL string

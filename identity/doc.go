@@ -1,6 +1,19 @@
-// Package identity says who a user is for tollgate's token endpoints: it
-// reads the users file (YAML), keeps it current while tollgate runs, checks
-// passwords (bcrypt or argon2id) and looks users up by id on refresh.
+// Package identity says who a user is for tollgate's token endpoints.
+// It holds:
+//   - the users file (YAML; Users): kept current while tollgate runs
+//     (package watch), passwords checked with bcrypt or argon2id, users
+//     looked up by id on refresh and by username or email for exchanges;
+//   - the legacy login backend (Legacy): the password grant and user
+//     lookups against the operator's existing login endpoint instead of a
+//     users file;
+//   - external OAuth servers (External): an external access token mapped
+//     to a local user by RFC 7662 introspection or OIDC userinfo, for
+//     login_with_token (docs/CLIENTS.md §1.3);
+//   - legacy cookie sessions (CookieSessions): whose session of the legacy
+//     system a cookie is, for the cookie exchange (docs/CLIENTS.md §1.5).
+//
+// Every backend call is bounded (timeout, 1 MiB reply, no redirects) and
+// its URL never appears in an error a client could see.
 //
 // The users file is replaced while tollgate runs, usually by a Kubernetes
 // ConfigMap update (an atomic swap of the ..data symlink) or by an editor.

@@ -18,7 +18,7 @@ import (
 )
 
 // Service is an external OAuth server whose access tokens can be exchanged
-// for tollgate tokens (source-doc 000's login_with_token).
+// for tollgate tokens (login_with_token, docs/CLIENTS.md §1.3).
 type Service struct {
 	// Name is the value of the service form field. Required.
 	Name string
