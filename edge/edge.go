@@ -83,7 +83,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			e.logger.Error("panic serving request", zap.String("request_id", info.requestID[0]), zap.Any("panic", v), zap.StackSkip("stack", 1))
 			if sw.status == 0 {
-				WriteInternalError(sw)
+				writeInternalError(sw)
 			}
 		}
 		e.log(r, sw, info, start)
@@ -152,8 +152,8 @@ func saneRequestID(id string) bool {
 // internalError is the body of every 500: nothing about the cause.
 var internalError = []byte(`{"error":"server_error","error_description":"internal error"}` + "\n")
 
-// WriteInternalError answers 500 with a generic JSON body.
-func WriteInternalError(w http.ResponseWriter) {
+// writeInternalError answers 500 with a generic JSON body.
+func writeInternalError(w http.ResponseWriter) {
 	h := w.Header()
 	h["Content-Type"] = []string{"application/json"}
 	h["Cache-Control"] = []string{"no-store"}

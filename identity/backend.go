@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // BackendObserver receives every call to a backend, for metrics. backend
@@ -32,12 +34,6 @@ type backendOptions struct {
 	now    func() time.Time
 }
 
-// WithBackendClient replaces the HTTP client (whose timeout is otherwise
-// the backend's Timeout).
-func WithBackendClient(c *http.Client) BackendOption {
-	return func(o *backendOptions) { o.client = c }
-}
-
 // WithBackendObserver receives backend calls.
 func WithBackendObserver(obs BackendObserver) BackendOption {
 	return func(o *backendOptions) { o.obs = obs }
@@ -48,18 +44,24 @@ func WithBackendClock(now func() time.Time) BackendOption {
 	return func(o *backendOptions) { o.now = now }
 }
 
+// orNop returns logger, or a logger that logs nothing when it is nil.
+func orNop(logger *zap.Logger) *zap.Logger {
+	if logger == nil {
+		return zap.NewNop()
+	}
+	return logger
+}
+
 func newBackendOptions(timeout time.Duration, opts []BackendOption) backendOptions {
 	o := backendOptions{obs: nopBackendObserver{}, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.client == nil {
-		o.client = &http.Client{
-			Timeout: timeout,
-			// Redirects are not followed: a backend that redirects is
-			// misconfigured, and following could leak credentials.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+	o.client = &http.Client{
+		Timeout: timeout,
+		// Redirects are not followed: a backend that redirects is
+		// misconfigured, and following could leak credentials.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return o
 }
@@ -100,13 +102,13 @@ func doCall(ctx context.Context, client *http.Client, req *http.Request) (int, a
 	if resp.StatusCode >= 500 {
 		return resp.StatusCode, nil, fmt.Errorf("%w: %s answered %d", ErrBackend, req.URL.Host, resp.StatusCode)
 	}
-	v, _ := ParseReply(body)
+	v, _ := parseReply(body)
 	return resp.StatusCode, v, nil
 }
 
-// ParseReply decodes a backend's JSON reply, keeping numbers exact
+// parseReply decodes a backend's JSON reply, keeping numbers exact
 // (json.Number). Anything that is not one JSON value is an error.
-func ParseReply(body []byte) (any, error) {
+func parseReply(body []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any

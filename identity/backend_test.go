@@ -9,14 +9,14 @@ import (
 )
 
 func TestParseReply(t *testing.T) {
-	reply, err := ParseReply([]byte(`{"data":{"id":9001,"big":12345678901234567890}}`))
+	reply, err := parseReply([]byte(`{"data":{"id":9001,"big":12345678901234567890}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, ok := jsonpath.GetText(reply, "data.big"); !ok || got != "12345678901234567890" {
 		t.Errorf("a big id lost its digits: %q", got)
 	}
-	if _, err := ParseReply([]byte(`{"a":1} {"b":2}`)); err == nil {
+	if _, err := parseReply([]byte(`{"a":1} {"b":2}`)); err == nil {
 		t.Error("two JSON values accepted")
 	}
 }
@@ -31,7 +31,7 @@ func FuzzLegacyReply(f *testing.F) {
 	f.Add(`{"a":`, "a")
 	f.Add(`nul`, "")
 	f.Fuzz(func(t *testing.T, body, path string) {
-		v, err := ParseReply([]byte(body))
+		v, err := parseReply([]byte(body))
 		if err != nil {
 			return
 		}

@@ -53,7 +53,7 @@ func NewCookieSessions(cfg CookieConfig, logger *zap.Logger, opts ...BackendOpti
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	return &CookieSessions{cfg: cfg, opts: newBackendOptions(cfg.Timeout, opts), logger: logger.Named("cookies")}, nil
+	return &CookieSessions{cfg: cfg, opts: newBackendOptions(cfg.Timeout, opts), logger: orNop(logger).Named("cookies")}, nil
 }
 
 // UserID asks the legacy system whose session the request's cookies are.

@@ -72,7 +72,7 @@ const maxCacheEntries = 10000
 
 // NewExternal validates the services, reporting every problem at once.
 func NewExternal(services []Service, users Finder, logger *zap.Logger, opts ...BackendOption) (*External, error) {
-	e := &External{services: map[string]*externalService{}, users: users, logger: logger.Named("external")}
+	e := &External{services: map[string]*externalService{}, users: users, logger: orNop(logger).Named("external")}
 	var errs []error
 	for i, s := range services {
 		where := fmt.Sprintf("service %d (%q)", i, s.Name)

@@ -88,7 +88,7 @@ func NewLegacy(cfg LegacyConfig, logger *zap.Logger, opts ...BackendOption) (*Le
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	return &Legacy{cfg: cfg, opts: newBackendOptions(cfg.Timeout, opts), logger: logger.Named("legacy")}, nil
+	return &Legacy{cfg: cfg, opts: newBackendOptions(cfg.Timeout, opts), logger: orNop(logger).Named("legacy")}, nil
 }
 
 // Authenticate sends the credentials to the legacy login endpoint. Every

@@ -218,7 +218,7 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 			if c.SigningAlg != "" && c.SigningAlg != "HS256" {
 				errs = append(errs, fmt.Errorf("client %q: signing_alg %q: only HS256 may be chosen", c.ID, c.SigningAlg))
 			}
-			if c.SigningAlg == "HS256" && !keys.HasHMAC() {
+			if c.SigningAlg == "HS256" && !keys.hasHMAC() {
 				errs = append(errs, fmt.Errorf("client %q: signing_alg HS256 needs an HMAC key (*.jwk) in the keys directory", c.ID))
 			}
 			if len(c.Grants) == 0 {

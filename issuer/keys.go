@@ -171,8 +171,8 @@ func (k *Keys) sign(claims jwt.MapClaims, typ string, legacy bool) (string, erro
 	return t.SignedString(key)
 }
 
-// HasHMAC reports whether an HMAC key is loaded.
-func (k *Keys) HasHMAC() bool { return k.snap.Load().hmac != nil }
+// hasHMAC reports whether an HMAC key is loaded.
+func (k *Keys) hasHMAC() bool { return k.snap.Load().hmac != nil }
 
 // parseHMACKey reads a JWK {"kty":"oct","k":…} of at least 32 bytes: the
 // legacy HS256 key. It is never published.

@@ -139,9 +139,6 @@ func (m *Metrics) TokenCache(stats func() (hits, misses, evictions uint64, size 
 	)
 }
 
-// Registry returns the registry, for callers that add their own collectors.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Handler serves the registry in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, EnableOpenMetrics: true})

@@ -72,9 +72,9 @@ type HeaderMapping struct {
 	Claim string
 }
 
-// DefaultHeaders returns the identity headers used when Config.Headers is
+// defaultHeaders returns the identity headers used when Config.Headers is
 // nil.
-func DefaultHeaders() []HeaderMapping {
+func defaultHeaders() []HeaderMapping {
 	return []HeaderMapping{
 		{Header: "X-User-Id", Claim: "sub"},
 		{Header: "X-Profile-Id", Claim: "profile"},
@@ -89,7 +89,7 @@ type Config struct {
 	Upstreams []Upstream
 	// Routes: the longest matching prefix wins.
 	Routes []Route
-	// Headers maps claims to upstream headers. Nil means DefaultHeaders.
+	// Headers maps claims to upstream headers. Nil means defaultHeaders.
 	Headers []HeaderMapping
 	// Realm is the WWW-Authenticate realm. Empty means "tollgate".
 	Realm string
@@ -108,7 +108,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Headers == nil {
-		c.Headers = DefaultHeaders()
+		c.Headers = defaultHeaders()
 	}
 	if c.Realm == "" {
 		c.Realm = "tollgate"

@@ -178,8 +178,8 @@ func (r *Remote) servedUntil() time.Time {
 // Ready is closed once the first fetch has succeeded.
 func (r *Remote) Ready() <-chan struct{} { return r.ready }
 
-// LastSuccess returns the time of the last successful fetch (zero if none).
-func (r *Remote) LastSuccess() time.Time {
+// lastSuccess returns the time of the last successful fetch (zero if none).
+func (r *Remote) lastSuccess() time.Time {
 	if cur := r.keys.Load(); cur != nil {
 		return cur.fetchedAt
 	}
@@ -222,7 +222,7 @@ func (r *Remote) refresh(ctx context.Context) {
 	r.observer.JWKSFetch(ctx, r.cfg.URL, err)
 	if err != nil {
 		if ctx.Err() == nil {
-			r.logger.Warn("jwks fetch failed; serving cached keys", zap.Error(err), zap.Time("last_success", r.LastSuccess()))
+			r.logger.Warn("jwks fetch failed; serving cached keys", zap.Error(err), zap.Time("last_success", r.lastSuccess()))
 		}
 		return
 	}
@@ -259,7 +259,7 @@ func (r *Remote) fetch(ctx context.Context) (*KeySet, error) {
 	if int64(len(body)) > r.cfg.MaxBytes {
 		return nil, fmt.Errorf("%w: body larger than %d bytes", ErrFetch, r.cfg.MaxBytes)
 	}
-	keys, err := ParseJWKS(body, r.allowed)
+	keys, err := parseJWKS(body, r.allowed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFetch, err)
 	}

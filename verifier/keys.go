@@ -91,10 +91,10 @@ func newKey(kid, jwkAlg string, pub any, allowed []string) (*Key, error) {
 	return &Key{ID: kid, Algorithms: algs, Public: pub}, nil
 }
 
-// LoadKeyFiles reads keys from PEM, JWK and JWKS files; a directory is read
+// loadKeyFiles reads keys from PEM, JWK and JWKS files; a directory is read
 // entry by entry (files only, sorted by name, hidden files skipped). Every
 // problem is reported, joined.
-func LoadKeyFiles(paths []string, allowed []string) ([]*Key, error) {
+func loadKeyFiles(paths []string, allowed []string) ([]*Key, error) {
 	var keys []*Key
 	var errs []error
 	for _, p := range paths {
@@ -146,7 +146,7 @@ func loadKeyFile(path string, allowed []string) ([]*Key, error) {
 	}
 	trimmed := strings.TrimSpace(string(data))
 	if strings.HasPrefix(trimmed, "{") {
-		return ParseJWKS(data, allowed)
+		return parseJWKS(data, allowed)
 	}
 	return parsePEM(data, allowed)
 }
@@ -194,11 +194,11 @@ func parsePEM(data []byte, allowed []string) ([]*Key, error) {
 	return keys, nil
 }
 
-// ParseJWKS parses a JWK Set or a single JWK. Keys of unsupported types or
+// parseJWKS parses a JWK Set or a single JWK. Keys of unsupported types or
 // uses ("use" other than "sig") are skipped; it is an error if no usable key
 // remains. Private JWKs contribute their public half; symmetric ("oct") keys
 // are kept only when an HMAC algorithm is allowed.
-func ParseJWKS(data []byte, allowed []string) ([]*Key, error) {
+func parseJWKS(data []byte, allowed []string) ([]*Key, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
 	}

@@ -17,9 +17,9 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// DefaultAlgorithms are the algorithms an issuer accepts when its config
+// defaultAlgorithms are the algorithms an issuer accepts when its config
 // names none. HMAC is deliberately absent: it must be asked for by name.
-var DefaultAlgorithms = []string{"ES256", "RS256", "EdDSA"}
+var defaultAlgorithms = []string{"ES256", "RS256", "EdDSA"}
 
 // supportedAlgorithms are the JWS algorithms the verifier knows how to check.
 var supportedAlgorithms = []string{
@@ -53,7 +53,7 @@ type IssuerConfig struct {
 	// Required.
 	Audiences []string
 	// Algorithms lists the JWS algorithms accepted from this issuer. Empty
-	// means DefaultAlgorithms. HS256/384/512 must be listed explicitly.
+	// means ES256, RS256 and EdDSA. HS256/384/512 must be listed explicitly.
 	Algorithms []string
 	// KeyFiles are PEM, JWK or JWKS files or directories of them.
 	KeyFiles []string
@@ -234,7 +234,7 @@ func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remo
 	}
 	algs := ic.Algorithms
 	if len(algs) == 0 {
-		algs = DefaultAlgorithms
+		algs = defaultAlgorithms
 	}
 	for _, a := range algs {
 		if !slices.Contains(supportedAlgorithms, a) {
@@ -246,7 +246,7 @@ func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remo
 	}
 	iss := &issuer{name: ic.Issuer, audiences: ic.Audiences, algs: algs, sources: ic.Sources, refresh: ic.Refresh}
 	if len(ic.KeyFiles) > 0 {
-		keys, err := LoadKeyFiles(ic.KeyFiles, algs)
+		keys, err := loadKeyFiles(ic.KeyFiles, algs)
 		if err != nil {
 			errs = append(errs, err)
 		} else {
