@@ -2,9 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -23,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tollgate/tollgate/edge"
+	"github.com/tollgate/tollgate/internal/testkit"
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/verifier"
 )
@@ -33,19 +31,16 @@ const (
 )
 
 type fixture struct {
-	key *ecdsa.PrivateKey
+	key *testkit.Key
 	v   *verifier.Verifier
 }
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testkit.NewKey(t, "ES256", "k1")
 	v, err := verifier.New(verifier.Config{Leeway: time.Minute, Issuers: []verifier.IssuerConfig{{
 		Issuer: iss, Audiences: []string{aud},
-		Sources: []verifier.KeySource{verifier.NewKeySet(&verifier.Key{ID: "k1", Algorithms: []string{"ES256"}, Public: &key.PublicKey})},
+		Sources: []verifier.KeySource{verifier.NewKeySet(&verifier.Key{ID: key.KID, Algorithms: []string{key.Alg}, Public: key.Public()})},
 	}}}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +48,8 @@ func newFixture(t testing.TB) *fixture {
 	return &fixture{key: key, v: v}
 }
 
+// token mints an access token (typ at+jwt, kid k1); edit adjusts the
+// claims, whose scope is a JSON array.
 func (f *fixture) token(t testing.TB, edit func(jwt.MapClaims)) string {
 	t.Helper()
 	c := jwt.MapClaims{
@@ -62,31 +59,7 @@ func (f *fixture) token(t testing.TB, edit func(jwt.MapClaims)) string {
 	if edit != nil {
 		edit(c)
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, c)
-	tok.Header["typ"] = "at+jwt"
-	tok.Header["kid"] = "k1"
-	s, err := tok.SignedString(f.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// seen is what an echo upstream received.
-type seen struct {
-	Path    string
-	RawPath string
-	Query   string
-	Host    string
-	Header  http.Header
-}
-
-func echo(t testing.TB) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(seen{Path: r.URL.Path, RawPath: r.URL.RawPath, Query: r.URL.RawQuery, Host: r.Host, Header: r.Header})
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	return f.key.Access(t, c)
 }
 
 func newProxy(t testing.TB, cfg proxy.Config, v proxy.Verifier, opts ...proxy.Option) *proxy.Proxy {
@@ -106,7 +79,7 @@ func serve(h http.Handler, req *http.Request) *httptest.ResponseRecorder {
 
 func TestRoutingAndRewrite(t *testing.T) {
 	f := newFixture(t)
-	a, b := echo(t), echo(t)
+	a, b := testkit.Echo(t, "a"), testkit.Echo(t, "b")
 	p := newProxy(t, proxy.Config{
 		Upstreams: []proxy.Upstream{{Name: "a", URL: a.URL}, {Name: "b", URL: b.URL + "/base"}},
 		Routes: []proxy.Route{
@@ -134,7 +107,7 @@ func TestRoutingAndRewrite(t *testing.T) {
 			if rec.Code != 200 {
 				t.Fatalf("status %d: %s", rec.Code, rec.Body)
 			}
-			var got seen
+			var got testkit.Echoed
 			json.Unmarshal(rec.Body.Bytes(), &got)
 			if got.Host != tt.wantHost || got.Path != tt.wantPath || got.Query != tt.wantQuery {
 				t.Errorf("upstream saw host %s path %s query %q; want %s %s %q", got.Host, got.Path, got.Query, tt.wantHost, tt.wantPath, tt.wantQuery)
@@ -149,7 +122,7 @@ func TestRoutingAndRewrite(t *testing.T) {
 func TestNoRouteAndNonCanonicalPaths(t *testing.T) {
 	f := newFixture(t)
 	p := newProxy(t, proxy.Config{
-		Upstreams: []proxy.Upstream{{Name: "a", URL: echo(t).URL}},
+		Upstreams: []proxy.Upstream{{Name: "a", URL: testkit.Echo(t, "a").URL}},
 		Routes: []proxy.Route{
 			{Prefix: "/public", Upstream: "a", Auth: proxy.AuthNone},
 			{Prefix: "/admin", Upstream: "a"},
@@ -177,7 +150,7 @@ func TestNoRouteAndNonCanonicalPaths(t *testing.T) {
 func TestIdentityHeaders(t *testing.T) {
 	f := newFixture(t)
 	p := newProxy(t, proxy.Config{
-		Upstreams: []proxy.Upstream{{Name: "a", URL: echo(t).URL}},
+		Upstreams: []proxy.Upstream{{Name: "a", URL: testkit.Echo(t, "a").URL}},
 		Routes: []proxy.Route{
 			{Prefix: "/req", Upstream: "a"},
 			{Prefix: "/opt", Upstream: "a", Auth: proxy.AuthOptional},
@@ -236,7 +209,7 @@ func TestIdentityHeaders(t *testing.T) {
 			if rec.Code != 200 {
 				t.Fatalf("status %d: %s", rec.Code, rec.Body)
 			}
-			var got seen
+			var got testkit.Echoed
 			json.Unmarshal(rec.Body.Bytes(), &got)
 			for h, want := range tt.want {
 				vals := got.Header.Values(h)
@@ -285,7 +258,7 @@ func TestRefusals(t *testing.T) {
 	obs := &authObserver{}
 	p := newProxy(t, proxy.Config{
 		Realm:     `video "api"`,
-		Upstreams: []proxy.Upstream{{Name: "a", URL: echo(t).URL}},
+		Upstreams: []proxy.Upstream{{Name: "a", URL: testkit.Echo(t, "a").URL}},
 		Routes: []proxy.Route{
 			{Name: "api", Prefix: "/", Upstream: "a"},
 			{Name: "admin", Prefix: "/admin", Upstream: "a", Scopes: []string{"admin", "write"}},
@@ -401,7 +374,7 @@ func TestEdgeRequestIDAndAccessLog(t *testing.T) {
 	f := newFixture(t)
 	core, logs := observer.New(zapcore.InfoLevel)
 	p, err := proxy.New(proxy.Config{
-		Upstreams: []proxy.Upstream{{Name: "legacy", URL: echo(t).URL}},
+		Upstreams: []proxy.Upstream{{Name: "legacy", URL: testkit.Echo(t, "legacy").URL}},
 		Routes:    []proxy.Route{{Name: "all", Prefix: "/", Upstream: "legacy"}},
 	}, f.v, zap.New(core))
 	if err != nil {
@@ -433,7 +406,7 @@ func TestEdgeRequestIDAndAccessLog(t *testing.T) {
 			}
 			generated[id] = true
 		}
-		var got seen
+		var got testkit.Echoed
 		json.Unmarshal(rec.Body.Bytes(), &got)
 		if got.Header.Get("X-Request-Id") != id {
 			t.Errorf("upstream saw id %q, response %q", got.Header.Get("X-Request-Id"), id)

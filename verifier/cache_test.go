@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/internal/testkit"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -34,17 +34,17 @@ func (m *mutableSource) replace(keys ...*verifier.Key) {
 
 func TestVerifiedTokenCache(t *testing.T) {
 	k := newKeys(t)
-	clock := &fakeClock{t: now}
+	clock := testkit.NewClock(now)
 	src := &mutableSource{}
-	ecKey := &verifier.Key{ID: "ec", Algorithms: []string{"ES256"}, Public: &k.ec.PublicKey}
+	ecKey := &verifier.Key{ID: "ec", Algorithms: []string{"ES256"}, Public: k["ES256"].Public()}
 	src.replace(ecKey)
 	v, err := verifier.New(verifier.Config{Leeway: time.Minute, CacheSize: 128, Issuers: []verifier.IssuerConfig{{
 		Issuer: iss, Audiences: []string{aud}, Sources: []verifier.KeySource{src},
-	}}}, zap.NewNop(), verifier.WithClock(clock.now))
+	}}}, zap.NewNop(), verifier.WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := sign(t, jwt.SigningMethodES256, k.ec, claims(), map[string]any{"kid": "ec"})
+	raw := k["ES256"].Sign(t, claims(), map[string]any{"kid": "ec"})
 	first, err := v.Verify(t.Context(), raw)
 	if err != nil {
 		t.Fatal(err)
@@ -57,11 +57,11 @@ func TestVerifiedTokenCache(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	// A hit still refuses a token that has expired since it was cached.
-	clock.add(time.Hour + 2*time.Minute)
+	clock.Add(time.Hour + 2*time.Minute)
 	if _, err := v.Verify(t.Context(), raw); !errors.Is(err, verifier.ErrExpired) {
 		t.Errorf("expired since cached: %v", err)
 	}
-	clock.add(-time.Hour - 2*time.Minute)
+	clock.Add(-time.Hour - 2*time.Minute)
 
 	// Keys change: cached tokens are verified again, so a removed key's
 	// tokens fail at once.
@@ -83,7 +83,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 	for i := range 1000 {
 		c := claims()
 		c["jti"] = fmt.Sprint(i)
-		if _, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodES256, k.ec, c, map[string]any{"kid": "ec"})); err != nil {
+		if _, err := v.Verify(t.Context(), k["ES256"].Sign(t, c, map[string]any{"kid": "ec"})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -95,7 +95,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 func TestTokenMemo(t *testing.T) {
 	k := newKeys(t)
 	v := newVerifier(t, verifier.IssuerConfig{Issuer: iss, Audiences: []string{aud}, Sources: []verifier.KeySource{k.keySet()}}, time.Minute)
-	tok, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodES256, k.ec, claims(), nil))
+	tok, err := v.Verify(t.Context(), k["ES256"].Sign(t, claims(), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestTokenMemo(t *testing.T) {
 func BenchmarkVerifyCached(b *testing.B) {
 	k := newKeys(b)
 	v := newVerifier(b, verifier.IssuerConfig{Issuer: iss, Audiences: []string{aud}, Sources: []verifier.KeySource{k.keySet()}}, time.Minute)
-	raw := sign(b, jwt.SigningMethodES256, k.ec, claims(), map[string]any{"kid": "ec"})
+	raw := k["ES256"].Sign(b, claims(), map[string]any{"kid": "ec"})
 	if _, err := v.Verify(b.Context(), raw); err != nil {
 		b.Fatal(err)
 	}

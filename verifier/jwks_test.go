@@ -2,9 +2,6 @@ package verifier_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -16,9 +13,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/internal/testkit"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -52,11 +49,12 @@ func (s *jwksServer) serve(status int, body []byte) {
 	s.mu.Unlock()
 }
 
-func (s *jwksServer) serveKeys(t *testing.T, keys map[string]*ecdsa.PrivateKey) {
+// serveKeys publishes the public halves of keys, each under its kid.
+func (s *jwksServer) serveKeys(t *testing.T, keys ...*testkit.Key) {
 	t.Helper()
 	var set jose.JSONWebKeySet
-	for kid, k := range keys {
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.PublicKey, KeyID: kid, Algorithm: "ES256", Use: "sig"})
+	for _, k := range keys {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.Public(), KeyID: k.KID, Algorithm: k.Alg, Use: "sig"})
 	}
 	body, err := json.Marshal(set)
 	if err != nil {
@@ -84,31 +82,22 @@ func (r *recorder) JWKSFetch(_ context.Context, _ string, err error) {
 func (r *recorder) KeysLoaded(context.Context, string, int)      {}
 func (r *recorder) UnknownKIDSuppressed(context.Context, string) { r.suppressed.Add(1) }
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time // guarded by mu
-}
-
-func (c *fakeClock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 // remoteFixture runs a Remote against a jwksServer, with a verifier over it.
 type remoteFixture struct {
 	srv    *jwksServer
 	remote *verifier.Remote
 	v      *verifier.Verifier
-	clock  *fakeClock
+	clock  *testkit.Clock
 	obs    *recorder
 }
 
-func newRemoteFixture(t *testing.T, initial map[string]*ecdsa.PrivateKey, obs *recorder) *remoteFixture {
+func newRemoteFixture(t *testing.T, initial *testkit.Key, obs *recorder) *remoteFixture {
 	t.Helper()
-	f := &remoteFixture{srv: newJWKSServer(t), clock: &fakeClock{t: now}, obs: obs}
+	f := &remoteFixture{srv: newJWKSServer(t), clock: testkit.NewClock(now), obs: obs}
 	f.srv.serveKeys(t, initial)
 	f.remote = verifier.NewRemote(verifier.RemoteConfig{
 		URL: f.srv.URL, RefreshInterval: time.Hour, Cooldown: 30 * time.Second, MaxStale: 2 * time.Hour, MaxBytes: 4096,
-	}, []string{"ES256"}, f.srv.Client(), zap.NewNop(), f.clock.now, obs)
+	}, []string{"ES256"}, f.srv.Client(), zap.NewNop(), f.clock.Now, obs)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { f.remote.Run(ctx); close(stopped) }()
@@ -116,7 +105,7 @@ func newRemoteFixture(t *testing.T, initial map[string]*ecdsa.PrivateKey, obs *r
 	<-f.remote.Ready()
 	v, err := verifier.New(verifier.Config{Issuers: []verifier.IssuerConfig{{
 		Issuer: iss, Audiences: []string{aud}, Sources: []verifier.KeySource{f.remote},
-	}}}, zap.NewNop(), verifier.WithClock(f.clock.now))
+	}}}, zap.NewNop(), verifier.WithClock(f.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,23 +113,18 @@ func newRemoteFixture(t *testing.T, initial map[string]*ecdsa.PrivateKey, obs *r
 	return f
 }
 
-func (f *remoteFixture) token(t *testing.T, key *ecdsa.PrivateKey, kid string) string {
+// token is a day-long token signed by key, with kid in its header (not
+// necessarily key's).
+func (f *remoteFixture) token(t *testing.T, key *testkit.Key, kid string) string {
+	t.Helper()
 	c := claims()
 	c["exp"] = now.Add(24 * time.Hour).Unix()
-	return sign(t, jwt.SigningMethodES256, key, c, map[string]any{"kid": kid})
-}
-
-func newEC(t *testing.T) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return key.Sign(t, c, map[string]any{"kid": kid})
 }
 
 func TestRemoteRotation(t *testing.T) {
-	a, b := newEC(t), newEC(t)
-	f := newRemoteFixture(t, map[string]*ecdsa.PrivateKey{"a": a}, &recorder{})
+	a, b := testkit.NewKey(t, "ES256", "a"), testkit.NewKey(t, "ES256", "b")
+	f := newRemoteFixture(t, a, &recorder{})
 	if _, err := f.v.Verify(t.Context(), f.token(t, a, "a")); err != nil {
 		t.Fatalf("key a: %v", err)
 	}
@@ -149,7 +133,7 @@ func TestRemoteRotation(t *testing.T) {
 	}
 	// The issuer rotates to b: the first token with kid b causes exactly
 	// one fetch and verifies; a is gone.
-	f.srv.serveKeys(t, map[string]*ecdsa.PrivateKey{"b": b})
+	f.srv.serveKeys(t, b)
 	if _, err := f.v.Verify(t.Context(), f.token(t, b, "b")); err != nil {
 		t.Fatalf("key b after rotation: %v", err)
 	}
@@ -165,9 +149,9 @@ func TestRemoteRotation(t *testing.T) {
 }
 
 func TestRemoteConcurrentUnknownKIDOneFetch(t *testing.T) {
-	a, c := newEC(t), newEC(t)
-	f := newRemoteFixture(t, map[string]*ecdsa.PrivateKey{"a": a}, &recorder{})
-	f.srv.serveKeys(t, map[string]*ecdsa.PrivateKey{"a": a, "c": c})
+	a, c := testkit.NewKey(t, "ES256", "a"), testkit.NewKey(t, "ES256", "c")
+	f := newRemoteFixture(t, a, &recorder{})
+	f.srv.serveKeys(t, a, c)
 	tok := f.token(t, c, "c")
 	const n = 50
 	var wg sync.WaitGroup
@@ -205,9 +189,9 @@ func TestRemoteConcurrentUnknownKIDOneFetch(t *testing.T) {
 }
 
 func TestRemoteCooldown(t *testing.T) {
-	a := newEC(t)
+	a := testkit.NewKey(t, "ES256", "a")
 	obs := &recorder{}
-	f := newRemoteFixture(t, map[string]*ecdsa.PrivateKey{"a": a}, obs)
+	f := newRemoteFixture(t, a, obs)
 	for i, kid := range []string{"made-up-1", "made-up-2", "made-up-3"} {
 		if _, err := f.v.Verify(t.Context(), f.token(t, a, kid)); !errors.Is(err, verifier.ErrUnknownKey) {
 			t.Fatalf("%s: %v", kid, err)
@@ -222,7 +206,7 @@ func TestRemoteCooldown(t *testing.T) {
 	if got := obs.suppressed.Load(); got != 2 {
 		t.Errorf("suppressed = %d, want 2", got)
 	}
-	f.clock.add(31 * time.Second)
+	f.clock.Add(31 * time.Second)
 	f.v.Verify(t.Context(), f.token(t, a, "made-up-4"))
 	if got := f.srv.fetches.Load(); got != 3 {
 		t.Errorf("fetches after cooldown = %d, want 3", got)
@@ -230,9 +214,9 @@ func TestRemoteCooldown(t *testing.T) {
 }
 
 func TestRemoteServerDownServesCachedKeysUpToMaxStale(t *testing.T) {
-	a := newEC(t)
+	a := testkit.NewKey(t, "ES256", "a")
 	obs := &recorder{}
-	f := newRemoteFixture(t, map[string]*ecdsa.PrivateKey{"a": a}, obs)
+	f := newRemoteFixture(t, a, obs)
 	tok := f.token(t, a, "a")
 
 	// The endpoint fails (500, then an oversized body, then closed):
@@ -244,7 +228,7 @@ func TestRemoteServerDownServesCachedKeysUpToMaxStale(t *testing.T) {
 		func() { f.srv.CloseClientConnections(); f.srv.Close() },
 	} {
 		fail()
-		f.clock.add(31 * time.Second) // past the cooldown: an unknown kid triggers a fetch
+		f.clock.Add(31 * time.Second) // past the cooldown: an unknown kid triggers a fetch
 		if _, err := f.v.Verify(t.Context(), f.token(t, a, "unknown")); !errors.Is(err, verifier.ErrUnknownKey) {
 			t.Fatalf("failure %d: unknown kid: %v", i, err)
 		}
@@ -256,7 +240,7 @@ func TestRemoteServerDownServesCachedKeysUpToMaxStale(t *testing.T) {
 		}
 	}
 	// Past MaxStale (2h since the last success) the cache stops serving.
-	f.clock.add(2 * time.Hour)
+	f.clock.Add(2 * time.Hour)
 	if _, err := f.v.Verify(t.Context(), tok); !errors.Is(err, verifier.ErrUnknownKey) {
 		t.Errorf("after MaxStale: %v, want unknown key", err)
 	}

@@ -1,10 +1,6 @@
 package verifier_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -21,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/internal/testkit"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -29,55 +26,26 @@ const (
 	aud = "video-api"
 )
 
-// keys are one signing key per algorithm family, generated per test run.
-type keys struct {
-	ec     *ecdsa.PrivateKey
-	rsa    *rsa.PrivateKey
-	ed     ed25519.PrivateKey
-	secret []byte
-}
+// keys are one signing key per algorithm, generated per test run. They
+// carry no kid of their own: each test puts the kid it needs in the header.
+type keys map[string]*testkit.Key
 
-func newKeys(t testing.TB) *keys {
+func newKeys(t testing.TB) keys {
 	t.Helper()
-	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	k := keys{}
+	for alg := range kids {
+		k[alg] = testkit.NewKey(t, alg, "")
 	}
-	rk, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, ed, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	return &keys{ec: ec, rsa: rk, ed: ed, secret: secret}
-}
-
-// signer returns the method and key for alg.
-func (k *keys) signer(alg string) (jwt.SigningMethod, any) {
-	switch alg {
-	case "ES256":
-		return jwt.SigningMethodES256, k.ec
-	case "RS256":
-		return jwt.SigningMethodRS256, k.rsa
-	case "EdDSA":
-		return jwt.SigningMethodEdDSA, k.ed
-	case "HS256":
-		return jwt.SigningMethodHS256, k.secret
-	}
-	panic("no signer for " + alg)
+	return k
 }
 
 // keySet is the public half of k as an in-process source, one kid each.
-func (k *keys) keySet() *verifier.KeySet {
+func (k keys) keySet() *verifier.KeySet {
 	return verifier.NewKeySet(
-		&verifier.Key{ID: "ec", Algorithms: []string{"ES256"}, Public: &k.ec.PublicKey},
-		&verifier.Key{ID: "rsa", Algorithms: []string{"RS256"}, Public: &k.rsa.PublicKey},
-		&verifier.Key{ID: "ed", Algorithms: []string{"EdDSA"}, Public: k.ed.Public()},
-		&verifier.Key{ID: "hs", Algorithms: []string{"HS256"}, Public: k.secret},
+		&verifier.Key{ID: "ec", Algorithms: []string{"ES256"}, Public: k["ES256"].Public()},
+		&verifier.Key{ID: "rsa", Algorithms: []string{"RS256"}, Public: k["RS256"].Public()},
+		&verifier.Key{ID: "ed", Algorithms: []string{"EdDSA"}, Public: k["EdDSA"].Public()},
+		&verifier.Key{ID: "hs", Algorithms: []string{"HS256"}, Public: k["HS256"].Public()},
 	)
 }
 
@@ -91,24 +59,6 @@ func claims() jwt.MapClaims {
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(),
 		"type": "access", "siteId": 10115, "profile": "p-1",
 	}
-}
-
-// sign mints a token with header edits applied after the defaults.
-func sign(t testing.TB, method jwt.SigningMethod, key any, c jwt.MapClaims, hdr map[string]any) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(method, c)
-	for k, v := range hdr {
-		if v == nil {
-			delete(tok.Header, k)
-		} else {
-			tok.Header[k] = v
-		}
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 func newVerifier(t testing.TB, ic verifier.IssuerConfig, leeway time.Duration) *verifier.Verifier {
@@ -129,12 +79,11 @@ func TestVerifyAlgorithms(t *testing.T) {
 	}, time.Minute)
 	for _, alg := range []string{"ES256", "RS256", "EdDSA", "HS256"} {
 		t.Run(alg, func(t *testing.T) {
-			m, key := k.signer(alg)
 			for name, hdr := range map[string]map[string]any{
 				"with kid":    {"kid": kids[alg]},
 				"without kid": {},
 			} {
-				tok, err := v.Verify(t.Context(), sign(t, m, key, claims(), hdr))
+				tok, err := v.Verify(t.Context(), k[alg].Sign(t, claims(), hdr))
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
@@ -163,12 +112,14 @@ func TestVerifyRefusals(t *testing.T) {
 	// key-confusion target.
 	rsaOnly := newVerifier(t, verifier.IssuerConfig{
 		Issuer: iss, Audiences: []string{aud}, Algorithms: []string{"RS256", "HS256"},
-		Sources: []verifier.KeySource{verifier.NewKeySet(&verifier.Key{ID: "rsa", Algorithms: []string{"RS256"}, Public: &k.rsa.PublicKey})},
+		Sources: []verifier.KeySource{verifier.NewKeySet(&verifier.Key{ID: "rsa", Algorithms: []string{"RS256"}, Public: k["RS256"].Public()})},
 	}, time.Minute)
 	esOnly := newVerifier(t, verifier.IssuerConfig{
 		Issuer: iss, Audiences: []string{aud}, Sources: []verifier.KeySource{k.keySet()},
 	}, time.Minute)
-	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(&k.rsa.PublicKey))})
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(k["RS256"].Public()))})
+	// The attacker's "secret" is the RSA public key, which anyone may hold.
+	confused := &testkit.Key{Alg: "HS256", Private: pubPEM}
 
 	es := func(edit func(jwt.MapClaims), hdr map[string]any) string {
 		c := claims()
@@ -178,7 +129,7 @@ func TestVerifyRefusals(t *testing.T) {
 		if hdr == nil {
 			hdr = map[string]any{"kid": "ec"}
 		}
-		return sign(t, jwt.SigningMethodES256, k.ec, c, hdr)
+		return k["ES256"].Sign(t, c, hdr)
 	}
 	valid := es(nil, nil)
 	parts := strings.Split(valid, ".")
@@ -192,13 +143,13 @@ func TestVerifyRefusals(t *testing.T) {
 	}{
 		{"alg none", v, unsigned, []error{verifier.ErrAlgorithm}},
 		{"alg none with a signature", v, unsigned + parts[2], []error{verifier.ErrAlgorithm}},
-		{"HS256 signed with the RSA public key", rsaOnly, sign(t, jwt.SigningMethodHS256, pubPEM, claims(), nil), []error{verifier.ErrUnknownKey}},
-		{"HS256 with the RSA key's kid", rsaOnly, sign(t, jwt.SigningMethodHS256, pubPEM, claims(), map[string]any{"kid": "rsa"}), []error{verifier.ErrUnknownKey}},
-		{"alg not allowed for issuer", esOnly, sign(t, jwt.SigningMethodHS256, k.secret, claims(), map[string]any{"kid": "hs"}), []error{verifier.ErrAlgorithm}},
+		{"HS256 signed with the RSA public key", rsaOnly, confused.Sign(t, claims(), nil), []error{verifier.ErrUnknownKey}},
+		{"HS256 with the RSA key's kid", rsaOnly, confused.Sign(t, claims(), map[string]any{"kid": "rsa"}), []error{verifier.ErrUnknownKey}},
+		{"alg not allowed for issuer", esOnly, k["HS256"].Sign(t, claims(), map[string]any{"kid": "hs"}), []error{verifier.ErrAlgorithm}},
 		{"alg unknown to the library", v, base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"XS999"}`)) + "." + parts[1] + "." + parts[2], []error{verifier.ErrAlgorithm}},
 		{"unknown kid", v, es(nil, map[string]any{"kid": "nope"}), []error{verifier.ErrUnknownKey}},
 		{"kid of another key type", v, es(nil, map[string]any{"kid": "rsa"}), []error{verifier.ErrUnknownKey}},
-		{"signed by another key", v, sign(t, jwt.SigningMethodES256, other.ec, claims(), map[string]any{"kid": "ec"}), []error{verifier.ErrBadSignature}},
+		{"signed by another key", v, other["ES256"].Sign(t, claims(), map[string]any{"kid": "ec"}), []error{verifier.ErrBadSignature}},
 		{"tampered payload", v, parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"`+iss+`","aud":"`+aud+`","type":"access","exp":9999999999,"sub":"admin"}`)) + "." + parts[2], []error{verifier.ErrBadSignature}},
 		{"expired inside leeway", v, es(func(c jwt.MapClaims) { c["exp"] = now.Add(-30 * time.Second).Unix() }, nil), nil},
 		{"expired outside leeway", v, es(func(c jwt.MapClaims) { c["exp"] = now.Add(-61 * time.Second).Unix() }, nil), []error{verifier.ErrExpired}},
@@ -302,14 +253,15 @@ func TestLegacyAminoTokens(t *testing.T) {
 		}
 	}
 	hdr := map[string]any{"typ": "JWT"}
-	tok, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodHS256, secret, legacy("access"), hdr))
+	key := &testkit.Key{Alg: "HS256", Private: secret}
+	tok, err := v.Verify(t.Context(), key.Sign(t, legacy("access"), hdr))
 	if err != nil {
 		t.Fatalf("legacy access token: %v", err)
 	}
 	if d, _ := tok.Claims["data"].(map[string]any); d["userId"] != "2" {
 		t.Errorf("data.userId = %v", tok.Claims["data"])
 	}
-	if _, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodHS256, secret, legacy("refresh"), hdr)); !errors.Is(err, verifier.ErrWrongType) {
+	if _, err := v.Verify(t.Context(), key.Sign(t, legacy("refresh"), hdr)); !errors.Is(err, verifier.ErrWrongType) {
 		t.Errorf("legacy refresh token as access: %v", err)
 	}
 
@@ -368,11 +320,11 @@ func TestKeyFiles(t *testing.T) {
 	}
 	keyDir := filepath.Join(dir, "keys")
 	os.Mkdir(keyDir, 0o700)
-	os.WriteFile(filepath.Join(keyDir, "ec.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(&k.ec.PublicKey))}), 0o600)
-	os.WriteFile(filepath.Join(keyDir, "rsa.pem"), pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&k.rsa.PublicKey)}), 0o600)
+	os.WriteFile(filepath.Join(keyDir, "ec.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(k["ES256"].Public()))}), 0o600)
+	os.WriteFile(filepath.Join(keyDir, "rsa.pem"), pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(k["RS256"].Public().(*rsa.PublicKey))}), 0o600)
 	os.WriteFile(filepath.Join(keyDir, ".hidden"), []byte("not a key"), 0o600)
-	edJWKS := write("ed.jwks", must(json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.ed.Public(), KeyID: "ed-1", Algorithm: "EdDSA", Use: "sig"}}})))
-	hsJWK := write("hs.jwk", []byte(`{"kty":"oct","kid":"hs-1","k":"`+base64.RawURLEncoding.EncodeToString(k.secret)+`"}`))
+	edJWKS := write("ed.jwks", (&testkit.Key{Alg: "EdDSA", KID: "ed-1", Private: k["EdDSA"].Private}).JWKS(t))
+	hsJWK := write("hs.jwk", []byte(`{"kty":"oct","kid":"hs-1","k":"`+base64.RawURLEncoding.EncodeToString(k["HS256"].Private.([]byte))+`"}`))
 
 	v := newVerifier(t, verifier.IssuerConfig{
 		Issuer: iss, Audiences: []string{aud}, Algorithms: []string{"ES256", "RS256", "EdDSA", "HS256"},
@@ -382,18 +334,17 @@ func TestKeyFiles(t *testing.T) {
 		alg string
 		kid any // nil: no kid (PEM keys get thumbprint kids)
 	}{{"ES256", nil}, {"RS256", nil}, {"EdDSA", "ed-1"}, {"HS256", "hs-1"}} {
-		m, key := k.signer(tc.alg)
 		hdr := map[string]any{}
 		if tc.kid != nil {
 			hdr["kid"] = tc.kid
 		}
-		if _, err := v.Verify(t.Context(), sign(t, m, key, claims(), hdr)); err != nil {
+		if _, err := v.Verify(t.Context(), k[tc.alg].Sign(t, claims(), hdr)); err != nil {
 			t.Errorf("%s from file: %v", tc.alg, err)
 		}
 	}
 	// The PEM keys' kid is their RFC 7638 thumbprint.
-	tp := must((&jose.JSONWebKey{Key: &k.ec.PublicKey}).Thumbprint(cryptoSHA256))
-	if _, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodES256, k.ec, claims(), map[string]any{"kid": base64.RawURLEncoding.EncodeToString(tp)})); err != nil {
+	tp := must((&jose.JSONWebKey{Key: k["ES256"].Public()}).Thumbprint(cryptoSHA256))
+	if _, err := v.Verify(t.Context(), k["ES256"].Sign(t, claims(), map[string]any{"kid": base64.RawURLEncoding.EncodeToString(tp)})); err != nil {
 		t.Errorf("ES256 with thumbprint kid: %v", err)
 	}
 }

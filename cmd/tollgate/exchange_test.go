@@ -190,7 +190,7 @@ func TestSourceDoc000LoginWithToken(t *testing.T) {
 		t.Errorf("second exchange: %d %s, introspections %d → %d", resp.StatusCode, b, calls, x.introspections.Load())
 	}
 	// After the cache TTL the server is asked again.
-	g.clock.add(2 * time.Minute)
+	g.clock.Add(2 * time.Minute)
 	if resp, _ := curl(); resp.StatusCode != 200 || x.introspections.Load() != calls+1 {
 		t.Errorf("after the cache TTL: introspections %d, want %d", x.introspections.Load(), calls+1)
 	}

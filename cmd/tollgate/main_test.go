@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -23,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/tollgate/tollgate/internal/testkit"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
@@ -32,38 +30,17 @@ const (
 	testAudience = "video-api"
 )
 
-// echo is a test upstream that reports what it received.
-type echoed struct {
-	Upstream string            `json:"upstream"`
-	Path     string            `json:"path"`
-	Headers  map[string]string `json:"headers"`
-}
-
-func echoUpstream(t *testing.T, name string) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := map[string]string{}
-		for k, v := range r.Header {
-			h[k] = strings.Join(v, ",")
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(echoed{Upstream: name, Path: r.URL.Path, Headers: h})
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 // gateway is a running Main with its signing key.
 type gateway struct {
 	m   *Main
-	key *ecdsa.PrivateKey
+	key *testkit.Key
 	url string
 }
 
 // writeKey writes key's public half as PEM into dir and returns the path.
-func writeKey(t *testing.T, dir string, key *ecdsa.PrivateKey) string {
+func writeKey(t *testing.T, dir string, key *testkit.Key) string {
 	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,10 +55,7 @@ func writeKey(t *testing.T, dir string, key *ecdsa.PrivateKey) string {
 // optional YAML file, on loopback :0 ports, and closes it at cleanup.
 func startGateway(t *testing.T, yamlFile string, env ...string) *gateway {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testkit.NewKey(t, "ES256", "")
 	dir := t.TempDir()
 	environ := []string{
 		"TOLLGATE_LISTEN=127.0.0.1:0",
@@ -121,25 +95,16 @@ func startGateway(t *testing.T, yamlFile string, env ...string) *gateway {
 	return &gateway{m: m, key: key, url: "http://" + m.PublicAddr()}
 }
 
-// token mints an access token; edit adjusts the claims.
+// token mints an access token (typ at+jwt, no kid) for user-42 with
+// profile-7; edit adjusts the claims.
 func (g *gateway) token(t *testing.T, edit func(jwt.MapClaims)) string {
 	t.Helper()
-	now := time.Now()
-	c := jwt.MapClaims{
-		"iss": testIssuer, "aud": testAudience, "sub": "user-42", "profile": "profile-7",
-		"sid": "session-1", "client_id": "stb", "scope": "openid catalog",
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": "j1",
-	}
-	if edit != nil {
-		edit(c)
-	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, c)
-	tok.Header["typ"] = "at+jwt"
-	s, err := tok.SignedString(g.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return g.key.Access(t, testkit.Claims(testIssuer, testAudience, time.Now(), func(c jwt.MapClaims) {
+		c["sub"], c["profile"] = "user-42", "profile-7"
+		if edit != nil {
+			edit(c)
+		}
+	}))
 }
 
 func (g *gateway) do(t *testing.T, method, path, token string, hdr ...string) *http.Response {
@@ -172,7 +137,7 @@ func decode[T any](t *testing.T, resp *http.Response) T {
 }
 
 func twoUpstreams(t *testing.T) (string, *httptest.Server, *httptest.Server) {
-	legacy, fresh := echoUpstream(t, "legacy"), echoUpstream(t, "new")
+	legacy, fresh := testkit.Echo(t, "legacy"), testkit.Echo(t, "new")
 	return fmt.Sprintf(`
 upstreams:
   - {name: legacy, url: %q}
@@ -224,7 +189,7 @@ func TestEndToEndRoutingAndHeaders(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
-			got := decode[echoed](t, resp)
+			got := decode[testkit.Echoed](t, resp)
 			if got.Upstream != tt.wantUpstream || got.Path != tt.wantPath {
 				t.Errorf("reached %s%s, want %s%s", got.Upstream, got.Path, tt.wantUpstream, tt.wantPath)
 			}
@@ -263,17 +228,9 @@ func TestEndToEndRefusals(t *testing.T) {
 	yml, _, _ := twoUpstreams(t)
 	g := startGateway(t, yml)
 	valid := g.token(t, nil)
-	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+	forgedTok := testkit.NewKey(t, "ES256", "").Sign(t, jwt.MapClaims{
 		"iss": testIssuer, "aud": testAudience, "sub": "admin", "type": "access", "exp": time.Now().Add(time.Hour).Unix(),
-	})
-	forgedTok, err := forged.SignedString(other)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, nil)
 
 	tests := []struct {
 		name      string
@@ -508,7 +465,7 @@ func get(t *testing.T, url string) *http.Response {
 }
 
 func TestAdminEndpoints(t *testing.T) {
-	g := startGateway(t, "", "TOLLGATE_UPSTREAM_URL="+echoUpstream(t, "u").URL)
+	g := startGateway(t, "", "TOLLGATE_UPSTREAM_URL="+testkit.Echo(t, "u").URL)
 	admin := "http://" + g.m.AdminAddr()
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/nope": 404} {
 		if resp := get(t, admin+path); resp.StatusCode != want {
@@ -564,7 +521,7 @@ func TestCheckConfigListsEveryProblem(t *testing.T) {
 		}
 	}
 
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := testkit.NewKey(t, "ES256", "")
 	stdout.Reset()
 	err = run(t.Context(), []string{"check-config"}, []string{
 		"TOLLGATE_UPSTREAM_URL=http://127.0.0.1:1",
@@ -600,7 +557,7 @@ func TestTokenCacheSize(t *testing.T) {
 		{"TOLLGATE_TOKEN_CACHE_SIZE=0", 0, 0},
 	} {
 		t.Run(tt.env, func(t *testing.T) {
-			env := []string{"TOLLGATE_UPSTREAM_URL=" + echoUpstream(t, "u").URL}
+			env := []string{"TOLLGATE_UPSTREAM_URL=" + testkit.Echo(t, "u").URL}
 			if tt.env != "" {
 				env = append(env, tt.env)
 			}

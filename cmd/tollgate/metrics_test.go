@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -16,12 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/tollgate/tollgate/internal/testkit"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -74,12 +71,9 @@ outer:
 
 // metricsGateway is an auth gateway with a second, remote-JWKS issuer and
 // an upstream that is down, so that every collector has samples.
-func metricsGateway(t *testing.T) (*authGateway, *ecdsa.PrivateKey) {
-	remoteKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &remoteKey.PublicKey, KeyID: "r1", Algorithm: "ES256", Use: "sig"}}})
+func metricsGateway(t *testing.T) (*authGateway, *testkit.Key) {
+	remoteKey := testkit.NewKey(t, "ES256", "r1")
+	set := remoteKey.JWKS(t)
 	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(set) }))
 	t.Cleanup(jwks.Close)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -109,9 +103,9 @@ func TestMetricsCountTraffic(t *testing.T) {
 	g, remoteKey := metricsGateway(t)
 	before := scrape(t, g.m)
 	login(t, g)                    // tokens_issued{password,anonymous,oauth} +1
-	g.clock.add(-10 * time.Minute) // a 5-minute token minted 10 minutes ago has expired
+	g.clock.Add(-10 * time.Minute) // a 5-minute token minted 10 minutes ago has expired
 	expired := login(t, g)
-	g.clock.add(10 * time.Minute)
+	g.clock.Add(10 * time.Minute)
 	valid := login(t, g)
 
 	for _, c := range []struct {
@@ -152,9 +146,8 @@ func TestMetricsCountTraffic(t *testing.T) {
 	}
 	// Two made-up kids for the remote issuer: one refetch, one suppressed.
 	for _, kid := range []string{"made-up-1", "made-up-2"} {
-		tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": "https://partner.test", "aud": "partner-api", "type": "access", "exp": g.clock.now().Add(time.Hour).Unix()})
-		tok.Header["kid"] = kid
-		s, _ := tok.SignedString(remoteKey)
+		s := remoteKey.Sign(t, jwt.MapClaims{"iss": "https://partner.test", "aud": "partner-api", "type": "access", "exp": g.clock.Now().Add(time.Hour).Unix()},
+			map[string]any{"kid": kid})
 		if resp, _ := send(t, http.MethodGet, g.url+"/x", "", "Authorization", "Bearer "+s); resp.StatusCode != 401 {
 			t.Fatalf("made-up kid %s: %d", kid, resp.StatusCode)
 		}
@@ -229,12 +222,11 @@ func TestMetricsLintAndDashboards(t *testing.T) {
 	send(t, http.MethodGet, g.url+"/down/x", "", "Authorization", "Bearer "+valid)
 	send(t, http.MethodPost, g.url+"/oauth/token", "grant_type=password&client_id=anonymous&username=x&password=y")
 	g.m.users.Reload()
+	// HMAC-signed tokens whose header claims ES256, for unknown kids.
+	forger := &testkit.Key{Alg: "HS256", Private: []byte("not-a-key-but-alg-is-checked-first-0123456789")}
 	for _, kid := range []string{"a", "b"} {
-		tok := jwt.New(jwt.SigningMethodHS256)
-		tok.Claims = jwt.MapClaims{"iss": "https://partner.test", "aud": "partner-api", "type": "access", "exp": g.clock.now().Add(time.Hour).Unix()}
-		tok.Header["kid"] = kid
-		tok.Header["alg"] = "ES256"
-		s, _ := tok.SignedString([]byte("not-a-key-but-alg-is-checked-first-0123456789"))
+		s := forger.Sign(t, jwt.MapClaims{"iss": "https://partner.test", "aud": "partner-api", "type": "access", "exp": g.clock.Now().Add(time.Hour).Unix()},
+			map[string]any{"kid": kid, "alg": "ES256"})
 		send(t, http.MethodGet, g.url+"/x", "", "Authorization", "Bearer "+s)
 	}
 

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,23 +24,15 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/testkit"
 	"github.com/tollgate/tollgate/issuer"
 )
-
-// testClock is a settable clock for the gateway under test.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time // guarded by mu
-}
-
-func (c *testClock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // authGateway is a running gateway with its token endpoints on.
 type authGateway struct {
 	m       *Main
 	url     string
-	clock   *testClock
+	clock   *testkit.Clock
 	keysDir string
 	users   string // users file path
 	// logs holds every log line at info and above.
@@ -91,7 +82,7 @@ func startAuthGateway(t *testing.T, clients string, extraKeys ...func(dir string
 func startTokenGateway(t *testing.T, clients string, usersFile bool, extraKeys ...func(dir string)) *authGateway {
 	t.Helper()
 	dir := t.TempDir()
-	g := &authGateway{clock: &testClock{t: time.Now()}, keysDir: filepath.Join(dir, "keys"), users: filepath.Join(dir, "users.yaml")}
+	g := &authGateway{clock: testkit.NewClock(time.Now()), keysDir: filepath.Join(dir, "keys"), users: filepath.Join(dir, "users.yaml")}
 	if _, _, err := issuer.GenerateKey(g.keysDir, "ES256", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +104,7 @@ func startTokenGateway(t *testing.T, clients string, usersFile bool, extraKeys .
 	env := []string{
 		"TOLLGATE_LISTEN=" + ln.Addr().String(),
 		"TOLLGATE_ADMIN_LISTEN=127.0.0.1:0",
-		"TOLLGATE_UPSTREAM_URL=" + echoUpstream(t, "api").URL,
+		"TOLLGATE_UPSTREAM_URL=" + testkit.Echo(t, "api").URL,
 		"TOLLGATE_PUBLIC_URL=" + g.url,
 		"TOLLGATE_SIGNING_KEYS_DIR=" + g.keysDir,
 		"TOLLGATE_CONFIG_FILE=" + cfgFile,
@@ -132,7 +123,7 @@ func startTokenGateway(t *testing.T, clients string, usersFile bool, extraKeys .
 	core, logs := observer.New(zap.InfoLevel)
 	g.logs = logs
 	logger := zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)).Core(), core))
-	m, err := NewMain(cfg, logger, withClock(g.clock.now))
+	m, err := NewMain(cfg, logger, withClock(g.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,10 +199,10 @@ func checkNoStore(t *testing.T, resp *http.Response) {
 
 // callAPI calls a proxied route with a token and returns the status and
 // what the upstream saw.
-func callAPI(t *testing.T, g *authGateway, path, authHeader string) (int, echoed) {
+func callAPI(t *testing.T, g *authGateway, path, authHeader string) (int, testkit.Echoed) {
 	t.Helper()
 	resp, b := send(t, http.MethodGet, g.url+path, "", "Authorization", authHeader, "cache-control", "no-cache")
-	var e echoed
+	var e testkit.Echoed
 	if resp.StatusCode == 200 {
 		json.Unmarshal(b, &e)
 	}
@@ -283,7 +274,7 @@ func TestSourceDoc000And001JSONAPI(t *testing.T) {
 	}
 
 	// 001: renew.
-	g.clock.add(time.Minute)
+	g.clock.Add(time.Minute)
 	resp, b = send(t, http.MethodPost, g.url+"/api/auth/v1/access_tokens",
 		`{"grant_type":"refresh_token","refresh_token":"`+refresh+`"}`, "Content-Type", "application/json")
 	if resp.StatusCode != 200 {
@@ -514,7 +505,7 @@ func TestOAuth2AndOIDCClients(t *testing.T) {
 
 	// Ten minutes on, the 5-minute access token has expired at the server;
 	// the client sees that too and its TokenSource refreshes.
-	g.clock.add(10 * time.Minute)
+	g.clock.Add(10 * time.Minute)
 	if code := api(oauth2.NewClient(ctx, oauth2.StaticTokenSource(tok))); code != 401 {
 		t.Fatalf("expired access token: %d, want 401", code)
 	}
@@ -534,7 +525,7 @@ func TestOAuth2AndOIDCClients(t *testing.T) {
 		t.Fatalf("discovery: %v", err)
 	}
 	idToken, _ := fresh.Extra("id_token").(string)
-	idt, err := provider.Verifier(&oidc.Config{ClientID: "anonymous", Now: g.clock.now}).Verify(ctx, idToken)
+	idt, err := provider.Verifier(&oidc.Config{ClientID: "anonymous", Now: g.clock.Now}).Verify(ctx, idToken)
 	if err != nil {
 		t.Fatalf("id_token: %v", err)
 	}
