@@ -1,0 +1,119 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/issuer"
+)
+
+// catalogue is an in-memory upstream answering like a small JSON API, so
+// the benchmark measures tollgate, not sockets.
+type catalogue struct{}
+
+const catalogueBody = `{"channels":[101,102,103]}`
+
+func (catalogue) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 200, ProtoMajor: 1, ProtoMinor: 1, Request: r,
+		Header: http.Header{
+			"Content-Type":   {"application/json"},
+			"Content-Length": {strconv.Itoa(len(catalogueBody))},
+			"Cache-Control":  {"private, max-age=60"},
+			"Date":           {"Wed, 25 Nov 2026 07:00:00 GMT"},
+		},
+		ContentLength: int64(len(catalogueBody)),
+		Body:          io.NopCloser(strings.NewReader(catalogueBody)),
+	}, nil
+}
+
+// BenchmarkServeChain is one set-top box API call with a cached token
+// through exactly the public handler `tollgate serve` builds — envelope,
+// dispatch between token endpoints and proxy, auth, header mapping,
+// Prometheus — with the token endpoints on, over an in-memory upstream.
+// "token" is a userinfo call through the same handler, for the dispatch
+// to the token endpoints.
+func BenchmarkServeChain(b *testing.B) {
+	dir := b.TempDir()
+	if _, _, err := issuer.GenerateKey(filepath.Join(dir, "keys"), "ES256", time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	hash, err := identity.PasswordHasher{}.Hash([]byte("pw"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "users.yaml"), []byte("users:\n  - {id: u1, username: stb, password_hash: \""+hash+"\", profiles: [p1]}\n"), 0o600)
+	cfg, _, err := LoadConfig([]string{
+		"TOLLGATE_UPSTREAM_URL=http://upstream.invalid", "TOLLGATE_PUBLIC_URL=http://tollgate.test",
+		"TOLLGATE_SIGNING_KEYS_DIR=" + filepath.Join(dir, "keys"), "TOLLGATE_USERS_FILE=" + filepath.Join(dir, "users.yaml"),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := chainMain(b, cfg, zap.NewNop(), catalogue{})
+	h := m.public.Handler
+	login := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader(url.Values{
+		"grant_type": {"password"}, "username": {"stb"}, "password": {"pw"}, "client_id": {"anonymous"}}.Encode()))
+	login.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, login)
+	tok := rec.Body.String()
+	if i := strings.Index(tok, `"access_token":"`); i >= 0 {
+		tok = tok[i+len(`"access_token":"`):]
+		tok = tok[:strings.IndexByte(tok, '"')]
+	} else {
+		b.Fatalf("login: %d %s", rec.Code, rec.Body)
+	}
+	stb := func(path string) *http.Request {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("User-Agent", "Mozilla/5.0 (Linux; Tizen 6.5) AppleWebKit/537.36 (KHTML, like Gecko) STB/4.2")
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Accept-Encoding", "gzip")
+		req.Header.Set("Accept-Language", "en-GB")
+		req.Header.Set("Cache-Control", "no-cache")
+		req.Header.Set("X-Device-Serial", "STB-0042-7731")
+		return req
+	}
+	b.Run("proxied", func(b *testing.B) {
+		req := stb("/channels/1")
+		b.ReportAllocs()
+		for b.Loop() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req.Clone(req.Context()))
+			if rec.Code != 200 || rec.Body.Len() != len(catalogueBody) {
+				b.Fatal(rec.Code, rec.Body.String())
+			}
+		}
+	})
+	b.Run("userinfo", func(b *testing.B) {
+		req := stb("/oauth/userinfo")
+		b.ReportAllocs()
+		for b.Loop() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req.Clone(req.Context()))
+			if rec.Code != 200 {
+				b.Fatal(rec.Code, rec.Body.String())
+			}
+		}
+	})
+}
+
+// chainMain builds the gateway with rt as every upstream.
+func chainMain(b *testing.B, cfg *Config, logger *zap.Logger, rt http.RoundTripper) *Main {
+	m, err := NewMain(cfg, logger, withUpstreamTransport(func(http.RoundTripper) http.RoundTripper { return rt }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
