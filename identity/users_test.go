@@ -12,29 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/testkit"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
 )
 
-// writeAtomic replaces path the way careful writers do (write aside,
-// rename), so Run never sees half a file.
-func writeAtomic(t testing.TB, path, content string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func newUsers(t testing.TB, content string, opts ...Option) (*Users, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "users.yaml")
-	writeAtomic(t, path, content)
+	testkit.WriteFile(t, path, content)
 	u, err := New(Config{Path: path}, zap.NewNop(), opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +71,7 @@ func TestNewConfig(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 	bad := filepath.Join(t.TempDir(), "users.yaml")
-	writeAtomic(t, bad, "users:\n  - {id: \"1\"}\n")
+	testkit.WriteFile(t, bad, "users:\n  - {id: \"1\"}\n")
 	if _, err := New(Config{Path: bad}, nil); !errors.Is(err, ErrInvalidFile) || !strings.Contains(err.Error(), "username or email is required") {
 		t.Errorf("invalid file: %v", err)
 	}
@@ -98,7 +86,7 @@ func TestNewConfig(t *testing.T) {
 func TestNewWarnsOfNoUsers(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	path := filepath.Join(t.TempDir(), "users.yaml")
-	writeAtomic(t, path, "users: []\n")
+	testkit.WriteFile(t, path, "users: []\n")
 	u, err := New(Config{Path: path}, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +160,7 @@ func (failingHasher) Compare(string, []byte) (bool, error) { return false, error
 func TestAuthenticateHasherFailure(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	path := filepath.Join(t.TempDir(), "users.yaml")
-	writeAtomic(t, path, twoUsersYAML(t))
+	testkit.WriteFile(t, path, twoUsersYAML(t))
 	u, err := New(Config{Path: path}, zap.New(core), WithHasher(failingHasher{}))
 	if err != nil {
 		t.Fatal(err)
@@ -317,14 +305,14 @@ func TestDummyHashFollowsMostUsers(t *testing.T) {
 	if p, err := parseHash(first.dummy); err != nil || p.alg != algBcrypt || p.cost != bcrypt.MinCost {
 		t.Errorf("one argon2id user, two bcrypt ones: dummy %v, %v; want bcrypt cost %d", p.hashParams, err, bcrypt.MinCost)
 	}
-	writeAtomic(t, path, mixed(false, 3))
+	testkit.WriteFile(t, path, mixed(false, 3))
 	if err := u.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	if second := u.snap.Load(); second == first || second.dummy != first.dummy {
 		t.Error("same kind of hash, but the dummy was made again (or nothing was reloaded)")
 	}
-	writeAtomic(t, path, mixed(true, 0))
+	testkit.WriteFile(t, path, mixed(true, 0))
 	if err := u.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +327,7 @@ func TestReloadAddsUser(t *testing.T) {
 	if _, err := u.Authenticate(t.Context(), "newbie", []byte("newpw")); err != ErrInvalidCredentials {
 		t.Fatalf("before: %v", err)
 	}
-	writeAtomic(t, path, twoUsersYAML(t)+"  - {id: \"9\", username: newbie, password_hash: \""+argonHash(t, "newpw")+"\"}\n")
+	testkit.WriteFile(t, path, twoUsersYAML(t)+"  - {id: \"9\", username: newbie, password_hash: \""+argonHash(t, "newpw")+"\"}\n")
 	if err := u.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +341,7 @@ func TestReloadAddsUser(t *testing.T) {
 		t.Errorf("%d users", u.Len())
 	}
 	// A user removed from the file can no longer log in or refresh.
-	writeAtomic(t, path, twoUsersYAML(t))
+	testkit.WriteFile(t, path, twoUsersYAML(t))
 	if err := u.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -377,13 +365,13 @@ func TestReloadKeepsLastGoodVersion(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			core, logs := observer.New(zapcore.InfoLevel)
 			path := filepath.Join(t.TempDir(), "users.yaml")
-			writeAtomic(t, path, someUserYAML(oldHash))
+			testkit.WriteFile(t, path, someUserYAML(oldHash))
 			onReload, reloaded := reloads()
 			u, err := New(Config{Path: path}, zap.New(core), onReload)
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeAtomic(t, path, tt.file)
+			testkit.WriteFile(t, path, tt.file)
 			err = u.Reload()
 			if !errors.Is(err, ErrInvalidFile) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Reload: %v; want ErrInvalidFile saying %q", err, tt.want)
@@ -453,10 +441,10 @@ func onReloadRun(t *testing.T, path string, opts ...Option) (*Users, chan error)
 
 func TestRunPicksUpEdits(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "users.yaml")
-	writeAtomic(t, path, twoUsersYAML(t))
+	testkit.WriteFile(t, path, twoUsersYAML(t))
 	u, reloaded := onReloadRun(t, path)
 
-	writeAtomic(t, path, twoUsersYAML(t)+"  - {id: \"9\", username: newbie, password_hash: \""+bcryptHash(t, "newpw")+"\"}\n")
+	testkit.WriteFile(t, path, twoUsersYAML(t)+"  - {id: \"9\", username: newbie, password_hash: \""+bcryptHash(t, "newpw")+"\"}\n")
 	if err := waitReload(t, reloaded); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -464,7 +452,7 @@ func TestRunPicksUpEdits(t *testing.T) {
 		t.Errorf("new user: %v, %v", got, err)
 	}
 
-	writeAtomic(t, path, "users: [oops\n")
+	testkit.WriteFile(t, path, "users: [oops\n")
 	if err := waitReload(t, reloaded); !errors.Is(err, ErrInvalidFile) {
 		t.Fatalf("broken edit: %v", err)
 	}
@@ -472,7 +460,7 @@ func TestRunPicksUpEdits(t *testing.T) {
 		t.Errorf("the last good version is lost: %v", err)
 	}
 
-	writeAtomic(t, path, "users: []\n")
+	testkit.WriteFile(t, path, "users: []\n")
 	if err := waitReload(t, reloaded); err != nil || u.Len() != 0 {
 		t.Fatalf("fixed edit: %v, %d users", err, u.Len())
 	}
@@ -495,7 +483,7 @@ func TestRunPicksUpConfigMapSwap(t *testing.T) {
 		filepath.Join(v1, "users.yaml"): twoUsersYAML(t),
 		filepath.Join(v2, "users.yaml"): strings.ReplaceAll(twoUsersYAML(t), "someuser@24i.com", "otheruse@24i.com"),
 	} {
-		writeAtomic(t, file, content)
+		testkit.WriteFile(t, file, content)
 		if err := os.Chtimes(file, t0, t0); err != nil {
 			t.Fatal(err)
 		}
@@ -547,7 +535,7 @@ func TestConcurrentAuthenticateAndReload(t *testing.T) {
 		})
 	}
 	for range 5 {
-		writeAtomic(t, path, content)
+		testkit.WriteFile(t, path, content)
 		if err := u.Reload(); err != nil {
 			t.Error(err)
 		}

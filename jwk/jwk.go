@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -114,6 +115,21 @@ func ParsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
 		return nil, errors.New("jwk: no PEM block")
 	}
 	return PrivateKey(block)
+}
+
+// Generate makes a new private key for alg: ES256 (P-256), RS256 (RSA of
+// rsaBits bits) or EdDSA (Ed25519).
+func Generate(alg string, rsaBits int) (crypto.Signer, error) {
+	switch alg {
+	case "ES256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "RS256":
+		return rsa.GenerateKey(rand.Reader, rsaBits)
+	case "EdDSA":
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		return key, err
+	}
+	return nil, fmt.Errorf("%w: algorithm %q: want ES256, RS256 or EdDSA", ErrUnsupportedKey, alg)
 }
 
 // MarshalPrivateKeyPEM encodes key as a PKCS#8 PEM block.

@@ -143,3 +143,18 @@ func pkcs8(t *testing.T, key any) *pem.Block {
 	}
 	return &pem.Block{Type: "PRIVATE KEY", Bytes: der}
 }
+
+func TestGenerate(t *testing.T) {
+	for alg, want := range map[string]string{"ES256": "ES256", "RS256": "RS256", "EdDSA": "EdDSA"} {
+		k, err := jwk.Generate(alg, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := jwk.Algorithms(k); len(got) == 0 || got[0] != want {
+			t.Errorf("%s: a key for %v", alg, got)
+		}
+	}
+	if _, err := jwk.Generate("HS256", 0); !errors.Is(err, jwk.ErrUnsupportedKey) {
+		t.Errorf("HS256: %v", err)
+	}
+}

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,27 +13,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/testkit"
 	"github.com/tollgate/tollgate/issuer"
 )
-
-// catalogue is an in-memory upstream answering like a small JSON API, so
-// the benchmark measures tollgate, not sockets.
-type catalogue struct{}
-
-const catalogueBody = `{"channels":[101,102,103]}`
-
-func (catalogue) RoundTrip(r *http.Request) (*http.Response, error) {
-	return &http.Response{StatusCode: 200, ProtoMajor: 1, ProtoMinor: 1, Request: r,
-		Header: http.Header{
-			"Content-Type":   {"application/json"},
-			"Content-Length": {strconv.Itoa(len(catalogueBody))},
-			"Cache-Control":  {"private, max-age=60"},
-			"Date":           {"Wed, 25 Nov 2026 07:00:00 GMT"},
-		},
-		ContentLength: int64(len(catalogueBody)),
-		Body:          io.NopCloser(strings.NewReader(catalogueBody)),
-	}, nil
-}
 
 // BenchmarkServeChain is one set-top box API call with a cached token
 // through exactly the public handler `tollgate serve` builds — envelope,
@@ -60,7 +40,7 @@ func BenchmarkServeChain(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := chainMain(b, cfg, zap.NewNop(), catalogue{})
+	m := chainMain(b, cfg, zap.NewNop(), testkit.Catalogue{})
 	h := m.public.Handler
 	login := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader(url.Values{
 		"grant_type": {"password"}, "username": {"stb"}, "password": {"pw"}, "client_id": {"anonymous"}}.Encode()))
@@ -74,24 +54,14 @@ func BenchmarkServeChain(b *testing.B) {
 	} else {
 		b.Fatalf("login: %d %s", rec.Code, rec.Body)
 	}
-	stb := func(path string) *http.Request {
-		req := httptest.NewRequest(http.MethodGet, path, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("User-Agent", "Mozilla/5.0 (Linux; Tizen 6.5) AppleWebKit/537.36 (KHTML, like Gecko) STB/4.2")
-		req.Header.Set("Accept", "application/json")
-		req.Header.Set("Accept-Encoding", "gzip")
-		req.Header.Set("Accept-Language", "en-GB")
-		req.Header.Set("Cache-Control", "no-cache")
-		req.Header.Set("X-Device-Serial", "STB-0042-7731")
-		return req
-	}
+	stb := func(path string) *http.Request { return testkit.STBRequest(path, "Bearer "+tok) }
 	b.Run("proxied", func(b *testing.B) {
 		req := stb("/channels/1")
 		b.ReportAllocs()
 		for b.Loop() {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req.Clone(req.Context()))
-			if rec.Code != 200 || rec.Body.Len() != len(catalogueBody) {
+			if rec.Code != 200 || rec.Body.Len() != len(testkit.CatalogueBody) {
 				b.Fatal(rec.Code, rec.Body.String())
 			}
 		}

@@ -2,14 +2,13 @@ package testkit
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,22 +34,12 @@ type Key struct {
 // 32 bytes).
 func NewKey(t testing.TB, alg, kid string) *Key {
 	t.Helper()
-	var priv any
-	var err error
-	switch alg {
-	case "ES256":
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "RS256":
-		priv, err = rsa.GenerateKey(rand.Reader, 2048)
-	case "EdDSA":
-		_, priv, err = ed25519.GenerateKey(rand.Reader)
-	case "HS256":
+	if alg == "HS256" {
 		secret := make([]byte, 32)
 		rand.Read(secret)
-		priv = secret
-	default:
-		t.Fatalf("testkit: no key for %q", alg)
+		return &Key{Alg: alg, KID: kid, Private: secret}
 	}
+	priv, err := jwk.Generate(alg, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,4 +150,53 @@ func Echo(t testing.TB, name string) *httptest.Server {
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// WriteFile replaces path the way careful writers do (write aside,
+// rename), so a reader polling it never sees half a file.
+func WriteFile(t testing.TB, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CatalogueBody is what Catalogue answers.
+const CatalogueBody = `{"channels":[101,102,103]}`
+
+// Catalogue is an in-memory upstream (an http.RoundTripper) answering
+// every request like a small JSON API, so a benchmark measures the
+// gateway, not sockets.
+type Catalogue struct{}
+
+// RoundTrip implements http.RoundTripper.
+func (Catalogue) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 200, ProtoMajor: 1, ProtoMinor: 1, Request: r,
+		Header: http.Header{
+			"Content-Type":   {"application/json"},
+			"Content-Length": {strconv.Itoa(len(CatalogueBody))},
+			"Cache-Control":  {"private, max-age=60"},
+			"Date":           {"Wed, 25 Nov 2026 07:00:00 GMT"},
+		},
+		ContentLength: int64(len(CatalogueBody)),
+		Body:          io.NopCloser(strings.NewReader(CatalogueBody)),
+	}, nil
+}
+
+// STBRequest is a set-top box's API call to path: the headers its HTTP
+// stack sends, with authorization as the Authorization header.
+func STBRequest(path, authorization string) *http.Request {
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req.Header.Set("Authorization", authorization)
+	req.Header.Set("User-Agent", "Mozilla/5.0 (Linux; Tizen 6.5) AppleWebKit/537.36 (KHTML, like Gecko) STB/4.2")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("Accept-Language", "en-GB")
+	req.Header.Set("Cache-Control", "no-cache")
+	req.Header.Set("X-Device-Serial", "STB-0042-7731")
+	return req
 }
