@@ -19,7 +19,7 @@ var sentinels = []error{
 }
 
 // FuzzVerify feeds arbitrary strings to Verify. Seeds: the tokens printed
-// in the source docs, valid tokens of every algorithm, and mutations.
+// in docs/CLIENTS.md §1.7, §2.4, valid tokens of every algorithm, and mutations.
 func FuzzVerify(f *testing.F) {
 	k := newKeys(f)
 	v := newVerifier(f, verifier.IssuerConfig{

@@ -4,7 +4,7 @@ import "crypto"
 
 var cryptoSHA256 = crypto.SHA256
 
-// sourceDocTokens are the JWTs printed in source-docs 000, 001 and 003, in
+// sourceDocTokens are the JWTs fielded clients send (docs/CLIENTS.md §1.7, §2.4, §4.1), in
 // order: 000's access and refresh samples, 000's usage example, 001's access
 // and refresh samples, 003's RS256 at+jwt. Where a document split a token
 // across table cells (" |" line breaks) the pieces are joined.

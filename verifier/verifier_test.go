@@ -225,7 +225,7 @@ func TestReason(t *testing.T) {
 	}
 }
 
-// The legacy tokens of source-docs 000/001: HS256, no kid, typ JWT, iss
+// The legacy tokens of docs/CLIENTS.md §1.7/§2.4: HS256, no kid, typ JWT, iss
 // com.aminocom, type access/refresh, a nested data object.
 func TestLegacyAminoTokens(t *testing.T) {
 	secret := []byte("legacy-shared-secret-of-at-least-32-bytes!")

@@ -14,7 +14,7 @@ import (
 )
 
 // externalOAuth is a stand-in for the operator's external OAuth server
-// ("caiway/delta" in source-doc 000), with introspection and userinfo.
+// ("caiway/delta" in docs/CLIENTS.md §1.3), with introspection and userinfo.
 type externalOAuth struct {
 	*httptest.Server
 	introspections atomic.Int64
@@ -162,7 +162,7 @@ func decodeJSONAPI(t *testing.T, b []byte) jsonAPITokens {
 	return v
 }
 
-// Source-doc 000's curl for login_with_token, exactly: two -d fields
+// The curl of docs/CLIENTS.md §1.3 for login_with_token, exactly: two -d fields
 // joined by curl with &, cache-control and content-type headers.
 func TestSourceDoc000LoginWithToken(t *testing.T) {
 	g, x, _ := exchangeGateway(t)

@@ -49,7 +49,7 @@ func bcryptHash(t testing.TB, pw string) string {
 	return string(h)
 }
 
-// sourceDocUsers are the users the source documents log in as.
+// sourceDocUsers are the users the fielded clients log in as (docs/CLIENTS.md).
 func sourceDocUsers(t testing.TB) string {
 	return `users:
   - id: "2"
@@ -78,7 +78,7 @@ func startAuthGateway(t *testing.T, clients string, extraKeys ...func(dir string
 }
 
 // startTokenGateway starts the token endpoints with the YAML config given,
-// with or without the source-doc users file.
+// with or without the users file of the fielded clients.
 func startTokenGateway(t *testing.T, clients string, usersFile bool, extraKeys ...func(dir string)) *authGateway {
 	t.Helper()
 	dir := t.TempDir()
@@ -209,7 +209,7 @@ func callAPI(t *testing.T, g *authGateway, path, authHeader string) (int, testki
 	return resp.StatusCode, e
 }
 
-// Source doc 000: the JSON:API password login, sent as printed (a JSON
+// docs/CLIENTS.md §1.1: the JSON:API password login, sent as printed (a JSON
 // body labelled form-urlencoded), then the API call with its token; 001:
 // renewal with grant_type=refresh_token.
 func TestSourceDoc000And001JSONAPI(t *testing.T) {
@@ -323,7 +323,7 @@ func TestSourceDoc000And001JSONAPI(t *testing.T) {
 	}
 }
 
-// Source doc 002: the Keycloak password grant with the spaces its curl
+// docs/CLIENTS.md §3.2, §3.4: the Keycloak password grant with the spaces its curl
 // puts after each &, the refresh request with its leading space, and the
 // API call.
 func TestSourceDoc002Keycloak(t *testing.T) {
@@ -371,7 +371,7 @@ func TestSourceDoc002Keycloak(t *testing.T) {
 	}
 }
 
-// Source doc 003: password grant with email and the partnerId query
+// docs/CLIENTS.md §4.1, §4.2: password grant with email and the partnerId query
 // parameter, then userinfo with "Authorization:Bearer" (no space).
 func TestSourceDoc003PartnerAndUserinfo(t *testing.T) {
 	g := startAuthGateway(t, sourceDocClients)

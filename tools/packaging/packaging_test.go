@@ -247,7 +247,7 @@ func writeFile(t *testing.T, name, content string) {
 	}
 }
 
-// sourceDocUsers are the users the source documents log in as (the same
+// sourceDocUsers are the users the fielded clients log in as (docs/CLIENTS.md; the same
 // users as cmd/tollgate's tests).
 func sourceDocUsers(t *testing.T) string {
 	t.Helper()
