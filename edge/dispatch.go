@@ -3,6 +3,7 @@ package edge
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -57,7 +58,7 @@ func NewDispatch(endpoints []Endpoint, fallback http.Handler) (d *Dispatch, err 
 
 // ServeHTTP implements http.Handler.
 func (d *Dispatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if d.candidate(r.URL.Path) && CanonicalPath(r.URL.Path) {
+	if d.candidate(r.URL.Path) && CanonicalPath(r.URL) {
 		d.mux.ServeHTTP(w, r)
 		return
 	}
@@ -74,18 +75,53 @@ func (d *Dispatch) candidate(path string) bool {
 	return false
 }
 
-// CanonicalPath reports whether path is absolute and free of dot segments
-// and empty segments. Such paths could match one route here and reach
-// another path after normalisation (/public/../admin), so they are never
-// routed.
-func CanonicalPath(path string) bool {
+// CanonicalPath reports whether u's path is one every upstream reads the
+// same way tollgate routes it. Refused (the caller answers 400):
+//   - dot segments and empty segments (/public/../admin, //admin), which
+//     an upstream normalising the path would send elsewhere;
+//   - ';' (path parameters: Tomcat and Spring read /admin;x as /admin),
+//     '\' (IIS and some frameworks read it as '/'), and their encodings;
+//   - an encoded '/' or '.' (%2F, %2E), and '%' itself once decoded, i.e.
+//     double encoding (%252e): upstreams that decode again see other
+//     segments;
+//   - NUL and control characters, raw or encoded, and segments with
+//     leading or trailing spaces, which some stacks trim.
+//
+// It runs on every request: one pass over the decoded path, and one over
+// the raw path only when the request used non-default escapes.
+func CanonicalPath(u *url.URL) bool {
+	path := u.Path
 	if path == "" || path[0] != '/' {
 		return false
 	}
-	for seg := range strings.SplitSeq(path[1:], "/") {
-		if seg == "." || seg == ".." {
+	segStart := 1
+	for i := 1; i <= len(path); i++ {
+		if i < len(path) {
+			switch c := path[i]; {
+			case c < 0x20, c == 0x7f, c == ';', c == '\\', c == '%':
+				return false
+			case c != '/':
+				continue
+			}
+		}
+		seg := path[segStart:i]
+		switch {
+		case seg == "." || seg == "..":
+			return false
+		case seg == "" && i < len(path): // "//"; a trailing slash is fine
+			return false
+		case seg != "" && (seg[0] == ' ' || seg[len(seg)-1] == ' '):
 			return false
 		}
+		segStart = i + 1
 	}
-	return !strings.Contains(path, "//")
+	if u.RawPath != "" {
+		raw := u.RawPath
+		for i := 0; i+2 < len(raw); i++ {
+			if raw[i] == '%' && raw[i+1] == '2' && (raw[i+2]|0x20 == 'f' || raw[i+2]|0x20 == 'e') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"path"
 	"strings"
 	"testing"
 
@@ -228,4 +230,35 @@ func BenchmarkEdge(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzCanonicalPath: a path CanonicalPath accepts is already clean (no dot
+// or empty segments), holds none of the characters upstreams read
+// differently, and decodes to itself a second time, so no upstream that
+// decodes again or normalises sees another path.
+func FuzzCanonicalPath(f *testing.F) {
+	for _, s := range []string{"/channels/1", "/public/../admin", "/admin;x/users", "/admin%5Cusers", "/public/%252e%252e/admin",
+		"/a%2Fb", "/a%20b", "/%20a", "/a/", "//a", "/a\x00b", "/open/..;/secret", "/ADMIN", "/%c0%ae%c0%ae/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		u, err := url.ParseRequestURI(target)
+		if err != nil || !edge.CanonicalPath(u) {
+			return
+		}
+		p := u.Path
+		clean := path.Clean(p)
+		if strings.HasSuffix(p, "/") && p != "/" {
+			clean += "/"
+		}
+		if clean != p {
+			t.Fatalf("%q accepted, but it cleans to %q", p, clean)
+		}
+		if strings.ContainsAny(p, ";\\%\x00\r\n\t") {
+			t.Fatalf("%q accepted with a character upstreams read differently", p)
+		}
+		if again, err := url.PathUnescape(p); err != nil || again != p {
+			t.Fatalf("%q decodes again to %q", p, again)
+		}
+	})
 }

@@ -60,6 +60,10 @@ type Route struct {
 	// DropAuthorization stops the Authorization header from being
 	// forwarded. By default it is forwarded.
 	DropAuthorization bool
+	// CaseSensitive matches Prefix in exact letter case. By default /ADMIN
+	// matches the route /admin, as upstreams on case-insensitive stacks
+	// would serve it.
+	CaseSensitive bool
 }
 
 // HeaderMapping sets an upstream header from a claim.

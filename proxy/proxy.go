@@ -169,12 +169,25 @@ func newTransport(cfg Config) *http.Transport {
 // segment boundary.
 func (p *Proxy) match(path string) *route {
 	for _, rt := range p.routes {
-		if rt.prefix == "/" || path == rt.prefix ||
-			(strings.HasPrefix(path, rt.prefix) && path[len(rt.prefix)] == '/') {
+		if rt.prefix == "/" || hasPrefix(path, rt.prefix, rt.CaseSensitive) &&
+			(len(path) == len(rt.prefix) || path[len(rt.prefix)] == '/') {
 			return rt
 		}
 	}
 	return nil
+}
+
+// hasPrefix reports whether path starts with prefix, in any letter case
+// unless exact: upstreams on case-insensitive stacks (IIS, some Java
+// routers) serve /ADMIN as /admin, so a route must cover both.
+func hasPrefix(path, prefix string, exact bool) bool {
+	if len(path) < len(prefix) {
+		return false
+	}
+	if exact {
+		return path[:len(prefix)] == prefix
+	}
+	return strings.EqualFold(path[:len(prefix)], prefix)
 }
 
 // ServeHTTP routes, authenticates and forwards one request.
@@ -185,7 +198,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, info = edge.WithInfo(r.Context())
 		r = r.WithContext(ctx)
 	}
-	if !edge.CanonicalPath(r.URL.Path) {
+	if !edge.CanonicalPath(r.URL) {
 		errNonCanonicalPath.Write(w)
 		return
 	}
@@ -260,7 +273,7 @@ func (p *Proxy) decide(ctx context.Context, rt *route, info *edge.Info, reason s
 // headers set here cannot be dropped by the client.
 func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	if rt.StripPrefix && rt.prefix != "/" {
-		stripPrefix(pr.Out.URL, rt.prefix)
+		stripPrefix(pr.Out.URL, len(rt.prefix))
 	}
 	pr.SetURL(target)
 	info := edge.InfoFrom(pr.In.Context())
@@ -358,23 +371,17 @@ func sameHeaderName(a, b string) bool {
 	return true
 }
 
-// stripPrefix removes prefix from u's path, keeping it absolute.
-func stripPrefix(u *url.URL, prefix string) {
-	trim := func(s string) string {
-		s = strings.TrimPrefix(s, prefix)
-		if s == "" || s[0] != '/' {
-			s = "/" + s
-		}
-		return s
+// stripPrefix removes the route's prefix, n bytes of the decoded path
+// matched by hasPrefix, from u's path, keeping it absolute. The raw path is
+// dropped and the rest re-encoded: CanonicalPath has refused every escape
+// that could change a segment (%2F, %2E, %5C, %25, %3B), so what remains
+// means the same either way.
+func stripPrefix(u *url.URL, n int) {
+	rest := u.Path[n:]
+	if rest == "" || rest[0] != '/' {
+		rest = "/" + rest
 	}
-	u.Path = trim(u.Path)
-	if u.RawPath != "" {
-		if strings.HasPrefix(u.RawPath, prefix) {
-			u.RawPath = trim(u.RawPath)
-		} else {
-			u.RawPath = ""
-		}
-	}
+	u.Path, u.RawPath = rest, ""
 }
 
 func (p *Proxy) upstreamDone(rt *route, resp *http.Response) {

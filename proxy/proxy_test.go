@@ -99,7 +99,9 @@ func TestRoutingAndRewrite(t *testing.T) {
 		{"/api/v2", b.Listener.Addr().String(), "/base/", ""},
 		{"/api/v2/vms/7", b.Listener.Addr().String(), "/base/vms/7", ""},
 		{"/api/v2x", b.Listener.Addr().String(), "/base/api/v2x", ""},
-		{"/exact/a%2Fb", b.Listener.Addr().String(), "/base/a/b", ""},
+		{"/exact/a%20b", b.Listener.Addr().String(), "/base/a b", ""},
+		{"/EXACT/c", b.Listener.Addr().String(), "/base/c", ""}, // prefixes match in any case
+		{"/API/V2/vms/8", b.Listener.Addr().String(), "/base/vms/8", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {
@@ -119,30 +121,65 @@ func TestRoutingAndRewrite(t *testing.T) {
 	}
 }
 
+// TestNoRouteAndNonCanonicalPaths: every path an upstream could read
+// differently from the route table is refused before routing — the attack
+// paths of a penetration test among them — and prefixes match in any case
+// unless a route asks for exact case.
 func TestNoRouteAndNonCanonicalPaths(t *testing.T) {
 	f := newFixture(t)
 	p := newProxy(t, proxy.Config{
 		Upstreams: []proxy.Upstream{{Name: "a", URL: testkit.Echo(t, "a").URL}},
 		Routes: []proxy.Route{
 			{Prefix: "/public", Upstream: "a", Auth: proxy.AuthNone},
-			{Prefix: "/admin", Upstream: "a"},
+			{Prefix: "/open", Upstream: "a", Auth: proxy.AuthNone, StripPrefix: true},
+			{Prefix: "/admin", Upstream: "a", Roles: []string{"ADMIN"}},
+			{Prefix: "/Exact", Upstream: "a", Auth: proxy.AuthNone, CaseSensitive: true},
+			{Prefix: "/", Upstream: "a"},
 		},
 	}, f.v)
-	for target, want := range map[string]int{
-		"/other":                      404,
-		"/public/../admin/users":      400,
-		"/public/%2e%2e/admin/users":  400,
-		"/public/./x":                 400,
-		"/public//x":                  400,
-		"/public/ok":                  200,
-		"/public/..hidden-but-fine":   200,
-		"/public/%2E%2E%2Fadmin%2Fx":  400,
-		"/admin/users":                401,
-		"/admin/users/../../public/x": 400,
+	user := "Bearer " + f.token(t, nil) // no ADMIN role
+	for _, tc := range []struct {
+		target string
+		want   int
+	}{
+		{"/public/ok", 200},
+		{"/public/..hidden-but-fine", 200},
+		{"/public/a%20b", 200},
+		{"/ADMIN/users", 403}, // the admin route in another case
+		{"/Admin/users", 403},
+		{"/admin/users", 403},
+		{"/public/../admin/users", 400},
+		{"/public/%2e%2e/admin/users", 400},
+		{"/public/./x", 400},
+		{"/public//x", 400},
+		{"/public/%2E%2E%2Fadmin%2Fx", 400},
+		{"/admin/users/../../public/x", 400},
+		{"/admin;x/users", 400},
+		{"/admin%3Bx/users", 400},
+		{"/admin%5Cusers", 400},
+		{"/admin\\users", 400},
+		{"/admin%20/users", 400},
+		{"/%20admin/users", 400},
+		{"/admin%00/users", 400},
+		{"/admin%0a/users", 400},
+		{"/public/..;/admin/users", 400},
+		{"/public/..%5Cadmin", 400},
+		{"/public/%252e%252e/admin", 400},
+		{"/open/..;/secret", 400},
+		{"/public/a%2Fb", 400},
+		{"/public/a%2eb", 400},
 	} {
-		rec := serve(p, httptest.NewRequest(http.MethodGet, target, nil))
-		if rec.Code != want {
-			t.Errorf("%s: %d, want %d (%s)", target, rec.Code, want, rec.Body)
+		req := httptest.NewRequest(http.MethodGet, "http://gw.test"+tc.target, nil)
+		req.Header.Set("Authorization", user)
+		if rec := serve(p, req); rec.Code != tc.want {
+			t.Errorf("%s: %d, want %d (%s)", tc.target, rec.Code, tc.want, rec.Body)
+		}
+	}
+	// Without a token: /Exact (auth none, exact case) serves /Exact/x but
+	// not /exact/x, which falls to the catch-all and its auth.
+	for target, want := range map[string]int{"/Exact/x": 200, "/exact/x": 401, "/other": 401, "/PUBLIC/x": 200} {
+		if rec := serve(p, httptest.NewRequest(http.MethodGet, target, nil)); rec.Code != want {
+			t.Errorf("%s without a token: %d, want %d", target, rec.Code, want)
 		}
 	}
 }

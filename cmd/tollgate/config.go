@@ -142,6 +142,7 @@ type FileRoute struct {
 	Roles             []string `yaml:"roles"`
 	StripPrefix       bool     `yaml:"strip_prefix"`
 	DropAuthorization bool     `yaml:"drop_authorization"`
+	CaseSensitive     bool     `yaml:"case_sensitive"`
 }
 
 // FileHeader maps a claim to an upstream header.
@@ -191,6 +192,10 @@ type FileService struct {
 	UserField        string        `yaml:"user_field"`
 	CacheTTL         time.Duration `yaml:"cache_ttl"`
 	Timeout          time.Duration `yaml:"timeout"`
+	// AllowedClients and AllowedAudiences: the apps of the external server
+	// whose tokens may be exchanged (required for introspection).
+	AllowedClients   []string `yaml:"allowed_clients"`
+	AllowedAudiences []string `yaml:"allowed_audiences"`
 }
 
 // FileCookieExchange is the legacy session endpoint for cookie_exchange.
@@ -425,6 +430,7 @@ func (c *Config) proxyConfig() proxy.Config {
 		pc.Routes = append(pc.Routes, proxy.Route{
 			Name: r.Name, Prefix: r.Prefix, Upstream: r.Upstream, Auth: proxy.AuthMode(r.Auth),
 			Scopes: r.Scopes, Roles: r.Roles, StripPrefix: r.StripPrefix, DropAuthorization: r.DropAuthorization,
+			CaseSensitive: r.CaseSensitive,
 		})
 	}
 	if c.UpstreamURL != "" {
