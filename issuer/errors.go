@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/tollgate/tollgate/edge"
 )
@@ -27,6 +28,8 @@ type Error struct {
 	Reason string
 	// Challenge is the WWW-Authenticate value sent with the answer, if any.
 	Challenge string
+	// RetryAfter, if positive, is sent as Retry-After (429, 503).
+	RetryAfter time.Duration
 
 	cause error // internal: logged, never sent
 }
@@ -45,10 +48,10 @@ func (e *Error) Error() string {
 // Unwrap returns the internal cause.
 func (e *Error) Unwrap() error { return e.cause }
 
-// Is matches an Error against a sentinel of the same Code.
+// Is matches an Error against a sentinel of the same Code and status.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	return ok && t.Code == e.Code && (t.Status == e.Status || t.Status == 0)
 }
 
 // Sentinels, one per wire code; match with errors.Is.
@@ -69,6 +72,11 @@ var (
 	ErrNotEnabled = &Error{Code: "not_found", Status: http.StatusNotFound}
 	// ErrServer: a fault of tollgate's own; the client learns nothing more.
 	ErrServer = &Error{Code: "server_error", Status: http.StatusInternalServerError}
+	// ErrTooManyRequests: a brute-force limit is reached (RetryAfter says
+	// when to try again).
+	ErrTooManyRequests = &Error{Code: "too_many_requests", Status: http.StatusTooManyRequests}
+	// ErrBusy: too many logins wait already; retry shortly.
+	ErrBusy = &Error{Code: "temporarily_unavailable", Status: http.StatusServiceUnavailable}
 
 	// ErrInvalidConfig wraps every problem New finds.
 	ErrInvalidConfig = errors.New("issuer: invalid config")
@@ -84,6 +92,9 @@ func (e *Error) because(cause error) *Error { e.cause = cause; return e }
 
 // reason records why a login failed, for metrics.
 func (e *Error) reason(r string) *Error { e.Reason = r; return e }
+
+// retryAfter sets the Retry-After wait.
+func (e *Error) retryAfter(d time.Duration) *Error { e.RetryAfter = d; return e }
 
 // challenge sets the WWW-Authenticate value.
 func (e *Error) challenge(c string) *Error { e.Challenge = c; return e }

@@ -53,15 +53,16 @@ func (i *Issuer) clientByID(id string) (*Client, error) {
 }
 
 // tokenExchange serves login_with_token (docs/CLIENTS.md §1.3): form
-// fields access_token and service (and optionally client_id).
-func (i *Issuer) tokenExchange(ctx context.Context, f map[string]string) (*Tokens, error) {
+// fields access_token and service. The client authenticates and must list
+// the grant, as at the token endpoint.
+func (i *Issuer) tokenExchange(ctx context.Context, g *grant, f map[string]string) (*Tokens, error) {
 	if i.external == nil {
 		return nil, refuse(ErrNotEnabled, "no external OAuth service is configured")
 	}
 	if f["access_token"] == "" || f["service"] == "" {
 		return nil, refuse(ErrInvalidRequest, "access_token and service are required")
 	}
-	client, err := i.clientByID(f["client_id"])
+	client, scope, err := i.exchangeClient(g)
 	if err != nil {
 		return nil, err
 	}
@@ -69,26 +70,36 @@ func (i *Issuer) tokenExchange(ctx context.Context, f map[string]string) (*Token
 	if err != nil {
 		return nil, identityError(err)
 	}
-	return i.newSession(ctx, client, u, f["scope"])
+	return i.newSession(ctx, client, u, scope)
 }
 
-// newSession starts a session for u on its default profile with the
-// requested scope.
-func (i *Issuer) newSession(ctx context.Context, client *Client, u *identity.User, requestedScope string) (*Tokens, error) {
-	scope, err := i.scope(client, requestedScope, "")
+// exchangeClient authenticates and authorises the client of an exchange
+// exactly as the token endpoint does, and checks the requested scope.
+func (i *Issuer) exchangeClient(g *grant) (*Client, string, error) {
+	client, err := i.authenticateClient(g)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	scope, err := i.scope(client, g.Scope, "")
+	return client, scope, err
+}
+
+// newSession starts a session for u on its default profile, if the
+// client's partner binding lets u in.
+func (i *Issuer) newSession(ctx context.Context, client *Client, u *identity.User, scope string) (*Tokens, error) {
+	if !partnerMatches(u, client, "") {
+		return nil, refuse(ErrInvalidGrant, "this account cannot sign in through this client").reason(reasonPartnerMismatch)
 	}
 	return i.startSession(ctx, client, u, scope, u.DefaultProfile())
 }
 
 // cookieExchange turns a legacy session cookie into tokens
 // (docs/CLIENTS.md §1.5).
-func (i *Issuer) cookieExchange(ctx context.Context, r *http.Request, f map[string]string) (*Tokens, error) {
+func (i *Issuer) cookieExchange(ctx context.Context, r *http.Request, g *grant) (*Tokens, error) {
 	if i.legacy == nil {
 		return nil, refuse(ErrNotEnabled, "cookie exchange is not configured")
 	}
-	client, err := i.clientByID(f["client_id"])
+	client, scope, err := i.exchangeClient(g)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +111,7 @@ func (i *Issuer) cookieExchange(ctx context.Context, r *http.Request, f map[stri
 	if err != nil {
 		return nil, identityError(err)
 	}
-	return i.newSession(ctx, client, u, f["scope"])
+	return i.newSession(ctx, client, u, scope)
 }
 
 // profileToken mints a pair bound to one of the bearer's profiles,

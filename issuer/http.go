@@ -197,6 +197,9 @@ func (i *Issuer) serveOAuthToken(w http.ResponseWriter, r *http.Request, dialect
 	if err == nil {
 		g, err = oauthGrant(r, body)
 	}
+	if err == nil {
+		g.clientIP = edge.ClientIP(r, i.cfg.TrustedProxies)
+	}
 	var t *Tokens
 	if err == nil {
 		t, err = i.exchange(r.Context(), g)
@@ -244,9 +247,7 @@ func (i *Issuer) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 		return
 	}
 	e := i.refused(r, err)
-	if e.Challenge != "" {
-		w.Header().Set("WWW-Authenticate", e.Challenge)
-	}
+	setErrorHeaders(w, e)
 	writeJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
 }
 
@@ -261,12 +262,20 @@ func (i *Issuer) writeJSONAPIError(w http.ResponseWriter, r *http.Request, err e
 	if e.Code == ErrInvalidGrant.Code {
 		status = http.StatusUnauthorized
 	}
-	if e.Challenge != "" {
-		w.Header().Set("WWW-Authenticate", e.Challenge)
-	}
+	setErrorHeaders(w, e)
 	writeJSON(w, status, map[string]any{"errors": []map[string]string{{
 		"status": strconv.Itoa(status), "code": e.Code, "title": e.Description,
 	}}})
+}
+
+// setErrorHeaders sets an error's WWW-Authenticate and Retry-After.
+func setErrorHeaders(w http.ResponseWriter, e *Error) {
+	if e.Challenge != "" {
+		w.Header().Set("WWW-Authenticate", e.Challenge)
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.RetryAfter)))
+	}
 }
 
 // gone reports a request whose client went away, so nothing is written
@@ -291,6 +300,7 @@ func (i *Issuer) serveJSONAPIToken(w http.ResponseWriter, r *http.Request, diale
 	var t *Tokens
 	if err == nil {
 		g.PartnerID = r.URL.Query().Get("partnerId")
+		g.clientIP = edge.ClientIP(r, i.cfg.TrustedProxies)
 		t, err = i.exchange(r.Context(), g)
 	}
 	i.observe(r, g, dialect, err)
@@ -327,27 +337,46 @@ func (i *Issuer) formBody(w http.ResponseWriter, r *http.Request) (map[string]st
 	return parseForm(body)
 }
 
+// exchangeGrant reads an exchange's form: its fields, and the client's
+// credentials from the form or HTTP Basic, as the token endpoint reads
+// them.
+func (i *Issuer) exchangeGrant(w http.ResponseWriter, r *http.Request, grantType string) (*grant, map[string]string, error) {
+	f, err := i.formBody(w, r)
+	if err != nil {
+		return &grant{Type: grantType}, nil, err
+	}
+	g := &grant{Type: grantType, ClientID: f["client_id"], ClientSecret: f["client_secret"], Scope: f["scope"],
+		clientIP: edge.ClientIP(r, i.cfg.TrustedProxies)}
+	if id, secret, ok := basicAuth(r); ok {
+		if g.ClientID != "" && g.ClientID != id {
+			return g, nil, refuse(ErrInvalidRequest, "client_id differs from the Basic credentials")
+		}
+		g.ClientID, g.ClientSecret, g.BasicAuth = id, secret, true
+	}
+	return g, f, nil
+}
+
 // serveTokenExchange is login_with_token (docs/CLIENTS.md §1.3).
 func (i *Issuer) serveTokenExchange(w http.ResponseWriter, r *http.Request, dialect string) {
 	noStore(w)
-	f, err := i.formBody(w, r)
+	g, f, err := i.exchangeGrant(w, r, "login_with_token")
 	var t *Tokens
 	if err == nil {
-		t, err = i.tokenExchange(r.Context(), f)
+		t, err = i.tokenExchange(r.Context(), g, f)
 	}
-	i.observe(r, &grant{Type: "token_exchange", ClientID: f["client_id"]}, dialect, err)
+	i.observe(r, g, dialect, err)
 	i.writeJSONAPI(w, r, t, err)
 }
 
 // serveCookieExchange turns a legacy session cookie into tokens.
 func (i *Issuer) serveCookieExchange(w http.ResponseWriter, r *http.Request, dialect string) {
 	noStore(w)
-	f, err := i.formBody(w, r)
+	g, _, err := i.exchangeGrant(w, r, "cookie_exchange")
 	var t *Tokens
 	if err == nil {
-		t, err = i.cookieExchange(r.Context(), r, f)
+		t, err = i.cookieExchange(r.Context(), r, g)
 	}
-	i.observe(r, &grant{Type: "cookie_exchange", ClientID: f["client_id"]}, dialect, err)
+	i.observe(r, g, dialect, err)
 	i.writeJSONAPI(w, r, t, err)
 }
 
@@ -492,8 +521,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // observe reports one token request to the Observer, with bounded labels.
 func (i *Issuer) observe(r *http.Request, g *grant, dialect string, err error) {
 	grantType := "other"
-	if g != nil && slices.Contains([]string{"password", "refresh_token", "token_exchange", "cookie_exchange", "profile"}, g.Type) {
+	if g != nil && slices.Contains([]string{"password", "refresh_token", "login_with_token", "cookie_exchange", "profile"}, g.Type) {
 		grantType = g.Type
+	}
+	if grantType == "login_with_token" {
+		grantType = "token_exchange" // the metric's label since it was first counted
 	}
 	if err != nil {
 		e := errorOf(err)

@@ -6,12 +6,15 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -62,11 +65,18 @@ type Client struct {
 	// Secret, if set, must be presented (HTTP Basic or client_secret);
 	// empty means a public client.
 	Secret string
-	// Grants lists the allowed grant types. Empty means password and
-	// refresh_token.
+	// Grants lists the allowed grant types: password, refresh_token,
+	// login_with_token, cookie_exchange. Empty means password and
+	// refresh_token; an exchange is allowed only when listed.
 	Grants []string
-	// Scopes lists the scopes the client may ask for. Empty means any.
+	// Scopes lists the scopes the client may ask for, each a standard
+	// OpenID scope or one of Config.Scopes. Empty means the default scope
+	// only.
 	Scopes []string
+	// Roles lists the roles an HS256 token of this client may confer: the
+	// shared secret lets anyone holding it forge such tokens, so the proxy
+	// drops any other role from them. Ignored for other clients.
+	Roles []string
 	// Audience overrides Config.Audience for this client's access tokens.
 	Audience string
 	// PartnerID, if set, must match the user's partner.
@@ -106,6 +116,28 @@ type Config struct {
 	// Realm is the realm of WWW-Authenticate challenges. Empty means
 	// "tollgate".
 	Realm string
+	// Scopes is the registry of scopes beyond the standard OpenID ones
+	// (openid, profile, email, offline_access). A scope nobody registered
+	// is refused with invalid_scope.
+	Scopes []Scope
+	// MaxLoginQueue bounds the password checks waiting for a slot: beyond
+	// it a login is answered 503 at once instead of queueing. Zero means
+	// 8 × MaxConcurrentLogins.
+	MaxLoginQueue int
+	// TrustedProxies are the networks whose X-Forwarded-For tollgate
+	// believes when it limits logins per client IP. Empty: the
+	// connection's address is the client's.
+	TrustedProxies []netip.Prefix
+}
+
+// Scope is a registered scope.
+type Scope struct {
+	// Name is the scope as clients ask for it. Required.
+	Name string
+	// Roles, if set, restricts the scope to users holding one of them.
+	Roles []string
+	// Users, if set, restricts the scope to these user ids.
+	Users []string
 }
 
 // Option configures optional Issuer behaviour.
@@ -148,7 +180,18 @@ type Issuer struct {
 	external ExternalTokens   // nil: login_with_token disabled
 	legacy   LegacySessions   // nil: cookie_exchange disabled
 	bearer   *edge.Challenges // refusals of a bad Bearer token
+	scopes   map[string]*Scope
+	limits   loginLimits
+	waiting  atomic.Int64 // logins waiting for a slot of logins
+	warnings []string
 }
+
+// grantTypes are the grants a client may list.
+var grantTypes = []string{"password", "refresh_token", "login_with_token", "cookie_exchange"}
+
+// Warnings lists what an operator should know about this configuration
+// (for check-config and the start-up log).
+func (i *Issuer) Warnings() []string { return slices.Clone(i.warnings) }
 
 // Why a password login failed, for metrics; all are invalid_grant to the
 // client, with the same description, so an attacker cannot tell which
@@ -184,6 +227,9 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	if cfg.MaxConcurrentLogins <= 0 {
 		cfg.MaxConcurrentLogins = 2 * runtime.GOMAXPROCS(0)
 	}
+	if cfg.MaxLoginQueue <= 0 {
+		cfg.MaxLoginQueue = 8 * cfg.MaxConcurrentLogins
+	}
 	var errs []error
 	if u, err := httpurl.Parse(cfg.Issuer); err != nil {
 		errs = append(errs, fmt.Errorf("issuer: %w", err))
@@ -199,6 +245,7 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 		o(i)
 	}
 	i.audience = []string{cfg.Audience}
+	errs = append(errs, i.loadScopes(cfg.Scopes)...)
 	if cfg.Clients != nil {
 		i.clients = map[string]*Client{}
 		for n, c := range cfg.Clients {
@@ -211,8 +258,13 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 				continue
 			}
 			for _, g := range c.Grants {
-				if g != "password" && g != "refresh_token" {
-					errs = append(errs, fmt.Errorf("client %q: grant %q is not password or refresh_token", c.ID, g))
+				if !slices.Contains(grantTypes, g) {
+					errs = append(errs, fmt.Errorf("client %q: grant %q is not one of %s", c.ID, g, strings.Join(grantTypes, ", ")))
+				}
+			}
+			for _, sc := range c.Scopes {
+				if !i.knownScope(sc) {
+					errs = append(errs, fmt.Errorf("client %q: scope %q is neither a standard scope nor in the scopes registry", c.ID, sc))
 				}
 			}
 			if c.SigningAlg != "" && c.SigningAlg != "HS256" {
@@ -220,6 +272,9 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 			}
 			if c.SigningAlg == "HS256" && !keys.hasHMAC() {
 				errs = append(errs, fmt.Errorf("client %q: signing_alg HS256 needs an HMAC key (*.jwk) in the keys directory", c.ID))
+			}
+			if c.SigningAlg == "HS256" {
+				i.warnings = append(i.warnings, fmt.Sprintf("client %q signs its access tokens with the shared HMAC key: anyone holding the key can forge them; tollgate caps them to the client's scopes and roles and its access token lifetime", c.ID))
 			}
 			if len(c.Grants) == 0 {
 				c.Grants = []string{"password", "refresh_token"}
@@ -235,8 +290,10 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	}
 	// No cache for refresh tokens: each is presented about once, and a
 	// removed signing key must retire its refresh tokens at once.
+	// Refresh tokens are never HMAC-signed, so none is accepted HMAC-signed:
+	// the legacy shared secret must not mint sessions.
 	rv, err := verifier.New(verifier.Config{CacheSize: -1, Issuers: []verifier.IssuerConfig{{
-		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer}, Algorithms: SelfAlgorithms(),
+		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer}, Algorithms: []string{"ES256", "RS256", "EdDSA"},
 		Sources: []verifier.KeySource{keys}, Refresh: true,
 	}}}, logger, verifier.WithClock(func() time.Time { return i.now() }))
 	if err != nil {
@@ -282,6 +339,7 @@ type grant struct {
 	RefreshToken string
 	Scope        string
 	PartnerID    string // the partnerId query parameter (docs/CLIENTS.md §4.1)
+	clientIP     netip.Addr
 }
 
 // authenticateClient finds the client and checks its secret.
@@ -353,13 +411,17 @@ func (i *Issuer) passwordGrant(ctx context.Context, client *Client, g *grant) (*
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case i.logins <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	release, err := i.limits.take(ctx, g.Username, g.clientIP)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.waitForLogin(ctx); err != nil {
+		release(false)
+		return nil, err
 	}
 	user, err := i.users.Authenticate(ctx, g.Username, []byte(g.Password))
 	<-i.logins
+	release(err == nil)
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return nil, err
@@ -375,6 +437,28 @@ func (i *Issuer) passwordGrant(ctx context.Context, client *Client, g *grant) (*
 		return nil, refuse(ErrInvalidGrant, badCredentials).reason(reasonPartnerMismatch)
 	}
 	return i.startSession(ctx, client, user, scope, user.DefaultProfile())
+}
+
+// waitForLogin takes a slot of the password checks, queueing while
+// MaxLoginQueue others wait; beyond that it refuses at once (503), so a
+// login storm costs memory and time in bounds.
+func (i *Issuer) waitForLogin(ctx context.Context) error {
+	select {
+	case i.logins <- struct{}{}:
+		return nil
+	default:
+	}
+	if i.waiting.Add(1) > int64(i.cfg.MaxLoginQueue) {
+		i.waiting.Add(-1)
+		return refuse(ErrBusy, "too many logins at once; retry shortly").retryAfter(time.Second).reason("queue_full")
+	}
+	defer i.waiting.Add(-1)
+	select {
+	case i.logins <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // partnerMatches checks the partnerId query parameter and the client's
@@ -415,36 +499,59 @@ func (i *Issuer) refreshGrant(ctx context.Context, client *Client, g *grant) (*T
 	if profile != "" && !user.HasProfile(profile) {
 		profile = user.DefaultProfile()
 	}
+	s.expires = time.Time{} // a refresh restarts the session's lifetime
 	return i.continueSession(ctx, client, user, s, scope, profile)
 }
 
 // session is what a token tells of the session it belongs to.
 type session struct {
 	id, clientID, scope, profile string
+	// expires is when the session ends: its refresh token's expiry, which
+	// every token of the session carries (claim session_exp). Zero: the
+	// next pair may run a full refresh lifetime.
+	expires time.Time
 }
 
-// sessionOf reads the session claims of a verified token.
+// sessionClaim carries the session's end in every token of a session, so
+// a pair minted from an access token alone (a profile switch) never
+// outlives the session it comes from.
+const sessionClaim = "session_exp"
+
+// sessionOf reads the session claims of a verified token. A token without
+// session_exp ends its session at its own expiry.
 func sessionOf(tok *verifier.Token) session {
 	claim := func(name string) string { s, _ := tok.Claims[name].(string); return s }
-	return session{id: claim("sid"), clientID: claim("client_id"), scope: claim("scope"), profile: claim("profile")}
+	s := session{id: claim("sid"), clientID: claim("client_id"), scope: claim("scope"), profile: claim("profile"), expires: tok.ExpiresAt}
+	if n, ok := tok.Claims[sessionClaim].(json.Number); ok {
+		if sec, err := n.Int64(); err == nil {
+			s.expires = time.Unix(sec, 0)
+		}
+	}
+	return s
 }
 
 // startSession begins a new session for u and mints its first pair. Every
 // grant that authenticates a user anew (password, exchanges) ends here.
 func (i *Issuer) startSession(ctx context.Context, c *Client, u *identity.User, scope, profile string) (*Tokens, error) {
-	return i.mint(c, u, scope, profile, newID())
+	if err := i.userMayHave(u, scope); err != nil {
+		return nil, err
+	}
+	return i.mint(c, u, scope, profile, session{id: newID()})
 }
 
 // continueSession mints the next pair of the existing session s: a
 // refresh, or a switch to another of the user's profiles. Every grant that
-// carries a session on ends here, so that a session is never forked.
+// carries a session on ends here, so that a session is never forked. A
+// scope the user no longer may have (a role taken away) is dropped.
 func (i *Issuer) continueSession(ctx context.Context, c *Client, u *identity.User, s session, scope, profile string) (*Tokens, error) {
-	return i.mint(c, u, scope, profile, s.id)
+	return i.mint(c, u, i.narrowForUser(u, scope), profile, s)
 }
 
 // scope returns the granted scope: the request's (or, on refresh, the
-// original grant's), which must be within the client's and, on refresh,
-// within the original.
+// original grant's, else the default scope). Every scope must be known (a
+// standard one or registered), within the client's list (the default
+// scope for a client without one) and, on refresh, within the original.
+// Whether the user may have it is checked once the user is known.
 func (i *Issuer) scope(c *Client, requested, original string) (string, error) {
 	want := strings.Fields(requested)
 	if len(want) == 0 {
@@ -453,11 +560,17 @@ func (i *Issuer) scope(c *Client, requested, original string) (string, error) {
 	if len(want) == 0 {
 		want = strings.Fields(i.cfg.DefaultScope)
 	}
+	allowed := c.Scopes
+	if len(allowed) == 0 {
+		allowed = strings.Fields(i.cfg.DefaultScope)
+	}
 	for _, s := range want {
-		if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, s) {
+		switch {
+		case !i.knownScope(s):
+			return "", refuse(ErrInvalidScope, "a requested scope is unknown")
+		case !slices.Contains(allowed, s):
 			return "", refuse(ErrInvalidScope, "a requested scope is not allowed for this client")
-		}
-		if original != "" && !slices.Contains(strings.Fields(original), s) {
+		case original != "" && !slices.Contains(strings.Fields(original), s):
 			return "", refuse(ErrInvalidScope, "a requested scope was not granted originally")
 		}
 	}
@@ -465,8 +578,11 @@ func (i *Issuer) scope(c *Client, requested, original string) (string, error) {
 }
 
 // mint signs an access token, a refresh token and, for openid, an ID token.
-func (i *Issuer) mint(c *Client, u *identity.User, scope, profile, sid string) (*Tokens, error) {
+//
+// The pair ends no later than s.expires, when set.
+func (i *Issuer) mint(c *Client, u *identity.User, scope, profile string, s session) (*Tokens, error) {
 	now := i.now().Truncate(time.Second)
+	sid := s.id
 	accessTTL, refreshTTL := i.cfg.AccessTTL, i.cfg.RefreshTTL
 	if c.AccessTTL > 0 {
 		accessTTL = c.AccessTTL
@@ -474,6 +590,14 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile, sid string) (
 	if c.RefreshTTL > 0 {
 		refreshTTL = c.RefreshTTL
 	}
+	if !s.expires.IsZero() {
+		left := s.expires.Sub(now)
+		if left <= 0 {
+			return nil, refuse(ErrInvalidGrant, "the session has ended")
+		}
+		refreshTTL, accessTTL = min(refreshTTL, left), min(accessTTL, left)
+	}
+	sessionEnd := now.Add(refreshTTL).Unix()
 	aud := i.cfg.Audience
 	if c.Audience != "" {
 		aud = c.Audience
@@ -485,7 +609,7 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile, sid string) (
 	for k, v := range map[string]any{
 		"iss": i.cfg.Issuer, "sub": u.ID, "aud": aud, "iat": now.Unix(), "nbf": now.Unix(),
 		"exp": now.Add(accessTTL).Unix(), "jti": newID(), "client_id": c.ID, "scope": scope,
-		"type": "access", "sid": sid,
+		"type": "access", "sid": sid, sessionClaim: sessionEnd,
 	} {
 		access[k] = v
 	}
@@ -505,10 +629,11 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile, sid string) (
 	refresh := jwt.MapClaims{
 		"iss": i.cfg.Issuer, "sub": u.ID, "aud": i.cfg.Issuer, "iat": now.Unix(), "nbf": now.Unix(),
 		"exp": now.Add(refreshTTL).Unix(), "jti": t.RefreshID, "client_id": c.ID, "scope": scope,
-		"type": "refresh", "sid": sid,
+		"type": "refresh", "sid": sid, sessionClaim: sessionEnd,
 	}
 	setIf(refresh, "profile", profile)
-	if t.Refresh, err = i.keys.sign(refresh, "JWT", legacy); err != nil {
+	// Never with the shared HMAC key: whoever holds it could mint sessions.
+	if t.Refresh, err = i.keys.sign(refresh, "JWT", false); err != nil {
 		return nil, err
 	}
 	if slices.Contains(strings.Fields(scope), "openid") {

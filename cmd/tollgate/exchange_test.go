@@ -34,11 +34,13 @@ func newExternalOAuth(t *testing.T) *externalOAuth {
 		var reply map[string]any
 		switch r.PostFormValue("token") {
 		case "3efb85fa-905a-4cbe-9495-f15221fbff96":
-			reply = map[string]any{"active": true, "sub": "ext-42", "email": "someuser@24i.com", "exp": exp}
+			reply = map[string]any{"active": true, "sub": "ext-42", "email": "someuser@24i.com", "exp": exp, "client_id": "stb-app"}
+		case "other-app-token": // a token the external server issued to another app
+			reply = map[string]any{"active": true, "sub": "ext-42", "email": "someuser@24i.com", "exp": exp, "client_id": "crm"}
 		case "expired-token":
-			reply = map[string]any{"active": true, "email": "someuser@24i.com", "exp": time.Now().Add(-time.Hour).Unix()}
+			reply = map[string]any{"active": true, "email": "someuser@24i.com", "exp": time.Now().Add(-time.Hour).Unix(), "client_id": "stb-app"}
 		case "stranger-token":
-			reply = map[string]any{"active": true, "email": "stranger@example.com", "exp": exp}
+			reply = map[string]any{"active": true, "email": "stranger@example.com", "exp": exp, "client_id": "stb-app"}
 		default:
 			reply = map[string]any{"active": false}
 		}
@@ -126,14 +128,28 @@ func newLegacySystem(t *testing.T) *legacySystem {
 	return l
 }
 
+// exchangeClients lists the exchanges as grants: a client may use only
+// the grants it lists.
+const exchangeClients = `
+clients:
+  - id: anonymous
+    grants: [password, refresh_token, login_with_token, cookie_exchange]
+  - id: ` + client003 + `
+    grants: [password, login_with_token]
+    partner_id: "10000"
+  - id: backend
+    secret: s3cret-backend
+    grants: [password, refresh_token, login_with_token, cookie_exchange]
+`
+
 func exchangeGateway(t *testing.T) (*authGateway, *externalOAuth, *legacySystem) {
 	x, l := newExternalOAuth(t), newLegacySystem(t)
-	g := startAuthGateway(t, sourceDocClients+fmt.Sprintf(`
+	g := startAuthGateway(t, exchangeClients+fmt.Sprintf(`
 external_services:
-  - {name: caiway, introspection_url: %[1]q, client_id: tollgate, client_secret: ext-secret, claim: email, user_field: email, cache_ttl: 1m}
+  - {name: caiway, introspection_url: %[1]q, client_id: tollgate, client_secret: ext-secret, claim: email, user_field: email, cache_ttl: 1m, allowed_clients: [stb-app]}
   - {name: delta, userinfo_url: %[2]q, claim: email, user_field: email}
-  - {name: slow, introspection_url: %[3]q, client_id: tollgate, client_secret: ext-secret, timeout: 100ms}
-  - {name: broken, introspection_url: %[4]q, client_id: tollgate, client_secret: ext-secret, cache_ttl: 1m}
+  - {name: slow, introspection_url: %[3]q, client_id: tollgate, client_secret: ext-secret, timeout: 100ms, allowed_clients: [stb-app]}
+  - {name: broken, introspection_url: %[4]q, client_id: tollgate, client_secret: ext-secret, cache_ttl: 1m, allowed_clients: [stb-app]}
 cookie_exchange: {url: %[5]q, cookies: [PHPSESSID], user_id_path: data.user.id}
 `, x.URL+"/introspect", x.URL+"/userinfo", x.URL+"/slow/introspect", x.URL+"/broken/introspect", l.URL+"/session"))
 	return g, x, l
@@ -206,6 +222,7 @@ func TestTokenExchangeFailures(t *testing.T) {
 		{"userinfo variant", "access_token=ui-token&service=delta", 200, ""},
 		{"userinfo refuses", "access_token=nope&service=delta", 401, "invalid_grant"},
 		{"inactive", "access_token=revoked-token&service=caiway", 401, "invalid_grant"},
+		{"issued to another app", "access_token=other-app-token&service=caiway", 401, "invalid_grant"},
 		{"expired", "access_token=expired-token&service=caiway", 401, "invalid_grant"},
 		{"no local user", "access_token=stranger-token&service=caiway", 401, "invalid_grant"},
 		{"unknown service", "access_token=3efb85fa-905a-4cbe-9495-f15221fbff96&service=nowhere", 400, "invalid_request"},
@@ -242,6 +259,43 @@ func TestTokenExchangeFailures(t *testing.T) {
 	}
 	if got := value(scrape(t, g.m), "tollgate_backend_requests_total", map[string]string{"backend": "external:broken", "result": "error"}); got != 2 {
 		t.Errorf("backend errors counted %v, want 2", got)
+	}
+}
+
+// TestExchangesAuthenticateTheClient: the exchanges authenticate and
+// authorise the client exactly as the token endpoint does — its secret,
+// its grants, its partner binding.
+func TestExchangesAuthenticateTheClient(t *testing.T) {
+	g, _, _ := exchangeGateway(t)
+	const ext = "access_token=3efb85fa-905a-4cbe-9495-f15221fbff96&service=caiway"
+	for _, tc := range []struct {
+		name, path, body string
+		hdr              []string
+		status           int
+		code             string
+	}{
+		{"confidential client without its secret", "/api/oauth/login_with_token", ext + "&client_id=backend", nil, 401, "invalid_client"},
+		{"confidential client, wrong secret", "/api/oauth/login_with_token", ext + "&client_id=backend&client_secret=guess", nil, 401, "invalid_client"},
+		{"confidential client, secret in the form", "/api/oauth/login_with_token", ext + "&client_id=backend&client_secret=s3cret-backend", nil, 200, ""},
+		{"confidential client, Basic", "/api/oauth/login_with_token", ext, []string{"Authorization", "Basic YmFja2VuZDpzM2NyZXQtYmFja2VuZA=="}, 200, ""},
+		{"unknown client", "/api/oauth/login_with_token", ext + "&client_id=nobody", nil, 401, "invalid_client"},
+		{"partner-bound client, user of no partner", "/api/oauth/login_with_token", ext + "&client_id=" + client003, nil, 401, "invalid_grant"},
+		{"grant not listed", "/api/auth/v1/cookie_exchange", "client_id=" + client003, []string{"Cookie", "PHPSESSID=good"}, 400, "unauthorized_client"},
+		{"confidential client without its secret, cookie", "/api/auth/v1/cookie_exchange", "client_id=backend", []string{"Cookie", "PHPSESSID=good"}, 401, "invalid_client"},
+		{"self-granted scope", "/api/oauth/login_with_token", ext + "&scope=catalog", nil, 400, "invalid_scope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := send(t, http.MethodPost, g.url+tc.path, tc.body, append([]string{"Content-Type", "application/x-www-form-urlencoded"}, tc.hdr...)...)
+			out := decodeJSONAPI(t, b)
+			if resp.StatusCode != tc.status || tc.code != "" && (len(out.Errors) != 1 || out.Errors[0]["code"] != tc.code) {
+				t.Errorf("%d %s, want %d %s", resp.StatusCode, b, tc.status, tc.code)
+			}
+			if tc.code == "" {
+				if _, c := claimsOf(t, out.Data.Attributes.AccessToken); c["client_id"] != "backend" {
+					t.Errorf("client_id %v", c["client_id"])
+				}
+			}
+		})
 	}
 }
 
