@@ -1,12 +1,14 @@
 package issuer
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -204,6 +206,57 @@ func BenchmarkRefreshGrant(b *testing.B) {
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader(body)))
 		if rec.Code != 200 {
 			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// blockingUsers holds every password check until released.
+type blockingUsers struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingUsers) Authenticate(ctx context.Context, login string, pw []byte) (*identity.User, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return nil, identity.ErrInvalidCredentials
+}
+
+func (b *blockingUsers) Lookup(context.Context, string) (*identity.User, error) {
+	return nil, identity.ErrUnknownUser
+}
+
+// TestLoginQueueIsBounded: beyond MaxLoginQueue waiting logins, a login is
+// refused at once with 503 and Retry-After instead of queueing.
+func TestLoginQueueIsBounded(t *testing.T) {
+	f := newFixture(t, "ES256")
+	users := &blockingUsers{entered: make(chan struct{}, 10), release: make(chan struct{})}
+	iss, err := New(Config{Issuer: "https://auth.test", Audience: "api", MaxConcurrentLogins: 1, MaxLoginQueue: 2}, f.keys, users, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := iss.Handler()
+	post := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader("grant_type=password&client_id=c&username=u&password=p")))
+		return rec
+	}
+	done := make(chan int, 3)
+	for range 3 {
+		go func() { done <- post().Code }()
+	}
+	<-users.entered // one check runs
+	for iss.waiting.Load() != 2 {
+		runtime.Gosched() // two wait for its slot
+	}
+	rec := post()
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), "temporarily_unavailable") {
+		t.Errorf("beyond the queue: %d %q %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	close(users.release)
+	for range 3 {
+		if code := <-done; code != http.StatusBadRequest {
+			t.Errorf("a queued login: %d, want 400 (wrong password)", code)
 		}
 	}
 }

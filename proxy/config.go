@@ -58,8 +58,16 @@ type Route struct {
 	// StripPrefix removes Prefix before forwarding.
 	StripPrefix bool
 	// DropAuthorization stops the Authorization header from being
-	// forwarded. By default it is forwarded.
+	// forwarded. By default it is forwarded on routes that verify it; on
+	// AuthNone routes it is dropped unless ForwardAuthorization is set.
 	DropAuthorization bool
+	// ForwardAuthorization forwards the Authorization header on an
+	// AuthNone route, where tollgate has not verified it.
+	ForwardAuthorization bool
+	// Issuers, if set, are the only token issuers this route accepts (a
+	// partner's identity provider cannot assert roles for a route meant for
+	// tollgate's own users); other tokens are refused as wrong_issuer.
+	Issuers []string
 	// CaseSensitive matches Prefix in exact letter case. By default /ADMIN
 	// matches the route /admin, as upstreams on case-insensitive stacks
 	// would serve it.
@@ -85,7 +93,17 @@ func defaultHeaders() []HeaderMapping {
 		{Header: "X-Session-Id", Claim: "sid"},
 		{Header: "X-Client-Id", Claim: "client_id"},
 		{Header: "X-Scopes", Claim: "scope"},
+		{Header: "X-User-Issuer", Claim: "iss"},
 	}
+}
+
+// defaultStripHeaders are inbound headers that frameworks route or
+// authenticate by (IIS and Symfony rewrite by X-Original-URL, Apache
+// modules trust X-Remote-User, many apps log X-Real-IP as the client):
+// a client must not choose them.
+func defaultStripHeaders() []string {
+	return []string{"X-Original-URL", "X-Rewrite-URL", "X-Remote-User", "X-Forwarded-User", "X-Authenticated-User",
+		"X-Real-IP", "X-Forwarded-Prefix", "X-Forwarded-Port", "X-Forwarded-Server", "X-Original-Host"}
 }
 
 // Config configures a Proxy.
@@ -93,8 +111,16 @@ type Config struct {
 	Upstreams []Upstream
 	// Routes: the longest matching prefix wins.
 	Routes []Route
-	// Headers maps claims to upstream headers. Nil means defaultHeaders.
+	// Headers maps claims to upstream headers. Nil means X-User-Id ← sub,
+	// X-Profile-Id ← profile, X-Session-Id ← sid, X-Client-Id ←
+	// client_id, X-Scopes ← scope, X-User-Issuer ← iss.
 	Headers []HeaderMapping
+	// StripHeaders are removed from every inbound request, like the
+	// identity headers. Nil means X-Original-URL, X-Rewrite-URL,
+	// X-Remote-User, X-Forwarded-User, X-Authenticated-User, X-Real-IP,
+	// X-Forwarded-Prefix, X-Forwarded-Port, X-Forwarded-Server and
+	// X-Original-Host; empty means none.
+	StripHeaders []string
 	// Realm is the WWW-Authenticate realm. Empty means "tollgate".
 	Realm string
 	// DialTimeout bounds connecting to an upstream. Zero means 5s.
@@ -113,6 +139,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Headers == nil {
 		c.Headers = defaultHeaders()
+	}
+	if c.StripHeaders == nil {
+		c.StripHeaders = defaultStripHeaders()
 	}
 	if c.Realm == "" {
 		c.Realm = "tollgate"
@@ -178,8 +207,11 @@ func (c *Config) validate() (map[string]*url.URL, error) {
 		default:
 			errs = append(errs, fmt.Errorf("%s: auth %q is not required, optional or none", where, r.Auth))
 		}
-		if r.Auth == AuthNone && len(r.Scopes)+len(r.Roles) > 0 {
-			errs = append(errs, fmt.Errorf("%s: scopes or roles need auth required or optional", where))
+		if r.Auth == AuthNone && len(r.Scopes)+len(r.Roles)+len(r.Issuers) > 0 {
+			errs = append(errs, fmt.Errorf("%s: scopes, roles or issuers need auth required or optional", where))
+		}
+		if r.Auth != AuthNone && r.ForwardAuthorization {
+			errs = append(errs, fmt.Errorf("%s: forward_authorization is for auth none routes (verified tokens are forwarded anyway)", where))
 		}
 	}
 	seen := map[string]bool{}
@@ -196,6 +228,11 @@ func (c *Config) validate() (map[string]*url.URL, error) {
 		seen[name] = true
 		if _, err := jsonpath.Parse(h.Claim); h.Claim == "" || err != nil {
 			errs = append(errs, fmt.Errorf("header mapping %d (%s): claim path %q is invalid", i, h.Header, h.Claim))
+		}
+	}
+	for i, h := range c.StripHeaders {
+		if name := http.CanonicalHeaderKey(h); !validHeaderName(h) || name == "Authorization" || name == "Host" || name == "X-Request-Id" {
+			errs = append(errs, fmt.Errorf("strip header %d: %q cannot be stripped", i, h))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -66,7 +66,7 @@ func WithObserver(obs Observer) Option { return func(o *options) { o.observer = 
 // Proxy authenticates requests and forwards them to upstreams.
 type Proxy struct {
 	routes   []*route // longest prefix first
-	identity []string // canonical names of every mapped header
+	stripped []string // canonical names of every mapped header and every StripHeaders entry
 	headers  []mapping
 	verifier Verifier
 	logger   *zap.Logger
@@ -117,9 +117,12 @@ func New(cfg Config, v Verifier, logger *zap.Logger, opts ...Option) (*Proxy, er
 		observer: o.observer,
 		errs:     edge.NewChallenges(cfg.Realm),
 	}
+	for _, h := range cfg.StripHeaders {
+		p.stripped = append(p.stripped, http.CanonicalHeaderKey(h))
+	}
 	for _, h := range cfg.Headers {
 		name := http.CanonicalHeaderKey(h.Header)
-		p.identity = append(p.identity, name)
+		p.stripped = append(p.stripped, name)
 		path, _ := jsonpath.Parse(h.Claim) // checked by validate
 		p.headers = append(p.headers, mapping{header: name, path: path})
 	}
@@ -253,6 +256,11 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 		p.errs.InvalidToken(reason, verifier.Description(err)).Write(w)
 		return false
 	}
+	if len(rt.Issuers) > 0 && !slices.Contains(rt.Issuers, tok.Issuer) {
+		p.decide(ctx, rt, info, verifier.ErrWrongIssuer.Reason)
+		p.errs.InvalidToken(verifier.ErrWrongIssuer.Reason, verifier.ErrWrongIssuer.Description).Write(w)
+		return false
+	}
 	info.Token, info.User = tok, tok.Subject
 	if !hasScopes(tok.Claims, rt.Scopes) || !hasAnyRole(tok.Claims, rt.Roles) {
 		p.decide(ctx, rt, info, "insufficient_scope")
@@ -294,14 +302,14 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	}
 	out := make(http.Header, n)
 	for k, v := range in {
-		if !p.isIdentity(k) {
+		if !p.isStripped(k) {
 			out[k] = v
 		}
 	}
 	pr.Out.Header = out
 	pr.SetXForwarded()
-	if rt.DropAuthorization {
-		delete(out, "Authorization")
+	if rt.DropAuthorization || rt.Auth == AuthNone && !rt.ForwardAuthorization {
+		delete(out, "Authorization") // never forward a credential tollgate did not check
 	}
 	if info.RequestID() != "" {
 		out[requestIDHeader] = info.RequestIDHeader()
@@ -331,12 +339,12 @@ func (p *Proxy) headerValues(tok *verifier.Token) any {
 	return hv
 }
 
-// isIdentity reports whether a header name names an identity header, also
-// in a non-canonical spelling or with "_" for "-": some upstream stacks
-// (CGI, PHP, nginx with underscores_in_headers) read X_User_Id as
-// X-User-Id.
-func (p *Proxy) isIdentity(name string) bool {
-	for _, id := range p.identity {
+// isStripped reports whether a header name names an identity header or
+// one of StripHeaders, also in a non-canonical spelling or with "_" for
+// "-": some upstream stacks (CGI, PHP, nginx with underscores_in_headers)
+// read X_User_Id as X-User-Id.
+func (p *Proxy) isStripped(name string) bool {
+	for _, id := range p.stripped {
 		if sameHeaderName(name, id) {
 			return true
 		}

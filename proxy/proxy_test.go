@@ -193,6 +193,7 @@ func TestIdentityHeaders(t *testing.T) {
 			{Prefix: "/opt", Upstream: "a", Auth: proxy.AuthOptional},
 			{Prefix: "/none", Upstream: "a", Auth: proxy.AuthNone},
 			{Prefix: "/drop", Upstream: "a", DropAuthorization: true},
+			{Prefix: "/none-fwd", Upstream: "a", Auth: proxy.AuthNone, ForwardAuthorization: true},
 		},
 		Headers: []proxy.HeaderMapping{
 			{Header: "X-User-Id", Claim: "sub"},
@@ -213,9 +214,11 @@ func TestIdentityHeaders(t *testing.T) {
 		c["evil"] = "x\r\nX-User-Id: admin"
 	})
 	spoof := func(r *http.Request) {
-		for _, h := range []string{"X-User-Id", "X-Legacy-User", "X-Site-Id", "X-Scopes", "X-Roles", "X-Flag", "X-Evil", "X-Obj"} {
+		for _, h := range []string{"X-User-Id", "X-Legacy-User", "X-Site-Id", "X-Scopes", "X-Roles", "X-Flag", "X-Evil", "X-Obj",
+			"X-Original-URL", "X-Rewrite-URL", "X-Remote-User", "X-Forwarded-User", "X-Authenticated-User", "X-Real-IP", "X-Forwarded-Prefix", "X-Forwarded-Port"} {
 			r.Header.Add(h, "spoofed")
 		}
+		r.Header["X_Remote_User"] = []string{"admin"}
 		r.Header["x-user-id"] = []string{"lowercase-spoof"}  // non-canonical key
 		r.Header["X_User_Id"] = []string{"underscore-spoof"} // CGI-style servers read it as X-User-Id
 		r.Header.Set("Connection", "X-User-Id, X-Legacy-User")
@@ -232,7 +235,8 @@ func TestIdentityHeaders(t *testing.T) {
 		{"/req", tok, map[string]string{"X-User-Id": "u-1", "X-Legacy-User": "2", "X-Site-Id": "10115", "X-Scopes": "openid catalog", "X-Roles": "AGENT ADMIN", "X-Flag": "true", "X-Evil": "", "X-Obj": ""}, true},
 		{"/opt", "", map[string]string{"X-User-Id": "", "X-Legacy-User": "", "X-Site-Id": "", "X-Scopes": "", "X-Obj": ""}, false},
 		{"/opt", tok, map[string]string{"X-User-Id": "u-1", "X-Legacy-User": "2"}, true},
-		{"/none", tok, map[string]string{"X-User-Id": "", "X-Legacy-User": "", "X-Scopes": ""}, true},
+		{"/none", tok, map[string]string{"X-User-Id": "", "X-Legacy-User": "", "X-Scopes": ""}, false}, // unverified: not forwarded
+		{"/none-fwd", tok, map[string]string{"X-User-Id": ""}, true},
 		{"/drop", tok, map[string]string{"X-User-Id": "u-1"}, false},
 	}
 	for _, tt := range tests {
@@ -257,8 +261,13 @@ func TestIdentityHeaders(t *testing.T) {
 					t.Errorf("%s = %q, want [%s]", h, vals, want)
 				}
 			}
-			if len(got.Header["x-user-id"])+len(got.Header["X_user_id"])+len(got.Header["X_User_Id"]) > 0 {
+			if len(got.Header["x-user-id"])+len(got.Header["X_user_id"])+len(got.Header["X_User_Id"])+len(got.Header["X_Remote_User"]) > 0 {
 				t.Errorf("non-canonical spoof reached the upstream")
+			}
+			for _, h := range []string{"X-Original-URL", "X-Rewrite-URL", "X-Remote-User", "X-Forwarded-User", "X-Authenticated-User", "X-Real-IP", "X-Forwarded-Prefix", "X-Forwarded-Port"} {
+				if v := got.Header.Values(h); len(v) > 0 {
+					t.Errorf("%s reached the upstream: %q", h, v)
+				}
 			}
 			if got.Header.Get("X-Device-Serial") != "STB-0042" || !slices.Equal(got.Header["Accept"], []string{"application/json", "text/plain"}) ||
 				got.Header.Get("X-Forwarded-For") == "" || got.Header.Get("X-Forwarded-Proto") != "http" {
@@ -268,6 +277,58 @@ func TestIdentityHeaders(t *testing.T) {
 				t.Errorf("Authorization forwarded = %v, want %v", has, tt.wantAuth)
 			}
 		})
+	}
+}
+
+// TestRouteIssuers: identity headers say which issuer vouched for them
+// (X-User-Issuer), and a route may accept only some issuers, so a partner's
+// identity provider cannot assert roles for a route meant for tollgate's own
+// users.
+func TestRouteIssuers(t *testing.T) {
+	own, partner := testkit.NewKey(t, "ES256", "own"), testkit.NewKey(t, "ES256", "partner")
+	v, err := verifier.New(verifier.Config{Issuers: []verifier.IssuerConfig{
+		{Issuer: "https://own.test", Audiences: []string{"api"}, Sources: []verifier.KeySource{verifier.NewKeySet(&verifier.Key{ID: "own", Algorithms: []string{"ES256"}, Public: own.Public()})}},
+		{Issuer: "https://partner.test", Audiences: []string{"api"}, Sources: []verifier.KeySource{verifier.NewKeySet(&verifier.Key{ID: "partner", Algorithms: []string{"ES256"}, Public: partner.Public()})}},
+	}}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, proxy.Config{
+		Upstreams: []proxy.Upstream{{Name: "a", URL: testkit.Echo(t, "a").URL}},
+		Routes: []proxy.Route{
+			{Prefix: "/admin", Upstream: "a", Roles: []string{"ADMIN"}, Issuers: []string{"https://own.test"}},
+			{Prefix: "/", Upstream: "a"},
+		},
+	}, v)
+	admin := func(k *testkit.Key, iss string) string {
+		return "Bearer " + k.Access(t, testkit.Claims(iss, "api", time.Now(), func(c jwt.MapClaims) { c["role"] = "ADMIN" }))
+	}
+	for _, tc := range []struct {
+		path, auth, iss string
+		want            int
+	}{
+		{"/admin/x", admin(own, "https://own.test"), "https://own.test", 200},
+		{"/admin/x", admin(partner, "https://partner.test"), "", 401},
+		{"/other", admin(partner, "https://partner.test"), "https://partner.test", 200},
+	} {
+		req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+		req.Header.Set("Authorization", tc.auth)
+		req.Header.Set("X-User-Issuer", "https://own.test") // spoofed
+		rec := serve(p, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s: %d, want %d (%s)", tc.path, rec.Code, tc.want, rec.Body)
+			continue
+		}
+		if tc.want == 401 && !strings.Contains(rec.Header().Get("WWW-Authenticate"), "untrusted issuer") {
+			t.Errorf("refusal: %q", rec.Header().Get("WWW-Authenticate"))
+		}
+		if tc.want == 200 {
+			var got testkit.Echoed
+			json.Unmarshal(rec.Body.Bytes(), &got)
+			if iss := got.Header.Values("X-User-Issuer"); len(iss) != 1 || iss[0] != tc.iss {
+				t.Errorf("%s: X-User-Issuer %q, want %s", tc.path, iss, tc.iss)
+			}
+		}
 	}
 }
 
@@ -473,7 +534,7 @@ func TestNewReportsEveryProblem(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	for _, want := range []string{`"ftp://x"`, "name is empty", `"b": defined twice`, "must start with /", `unknown upstream "nowhere"`,
-		"routed twice", `auth "sometimes"`, "scopes or roles need auth", `"Bad Header" is not a valid header name`, "Authorization cannot carry", `"a..b" is invalid`} {
+		"routed twice", `auth "sometimes"`, "scopes, roles or issuers need auth", `"Bad Header" is not a valid header name`, "Authorization cannot carry", `"a..b" is invalid`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
