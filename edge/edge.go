@@ -35,6 +35,20 @@ type Edge struct {
 	obs    Observer
 	prefix string        // random per process, so IDs are unique across replicas
 	seq    atomic.Uint64 // request counter
+
+	bodyIdle    time.Duration // 0: bodies are not guarded
+	bodyMinRate int64
+}
+
+// Option configures optional Edge behaviour.
+type Option func(*Edge)
+
+// WithBodyTimeouts refuses request bodies that trickle in: a read that
+// brings nothing for idle, or an average below minRate bytes/s once idle
+// has passed (0: no rate check), fails with ErrBodyTooSlow. Zero idle
+// turns it off.
+func WithBodyTimeouts(idle time.Duration, minRate int64) Option {
+	return func(e *Edge) { e.bodyIdle, e.bodyMinRate = idle, minRate }
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -43,7 +57,7 @@ var _ http.Handler = (*Edge)(nil)
 // [A-Za-z0-9._:-]); otherwise one is generated. The ID is returned to the
 // client and reachable by handlers through InfoFrom and RequestID. A nil
 // logger logs nothing; a nil obs observes nothing.
-func New(next http.Handler, logger *zap.Logger, obs Observer) *Edge {
+func New(next http.Handler, logger *zap.Logger, obs Observer, opts ...Option) *Edge {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
@@ -52,14 +66,20 @@ func New(next http.Handler, logger *zap.Logger, obs Observer) *Edge {
 	}
 	b := make([]byte, 6)
 	rand.Read(b)
-	return &Edge{next: next, logger: logger.Named("access"), obs: obs, prefix: hex.EncodeToString(b) + "-"}
+	e := &Edge{next: next, logger: logger.Named("access"), obs: obs, prefix: hex.EncodeToString(b) + "-"}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
 
 // exchange is everything Edge keeps per request, in one allocation: the
-// context node carrying the Info and the status-recording writer.
+// context node carrying the Info, the status-recording writer and the body
+// guard.
 type exchange struct {
-	ctx infoCtx
-	sw  statusWriter
+	ctx  infoCtx
+	sw   statusWriter
+	body bodyGuard
 }
 
 // ServeHTTP serves one request inside the envelope.
@@ -74,6 +94,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header()[requestIDHeader] = info.requestID[:]
 	r = r.WithContext(&x.ctx)
+	e.guardBody(w, r, &x.body)
 	e.obs.RequestStarted(r.Context())
 	defer func() {
 		if v := recover(); v != nil {

@@ -423,11 +423,14 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 	p.logger.Warn("upstream request failed", append(edge.LogFields(r.Context()),
 		zap.String("route", rt.Name), zap.String("upstream", rt.Upstream),
 		zap.String("kind", kind), zap.Error(err))...)
-	if kind == "timeout" {
+	switch {
+	case errors.Is(err, edge.ErrBodyTooSlow):
+		errBodyTooSlow.Write(w)
+	case kind == "timeout":
 		errTimeout.Write(w)
-		return
+	default:
+		errBadGateway.Write(w)
 	}
-	errBadGateway.Write(w)
 }
 
 func errorKind(err error) string {

@@ -14,4 +14,5 @@ var (
 	errNonCanonicalPath = edge.NewRefusal(http.StatusBadRequest, "", "invalid_request", "path is not canonical")
 	errBadGateway       = edge.NewRefusal(http.StatusBadGateway, "", "bad_gateway", "the upstream could not be reached")
 	errTimeout          = edge.NewRefusal(http.StatusGatewayTimeout, "", "gateway_timeout", "the upstream did not answer in time")
+	errBodyTooSlow      = edge.NewRefusal(http.StatusRequestTimeout, "", "request_timeout", "the request body came too slowly")
 )
