@@ -28,6 +28,17 @@
 //     the same error, ErrInvalidCredentials, so neither timing nor wording
 //     tells which logins exist. An empty login or password MUST also cost
 //     one comparison.
+//   - A user whose hash is made with other parameters than most MUST be
+//     rehashed in memory with the majority's parameters at their first
+//     successful login (the file is never written), so that from then on
+//     a wrong password for them costs what an unknown login costs; a
+//     reload that changes their hash, or the majority's parameters, drops
+//     the rehash. Until that login their timing differs: such users MUST
+//     be reported (Users.HashWarnings, and the log at every load) by
+//     count and a few ids, never by hash.
+//   - A password longer than 72 bytes MUST NOT match a bcrypt hash, which
+//     would check only its first 72 bytes; the refusal MUST cost one
+//     comparison, like any other.
 //   - Password hashes MUST NOT leave the package: User has no field for
 //     them, and they MUST NOT appear in logs or errors (YAML error excerpts
 //     are redacted; validation messages name users by index, id and line).
@@ -42,4 +53,15 @@
 //     version: every returned *User is a deep copy.
 //   - Extra claims MUST NOT override the claims the issuer owns (iss, sub,
 //     aud, exp, …); such a file is rejected.
+//   - An id put into the legacy LookupURL MUST stay one path segment or one
+//     query value: it is escaped for where {id} stands ("/", "?", "#", "%"
+//     and, in a query, "&" and "=" included), and "", "." and ".." are
+//     ErrUnknownUser without a request, since an id can come from an
+//     external token's claim. {id} MUST NOT stand in the host.
+//   - An external token MUST have been issued to an app tollgate accepts:
+//     an introspection reply's client_id MUST be one of AllowedClients or
+//     its aud MUST name one of AllowedAudiences, else ErrInactiveToken; an
+//     introspection service with neither list MUST be refused at start.
+//     For userinfo the lists are optional and checked on the fields the
+//     reply has. Errors MUST NOT quote the token.
 package identity

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,16 @@ type Service struct {
 	// UserinfoURL validates tokens by calling the OIDC userinfo endpoint
 	// with them.
 	UserinfoURL string
+	// AllowedClients and AllowedAudiences say which apps' tokens are
+	// accepted: a token is, if the reply's client_id is one of
+	// AllowedClients or its aud (a string or an array) names one of
+	// AllowedAudiences. Without them a token any app of the external
+	// server obtained would log its user in here. An introspection service
+	// needs at least one of them. For a userinfo service, whose replies
+	// rarely carry client_id or aud, they are optional and checked when
+	// the reply has the field.
+	AllowedClients   []string
+	AllowedAudiences []string
 	// Claim is the external claim that names the user. Empty means "sub".
 	Claim string
 	// UserField is the local field Claim is looked up against: "id"
@@ -88,6 +99,17 @@ func NewExternal(services []Service, users Finder, logger *zap.Logger, opts ...B
 		case s.IntrospectionURL != "" && s.ClientID == "":
 			errs = append(errs, fmt.Errorf("%s: introspection needs client_id (and client_secret)", where))
 		}
+		if s.IntrospectionURL != "" && len(s.AllowedClients) == 0 && len(s.AllowedAudiences) == 0 {
+			errs = append(errs, fmt.Errorf("introspection service %q accepts tokens issued to any app: set allowed_clients or allowed_audiences", s.Name))
+		}
+		for _, l := range []struct {
+			field string
+			list  []string
+		}{{"allowed_clients", s.AllowedClients}, {"allowed_audiences", s.AllowedAudiences}} {
+			if slices.Contains(l.list, "") {
+				errs = append(errs, fmt.Errorf("%s: %s holds an empty name", where, l.field))
+			}
+		}
 		for _, u := range []string{s.IntrospectionURL, s.UserinfoURL} {
 			if _, err := httpurl.Parse(u); u != "" && err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", where, err))
@@ -109,6 +131,7 @@ func NewExternal(services []Service, users Finder, logger *zap.Logger, opts ...B
 		if s.Timeout <= 0 {
 			s.Timeout = 5 * time.Second
 		}
+		s.AllowedClients, s.AllowedAudiences = slices.Clone(s.AllowedClients), slices.Clone(s.AllowedAudiences)
 		e.services[s.Name] = &externalService{Service: s, opts: newBackendOptions(s.Timeout, opts), cache: map[[32]byte]cached{}}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -189,10 +212,55 @@ func (s *externalService) validate(ctx context.Context, token string) (any, time
 			return nil, time.Time{}, fmt.Errorf("%w: introspection says inactive", ErrInactiveToken)
 		}
 	}
+	if err := s.checkAudience(reply); err != nil {
+		return nil, time.Time{}, err
+	}
 	if !exp.IsZero() && !s.opts.now().Before(exp) {
 		return nil, time.Time{}, fmt.Errorf("%w: expired", ErrInactiveToken)
 	}
 	return reply, exp, nil
+}
+
+// checkAudience checks that the token the reply is about was issued to an
+// allowed app (see Service.AllowedClients). An introspection reply must
+// show it; a userinfo reply is checked on the fields it has that a list is
+// set for. Errors name no value of the reply.
+func (s *externalService) checkAudience(reply any) error {
+	obj, _ := reply.(map[string]any)
+	clientID, hasClient := obj["client_id"].(string)
+	hasClient = hasClient && clientID != "" && len(s.AllowedClients) > 0
+	auds, hasAud := audiences(obj["aud"])
+	hasAud = hasAud && len(s.AllowedAudiences) > 0
+	switch {
+	case hasClient && slices.Contains(s.AllowedClients, clientID):
+		return nil
+	case hasAud && slices.ContainsFunc(auds, func(a string) bool { return slices.Contains(s.AllowedAudiences, a) }):
+		return nil
+	case s.UserinfoURL != "" && !hasClient && !hasAud:
+		return nil // nothing a list applies to
+	case !hasClient && !hasAud:
+		return fmt.Errorf("%w: the reply shows no client_id or aud that allowed_clients or allowed_audiences could accept", ErrInactiveToken)
+	default:
+		return fmt.Errorf("%w: issued to an app not in allowed_clients or allowed_audiences", ErrInactiveToken)
+	}
+}
+
+// audiences reads an aud claim: a non-empty string or an array of them.
+// An array element that is not a non-empty string is ignored.
+func audiences(v any) ([]string, bool) {
+	switch v := v.(type) {
+	case string:
+		return []string{v}, v != ""
+	case []any:
+		var out []string
+		for _, e := range v {
+			if a, ok := e.(string); ok && a != "" {
+				out = append(out, a)
+			}
+		}
+		return out, len(out) > 0
+	}
+	return nil, false
 }
 
 func (s *externalService) cached(key [32]byte) (string, bool) {

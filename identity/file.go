@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -37,12 +38,20 @@ type fileUser struct {
 
 // entry is a user with its password hash.
 type entry struct {
-	user *User
-	hash string
+	user   *User
+	hash   string     // as in the file
+	params hashParams // hash's
+	// rehash, once set, is a hash of the user's password made with the
+	// snapshot's params, compared instead of hash: it is made in memory at
+	// the user's first successful login when params are not the
+	// snapshot's, so that from then on a wrong password for this user
+	// costs what it costs for anyone. It is the only part of a snapshot
+	// that changes after it is built.
+	rehash atomic.Pointer[string]
 }
 
 // snapshot is one validated version of the users file. It is never
-// modified once built; Users swaps it whole.
+// modified once built, but for entries' rehash; Users swaps it whole.
 type snapshot struct {
 	byID    map[string]*entry
 	byLogin map[string]*entry // by loginKey of username and of email
@@ -50,6 +59,9 @@ type snapshot struct {
 	// random password made with them, compared against for unknown logins.
 	params hashParams
 	dummy  string
+	// warnings name the users whose hashes are not made with params; see
+	// Users.HashWarnings.
+	warnings []string
 }
 
 // loginKey is how a username or email is looked up: case and surrounding
@@ -95,7 +107,7 @@ func parseFile(data []byte) (*snapshot, error) {
 	s := &snapshot{byID: make(map[string]*entry, len(f.Users)), byLogin: make(map[string]*entry, 2*len(f.Users))}
 	firstID := map[string]int{}    // id → index of the first user with it
 	firstLogin := map[string]int{} // login key → index of the first user with it
-	paramsCount := map[hashParams]int{}
+	idsByParams := map[hashParams][]string{}
 	var paramsOrder []hashParams
 	for i, fu := range f.Users {
 		where := fmt.Sprintf("users[%d]", i)
@@ -134,15 +146,17 @@ func parseFile(data []byte) (*snapshot, error) {
 			}
 		}
 
+		var params hashParams
 		if fu.PasswordHash == "" {
 			bad("password_hash is required")
 		} else if h, err := parseHash(fu.PasswordHash); err != nil {
 			bad("password_hash: %v", err)
 		} else {
-			if paramsCount[h.hashParams] == 0 {
-				paramsOrder = append(paramsOrder, h.hashParams)
+			params = h.hashParams
+			if len(idsByParams[params]) == 0 {
+				paramsOrder = append(paramsOrder, params)
 			}
-			paramsCount[h.hashParams]++
+			idsByParams[params] = append(idsByParams[params], fu.ID)
 		}
 
 		seen := map[string]int{}
@@ -168,7 +182,7 @@ func parseFile(data []byte) (*snapshot, error) {
 			}
 		}
 
-		e := &entry{hash: fu.PasswordHash, user: &User{
+		e := &entry{hash: fu.PasswordHash, params: params, user: &User{
 			ID:        fu.ID,
 			Username:  strings.TrimSpace(fu.Username),
 			Email:     strings.TrimSpace(fu.Email),
@@ -194,11 +208,42 @@ func parseFile(data []byte) (*snapshot, error) {
 	s.params = PasswordHasher{}.params()
 	best := 0
 	for _, p := range paramsOrder {
-		if paramsCount[p] > best {
-			s.params, best = p, paramsCount[p]
+		if n := len(idsByParams[p]); n > best {
+			s.params, best = p, n
+		}
+	}
+	for _, p := range paramsOrder {
+		if p != s.params {
+			s.warnings = append(s.warnings, hashWarning(p, s.params, idsByParams[p], len(f.Users)))
 		}
 	}
 	return s, nil
+}
+
+// maxWarningIDs bounds the ids a hash warning names.
+const maxWarningIDs = 5
+
+// hashWarning says that the users with ids have hashes made with p rather
+// than with most users' params, and what that reveals. It quotes no hash.
+func hashWarning(p, most hashParams, ids []string, total int) string {
+	noun, have := "users", "have password hashes"
+	if len(ids) == 1 {
+		noun, have = "user", "has a password hash"
+	}
+	var b strings.Builder
+	b.WriteString(noun)
+	for i, id := range ids[:min(len(ids), maxWarningIDs)] {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " %q", id)
+	}
+	if more := len(ids) - maxWarningIDs; more > 0 {
+		fmt.Fprintf(&b, " and %d more", more)
+	}
+	fmt.Fprintf(&b, " (%d of %d) %s made with %s where most users' are made with %s: until each logs in once after tollgate starts, "+
+		"the time a wrong password takes tells that their logins exist; rehash their passwords with %s", len(ids), total, have, p, most, most)
+	return b.String()
 }
 
 // checkStructure checks what decoding into usersFile cannot: that the file

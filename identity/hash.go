@@ -56,6 +56,7 @@ const (
 // algorithms' own (bcrypt.MinCost; argon2 needs 8 KiB per lane).
 const (
 	maxBcryptCost     = 15        // about 2 s per comparison on current hardware
+	maxBcryptPassword = 72        // bytes; bcrypt ignores the rest
 	maxArgonMemoryKiB = 256 << 10 // 256 MiB
 	maxArgonTime      = 10
 	maxArgonThreads   = 16
@@ -143,7 +144,8 @@ func orDefault[T uint8 | uint32](v, def T) T {
 }
 
 // Compare implements Hasher for bcrypt ($2a$, $2b$, $2y$) and argon2id PHC
-// strings.
+// strings. A password longer than 72 bytes never matches a bcrypt hash,
+// which could only check its first 72.
 func (PasswordHasher) Compare(encodedHash string, password []byte) (bool, error) {
 	h, err := parseHash(encodedHash)
 	if err != nil {
@@ -151,10 +153,14 @@ func (PasswordHasher) Compare(encodedHash string, password []byte) (bool, error)
 	}
 	switch h.alg {
 	case algBcrypt:
-		err := bcrypt.CompareHashAndPassword([]byte(encodedHash), password)
+		// bcrypt reads only the first 72 bytes, so a longer password would
+		// match whatever follows them. It is refused, after the same work
+		// as any other comparison, so the refusal takes no other time.
+		tooLong := len(password) > maxBcryptPassword
+		err := bcrypt.CompareHashAndPassword([]byte(encodedHash), password[:min(len(password), maxBcryptPassword)])
 		switch {
 		case err == nil:
-			return true, nil
+			return !tooLong, nil
 		case errors.Is(err, bcrypt.ErrMismatchedHashAndPassword):
 			return false, nil
 		default:
@@ -284,11 +290,20 @@ func formatArgon2id(p hashParams, salt, key []byte) string {
 // match it; comparing against it costs what comparing against a real hash
 // with p costs.
 func newDummyHash(p hashParams) (string, error) {
-	password := []byte(rand.Text())
+	h, err := hashWith(p, []byte(rand.Text()))
+	if err != nil {
+		return "", fmt.Errorf("identity: dummy hash: %w", err)
+	}
+	return h, nil
+}
+
+// hashWith hashes password with parameters p and a fresh random salt. A
+// bcrypt p cannot hold a password over 72 bytes.
+func hashWith(p hashParams, password []byte) (string, error) {
 	if p.alg == algBcrypt {
 		h, err := bcrypt.GenerateFromPassword(password, p.cost)
 		if err != nil {
-			return "", fmt.Errorf("identity: dummy hash: %w", err)
+			return "", err
 		}
 		return string(h), nil
 	}

@@ -234,3 +234,26 @@ func TestDecodeB64IsCanonical(t *testing.T) {
 		t.Errorf("AA: %x %v", b, ok)
 	}
 }
+
+// bcrypt checks only the first 72 bytes of a password: a longer one must
+// not match a bcrypt hash, even when those 72 bytes are right.
+func TestBcryptRefusesPasswordsOver72Bytes(t *testing.T) {
+	pw72 := strings.Repeat("p", 72)
+	hash := bcryptHash(t, pw72)
+	tests := []struct {
+		name, password string
+		want           bool
+	}{
+		{"72 bytes", pw72, true},
+		{"73 bytes, the first 72 right", pw72 + "x", false},
+		{"1000 bytes, the first 72 right", pw72 + strings.Repeat("x", 928), false},
+		{"71 bytes", pw72[:71], false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if ok, err := (PasswordHasher{}).Compare(hash, []byte(tt.password)); ok != tt.want || err != nil {
+				t.Errorf("%v, %v; want %v", ok, err, tt.want)
+			}
+		})
+	}
+}

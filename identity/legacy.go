@@ -27,9 +27,11 @@ type LegacyConfig struct {
 	// UsernameField and PasswordField name the credential fields.
 	// Defaults: "username", "password".
 	UsernameField, PasswordField string
-	// LookupURL fetches a user by id ("{id}" is replaced, escaped), for
-	// refresh, profile and cookie exchanges. Required. Its reply is read
-	// with the same paths as the login reply.
+	// LookupURL fetches a user by id, for refresh, profile and cookie
+	// exchanges. Required. "{id}" in its path or query is replaced by the
+	// id, escaped for where it stands: it never adds a path segment or a
+	// query parameter. Its reply is read with the same paths as the login
+	// reply.
 	LookupURL string
 	// Paths into the JSON replies. UserIDPath is required.
 	UserIDPath, UsernamePath, EmailPath, RolePath, PartnerPath, ProfilesPath string
@@ -53,8 +55,10 @@ func NewLegacy(cfg LegacyConfig, logger *zap.Logger, opts ...BackendOption) (*Le
 	if _, err := httpurl.Parse(cfg.LoginURL); err != nil {
 		errs = append(errs, fmt.Errorf("legacy login: login_url: %w", err))
 	}
-	if _, err := httpurl.Parse(strings.ReplaceAll(cfg.LookupURL, "{id}", "x")); err != nil || !strings.Contains(cfg.LookupURL, "{id}") {
+	if u, err := httpurl.Parse(strings.ReplaceAll(cfg.LookupURL, "{id}", idMarker)); err != nil || !strings.Contains(cfg.LookupURL, "{id}") {
 		errs = append(errs, fmt.Errorf("legacy login: lookup_url must be an http(s) URL containing {id}"))
+	} else if strings.Contains(u.Host, idMarker) {
+		errs = append(errs, fmt.Errorf("legacy login: lookup_url may hold {id} in its path or query, not its host"))
 	}
 	switch cfg.Format {
 	case "":
@@ -120,9 +124,20 @@ func (l *Legacy) Authenticate(ctx context.Context, login string, password []byte
 	return l.user(reply)
 }
 
-// Lookup fetches the user with id from LookupURL.
+// idMarker stands for {id} when LookupURL is checked.
+const idMarker = "tollgate-id-marker"
+
+// Lookup fetches the user with id from LookupURL. An id that escaping
+// cannot keep one path segment ("", ".", "..") is ErrUnknownUser without a
+// request: it may come from an external token's claim.
 func (l *Legacy) Lookup(ctx context.Context, id string) (*User, error) {
-	req, _ := http.NewRequest(http.MethodGet, strings.ReplaceAll(l.cfg.LookupURL, "{id}", url.PathEscape(id)), nil)
+	if id == "" || id == "." || id == ".." {
+		return nil, fmt.Errorf("%w: id %q cannot be looked up", ErrUnknownUser, id)
+	}
+	req, err := http.NewRequest(http.MethodGet, l.lookupURL(id), nil)
+	if err != nil { // not expected: NewLegacy checked the URL, and id is escaped
+		return nil, fmt.Errorf("%w: legacy lookup URL: %v", ErrBackend, err)
+	}
 	status, reply, err := call(ctx, l.opts, "legacy_lookup", req)
 	switch {
 	case err != nil:
@@ -133,6 +148,18 @@ func (l *Legacy) Lookup(ctx context.Context, id string) (*User, error) {
 		return nil, fmt.Errorf("%w: legacy lookup answered %d", ErrBackend, status)
 	}
 	return l.user(reply)
+}
+
+// lookupURL returns LookupURL with {id} replaced by id, path-escaped in
+// the path ("/" is %2F, "?" %3F, "#" %23, "%" %25) and query-escaped in
+// the query ("&" and "=" too).
+func (l *Legacy) lookupURL(id string) string {
+	path, query, hasQuery := strings.Cut(l.cfg.LookupURL, "?")
+	u := strings.ReplaceAll(path, "{id}", url.PathEscape(id))
+	if hasQuery {
+		u += "?" + strings.ReplaceAll(query, "{id}", url.QueryEscape(id))
+	}
+	return u
 }
 
 // Find implements Finder; the legacy system is searched by id only.

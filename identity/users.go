@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -129,8 +130,10 @@ func (u *Users) apply(data []byte) error {
 	}
 	// Making a dummy costs as much as a login; keep the old one when the
 	// parameters have not changed.
-	if old := u.snap.Load(); old != nil && old.params == s.params {
+	old := u.snap.Load()
+	if old != nil && old.params == s.params {
 		s.dummy = old.dummy
+		keepRehashes(old, s)
 	} else if s.dummy, err = newDummyHash(s.params); err != nil {
 		return err
 	}
@@ -141,7 +144,25 @@ func (u *Users) apply(data []byte) error {
 		u.logger.Info("users file loaded", zap.String("path", u.path), zap.Int("users", len(s.byID)),
 			zap.Stringer("dummy_hash_params", s.params))
 	}
+	if len(s.warnings) > 0 {
+		u.logger.Warn("some password hashes are not made like most: their users' logins can be told apart by timing",
+			zap.String("path", u.path), zap.Strings("hash_warnings", s.warnings))
+	}
 	return nil
+}
+
+// keepRehashes carries the in-memory rehashes of old over to s, which has
+// the same params: a user whose hash in the file is unchanged need not log
+// in again to cost what everyone costs. A user whose hash changed starts
+// again from the new one.
+func keepRehashes(old, s *snapshot) {
+	for id, e := range s.byID {
+		if o := old.byID[id]; o != nil && o.hash == e.hash {
+			if r := o.rehash.Load(); r != nil {
+				e.rehash.Store(r)
+			}
+		}
+	}
 }
 
 // reloaded logs the outcome of a reload attempt and reports it to the
@@ -161,8 +182,15 @@ func (u *Users) Len() int { return len(u.snap.Load().byID) }
 // Authenticate returns the user whose username or email (in any case) is
 // login, if password is theirs. An unknown login, a wrong password and an
 // empty login or password all cost one Hasher.Compare call and all return
-// exactly ErrInvalidCredentials. Other errors mean the check could not be
-// made (ctx done, or the Hasher failed) and say nothing about the login.
+// exactly ErrInvalidCredentials; so does a password over 72 bytes for a
+// bcrypt hash, which bcrypt could check only in part. Other errors mean
+// the check could not be made (ctx done, or the Hasher failed) and say
+// nothing about the login.
+//
+// The first successful login of a user whose hash is not made like most
+// users' hashes rehashes the password in memory, like most (the file is
+// not written), so that from then on a wrong password for that user costs
+// what it costs for anyone.
 func (u *Users) Authenticate(ctx context.Context, login string, password []byte) (*User, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -172,9 +200,12 @@ func (u *Users) Authenticate(ctx context.Context, login string, password []byte)
 	if login != "" && len(password) > 0 {
 		e = s.byLogin[loginKey(login)]
 	}
-	hash := s.dummy
+	hash, params := s.dummy, s.params
 	if e != nil {
-		hash = e.hash
+		hash, params = e.hash, e.params
+		if r := e.rehash.Load(); r != nil {
+			hash, params = *r, s.params
+		}
 	}
 	ok, err := u.hasher.Compare(hash, password)
 	if err != nil {
@@ -183,11 +214,40 @@ func (u *Users) Authenticate(ctx context.Context, login string, password []byte)
 		u.logger.Error("password comparison failed", zap.Error(err))
 		return nil, fmt.Errorf("identity: compare password: %w", err)
 	}
+	if params.alg == algBcrypt && len(password) > maxBcryptPassword {
+		ok = false // whatever the Hasher says: it may have read 72 bytes only
+	}
 	if !ok || e == nil {
 		return nil, ErrInvalidCredentials
 	}
+	if params != s.params {
+		u.rehash(s, e, password)
+	}
 	return e.user.clone(), nil
 }
+
+// rehash makes e's rehash, a hash of password made with s.params.
+func (u *Users) rehash(s *snapshot, e *entry, password []byte) {
+	h, err := hashWith(s.params, password)
+	if err != nil {
+		// Only a password too long for a bcrypt s.params gets here: the
+		// user keeps the hash of the file.
+		u.logger.Warn("password not rehashed like most users'; this user's logins stay distinguishable by timing",
+			zap.String("id", e.user.ID), zap.Stringer("params", s.params), zap.Error(err))
+		return
+	}
+	e.rehash.Store(&h)
+	u.logger.Debug("password rehashed in memory like most users'", zap.String("id", e.user.ID), zap.Stringer("params", s.params))
+}
+
+// HashWarnings describes the users of the file being served whose
+// password hashes are not made with the parameters most users' hashes
+// have: one line per kind of hash, with how many users have it and the
+// first few of their ids, and never a hash. Until such a user logs in once
+// after tollgate starts, a wrong password for them takes another time than
+// for an unknown login, which tells that the login exists. Nil means every
+// hash is made alike. New and every reload also log these lines.
+func (u *Users) HashWarnings() []string { return slices.Clone(u.snap.Load().warnings) }
 
 // Lookup returns the user with id, or ErrUnknownUser.
 func (u *Users) Lookup(ctx context.Context, id string) (*User, error) {

@@ -212,8 +212,10 @@ func TestLookup(t *testing.T) {
 	}
 }
 
-// countingHasher counts comparisons and records the hashes compared.
+// countingHasher counts comparisons and records the hashes compared. It
+// compares with inner, or PasswordHasher if inner is nil.
 type countingHasher struct {
+	inner  Hasher
 	mu     sync.Mutex
 	hashes []string // guarded by mu
 }
@@ -222,6 +224,9 @@ func (c *countingHasher) Compare(encodedHash string, password []byte) (bool, err
 	c.mu.Lock()
 	c.hashes = append(c.hashes, encodedHash)
 	c.mu.Unlock()
+	if c.inner != nil {
+		return c.inner.Compare(encodedHash, password)
+	}
 	return PasswordHasher{}.Compare(encodedHash, password)
 }
 
@@ -576,5 +581,296 @@ func BenchmarkAuthenticate(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// lastCompare logs in and returns the one hash the Hasher was asked to
+// compare, with Authenticate's error.
+func lastCompare(t *testing.T, u *Users, h *countingHasher, login, password string) (string, error) {
+	t.Helper()
+	before := len(h.compared())
+	_, err := u.Authenticate(t.Context(), login, []byte(password))
+	calls := h.compared()[before:]
+	if len(calls) != 1 {
+		t.Fatalf("%s: %d comparisons, want 1", login, len(calls))
+	}
+	return calls[0], err
+}
+
+// A user whose hash is not made like most users' is rehashed in memory,
+// like most, at the first successful login: from then on a wrong password
+// for them is compared against a hash with the parameters an unknown login
+// is compared against. The rehash lasts until a reload changes the user's
+// hash or what most users have.
+func TestUncommonHashIsRehashedAtLogin(t *testing.T) {
+	tests := []struct {
+		name          string
+		common, other func(testing.TB, string) string
+	}{
+		{"bcrypt user among argon2id ones", argonHash, bcryptHash},
+		{"argon2id user among bcrypt ones", bcryptHash, argonHash},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			common := []string{tt.common(t, "a"), tt.common(t, "b")}
+			want, err := parseHash(common[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := func(oddHash string, moreOdd ...string) string {
+				var b strings.Builder
+				b.WriteString("users:\n")
+				for i, h := range common {
+					fmt.Fprintf(&b, "  - {id: c%d, username: c%d, password_hash: %q}\n", i, i, h)
+				}
+				fmt.Fprintf(&b, "  - {id: odd, username: odd, password_hash: %q}\n", oddHash)
+				for i, h := range moreOdd {
+					fmt.Fprintf(&b, "  - {id: o%d, username: o%d, password_hash: %q}\n", i, i, h)
+				}
+				return b.String()
+			}
+			odd := tt.other(t, "pw")
+			h := &countingHasher{}
+			u, path := newUsers(t, file(odd), WithHasher(h))
+			isCommon := func(step, hash string) {
+				t.Helper()
+				p, err := parseHash(hash)
+				if err != nil || p.hashParams != want.hashParams {
+					t.Errorf("%s: compared against a hash with %v (%v), want %v", step, p.hashParams, err, want.hashParams)
+				}
+			}
+
+			if got, err := lastCompare(t, u, h, "odd", "guess"); got != odd || err != ErrInvalidCredentials {
+				t.Errorf("before the first login: err %v, compared against the file's hash: %v", err, got == odd)
+			}
+			if got, err := lastCompare(t, u, h, "odd", "pw"); got != odd || err != nil {
+				t.Fatalf("first login: err %v, compared against the file's hash: %v", err, got == odd)
+			}
+			got, err := lastCompare(t, u, h, "odd", "guess")
+			if err != ErrInvalidCredentials {
+				t.Errorf("wrong password after the first login: %v", err)
+			}
+			isCommon("wrong password after the first login", got)
+			got, err = lastCompare(t, u, h, "odd", "pw")
+			if err != nil {
+				t.Errorf("second login: %v", err)
+			}
+			isCommon("second login", got)
+
+			// A reload that leaves the user's hash alone keeps the rehash.
+			testkit.WriteFile(t, path, file(odd)+"  - {id: new, username: new, password_hash: \""+tt.common(t, "new")+"\"}\n")
+			if err := u.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			got, _ = lastCompare(t, u, h, "odd", "guess")
+			isCommon("after a reload that kept the user's hash", got)
+
+			// A new hash in the file replaces the rehash of the old one.
+			odd2 := tt.other(t, "pw2")
+			testkit.WriteFile(t, path, file(odd2))
+			if err := u.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := lastCompare(t, u, h, "odd", "pw"); got != odd2 || err != ErrInvalidCredentials {
+				t.Errorf("old password after the user's hash changed: err %v, compared against the new hash: %v", err, got == odd2)
+			}
+			if _, err := lastCompare(t, u, h, "odd", "pw2"); err != nil {
+				t.Errorf("new password: %v", err)
+			}
+			got, _ = lastCompare(t, u, h, "odd", "guess")
+			isCommon("after a login with the new password", got)
+
+			// When the user's kind of hash becomes the common one, the
+			// rehash, made like the former majority, goes.
+			testkit.WriteFile(t, path, file(odd2, tt.other(t, "x"), tt.other(t, "y")))
+			if err := u.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := lastCompare(t, u, h, "odd", "guess"); got != odd2 {
+				t.Error("the user's kind of hash is now the common one, but the rehash is still compared against")
+			}
+		})
+	}
+}
+
+// A password bcrypt cannot hold whole is not rehashed into bcrypt; the
+// user keeps logging in against the file's hash.
+func TestUncommonHashTooLongForBcryptStays(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	h := &countingHasher{}
+	odd := argonHash(t, long)
+	u, _ := newUsers(t, fmt.Sprintf("users:\n  - {id: a, username: a, password_hash: %q}\n  - {id: b, username: b, password_hash: %q}\n  - {id: odd, username: odd, password_hash: %q}\n",
+		bcryptHash(t, "a"), bcryptHash(t, "b"), odd), WithHasher(h))
+	for range 2 {
+		if got, err := lastCompare(t, u, h, "odd", long); err != nil || got != odd {
+			t.Errorf("login: %v, compared against the file's hash: %v", err, got == odd)
+		}
+	}
+}
+
+func TestHashWarnings(t *testing.T) {
+	bc, ar := bcryptHash(t, "b"), argonHash(t, "a")
+	ar128, err := PasswordHasher{Memory: 128, Time: 1}.Hash([]byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := func(prefix, hash string, n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "  - {id: %s%d, username: %s%d, password_hash: %q}\n", prefix, i, prefix, i, hash)
+		}
+		return b.String()
+	}
+	tests := []struct {
+		name, file string
+		want       []string // substrings, one line each
+	}{
+		{"one kind", "users:\n" + users("a", ar, 3), nil},
+		{"no users", "users: []\n", nil},
+		{"one other user", "users:\n" + users("a", ar, 2) + users("b", bc, 1), []string{
+			`user "b0" (1 of 3) has a password hash made with bcrypt cost=4 where most users' are made with argon2id m=64,t=1,p=1 salt=16 key=32`,
+		}},
+		{"many other users, two kinds", "users:\n" + users("a", ar, 8) + users("b", bc, 7) + users("m", ar128, 1), []string{
+			`users "b0", "b1", "b2", "b3", "b4" and 2 more (7 of 16) have password hashes made with bcrypt cost=4 where most users' are made with argon2id m=64,t=1,p=1 salt=16 key=32`,
+			`user "m0" (1 of 16) has a password hash made with argon2id m=128,t=1,p=1 salt=16 key=32 where`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			core, logs := observer.New(zapcore.InfoLevel)
+			path := filepath.Join(t.TempDir(), "users.yaml")
+			testkit.WriteFile(t, path, tt.file)
+			u, err := New(Config{Path: path}, zap.New(core))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := u.HashWarnings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("warnings:\n%s\nwant %d", strings.Join(got, "\n"), len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %d:\n%s\ndoes not say\n%s", i, got[i], w)
+				}
+			}
+			for _, line := range got {
+				for _, secret := range []string{bc[7:], ar[len(ar)-20:], ar128[len(ar128)-20:], "$2a$", "$argon2id$"} {
+					if strings.Contains(line, secret) {
+						t.Errorf("a warning holds (part of) a password hash: %s", line)
+					}
+				}
+			}
+			logged := logs.FilterMessageSnippet("not made like most").All()
+			switch {
+			case len(tt.want) == 0 && len(logged) != 0:
+				t.Errorf("a hash warning is logged for a file without one: %v", logged)
+			case len(tt.want) > 0 && (len(logged) != 1 || logged[0].Level != zapcore.WarnLevel ||
+				fmt.Sprint(logged[0].ContextMap()["hash_warnings"]) != fmt.Sprint(got)):
+				t.Errorf("the warnings are not logged once: %v", logged)
+			}
+			// Callers get a copy.
+			if len(got) > 0 {
+				got[0] = "changed"
+				if u.HashWarnings()[0] == "changed" {
+					t.Error("HashWarnings returns the snapshot's slice")
+				}
+			}
+		})
+	}
+}
+
+// truncatingHasher is a Hasher that, like bcrypt itself, reads only the
+// first 72 bytes of a password for a bcrypt hash.
+type truncatingHasher struct{}
+
+func (truncatingHasher) Compare(encodedHash string, password []byte) (bool, error) {
+	if strings.HasPrefix(encodedHash, "$2") {
+		password = password[:min(len(password), 72)]
+	}
+	return PasswordHasher{}.Compare(encodedHash, password)
+}
+
+// bcrypt reads the first 72 bytes of a password: a longer one is refused,
+// after one comparison like any refusal, whatever the Hasher says.
+func TestAuthenticateRefusesBcryptPasswordsOver72Bytes(t *testing.T) {
+	pw72 := strings.Repeat("p", 72)
+	longArgon := strings.Repeat("q", 100)
+	file := fmt.Sprintf("users:\n  - {id: b, username: b, password_hash: %q}\n  - {id: a, username: a, password_hash: %q}\n",
+		bcryptHash(t, pw72), argonHash(t, longArgon))
+	tests := []struct {
+		name, login, password string
+		ok                    bool
+	}{
+		{"bcrypt, 72 bytes", "b", pw72, true},
+		{"bcrypt, 73 bytes, the first 72 right", "b", pw72 + "x", false},
+		{"bcrypt, 200 bytes, the first 72 right", "b", pw72 + strings.Repeat("x", 128), false},
+		{"argon2id, 100 bytes", "a", longArgon, true},
+		{"argon2id, 101 bytes", "a", longArgon + "q", false},
+	}
+	for _, hasher := range []struct {
+		name string
+		h    Hasher
+	}{{"PasswordHasher", PasswordHasher{}}, {"a Hasher that truncates", truncatingHasher{}}} {
+		for _, tt := range tests {
+			t.Run(hasher.name+"/"+tt.name, func(t *testing.T) {
+				h := &countingHasher{inner: hasher.h}
+				u, _ := newUsers(t, file, WithHasher(h))
+				got, err := u.Authenticate(t.Context(), tt.login, []byte(tt.password))
+				switch {
+				case tt.ok && (err != nil || got == nil || got.ID != tt.login):
+					t.Errorf("got %v, %v; want user %s", got, err, tt.login)
+				case !tt.ok && (err != ErrInvalidCredentials || got != nil):
+					t.Errorf("got %v, %v; want ErrInvalidCredentials", got, err)
+				}
+				// A refusal costs one comparison, like any other.
+				if n := len(h.compared()); n != 1 {
+					t.Errorf("%d comparisons, want 1", n)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkAuthenticateUncommonHash measures what the rehash is for: with
+// most users on argon2id (OWASP's parameters), a wrong password for a
+// bcrypt-10 user costs bcrypt-10 until that user's first login, and then
+// what an unknown login costs.
+func BenchmarkAuthenticateUncommonHash(b *testing.B) {
+	bc, err := bcrypt.GenerateFromPassword([]byte("pw"), 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var file strings.Builder
+	file.WriteString("users:\n")
+	for i := range 2 {
+		h, err := PasswordHasher{}.Hash([]byte("pw"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(&file, "  - {id: a%d, username: a%d, password_hash: %q}\n", i, i, h)
+	}
+	fmt.Fprintf(&file, "  - {id: b, username: bob, password_hash: %q}\n", bc)
+	for _, tt := range []struct {
+		name, login string
+		loginFirst  bool
+	}{
+		{"unknown-user", "mallory", false},
+		{"bcrypt-10-user-before-first-login", "bob", false},
+		{"bcrypt-10-user-after-first-login", "bob", true},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			u, _ := newUsers(b, file.String())
+			if tt.loginFirst {
+				if _, err := u.Authenticate(b.Context(), tt.login, []byte("pw")); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := u.Authenticate(b.Context(), tt.login, []byte("guess")); err != ErrInvalidCredentials {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

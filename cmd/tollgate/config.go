@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -104,6 +105,26 @@ type Config struct {
 	// DrainTimeout bounds how long in-flight requests may take to finish
 	// on shutdown.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"25s"`
+	// BodyIdleTimeout and BodyMinRate cut off request bodies that trickle
+	// in: nothing for BodyIdleTimeout, or less than BodyMinRate bytes/s on
+	// average after it. Long uploads at a decent rate are never cut.
+	BodyIdleTimeout time.Duration `env:"BODY_IDLE_TIMEOUT" envDefault:"10s"`
+	BodyMinRate     int64         `env:"BODY_MIN_RATE" envDefault:"1024"`
+	// LoginAttemptsPerUser and LoginAttemptsPerIP are the brute-force
+	// limits of the password grant: attempts a login name (or a client IP)
+	// has, one coming back every LoginUserRefill (LoginIPRefill). A
+	// successful login gives its attempt back. 0 turns a limit off.
+	LoginAttemptsPerUser int           `env:"LOGIN_ATTEMPTS_PER_USER" envDefault:"10"`
+	LoginUserRefill      time.Duration `env:"LOGIN_USER_REFILL" envDefault:"30s"`
+	LoginAttemptsPerIP   int           `env:"LOGIN_ATTEMPTS_PER_IP" envDefault:"60"`
+	LoginIPRefill        time.Duration `env:"LOGIN_IP_REFILL" envDefault:"1s"`
+	// MaxLoginQueue bounds the password checks waiting for a slot; beyond
+	// it a login is answered 503 at once. 0 means 8 per allowed concurrent
+	// check.
+	MaxLoginQueue int `env:"MAX_LOGIN_QUEUE" envDefault:"0"`
+	// TrustedProxies are the CIDRs (load balancers, ingress) whose
+	// X-Forwarded-For is believed for the client's IP.
+	TrustedProxies []string `env:"TRUSTED_PROXIES"`
 
 	// File is the parsed YAML file (zero if none).
 	File File `env:"-"`
@@ -124,6 +145,17 @@ type File struct {
 	CookieExchange   *FileCookieExchange `yaml:"cookie_exchange"`
 	// Realm is the WWW-Authenticate realm; default "tollgate".
 	Realm string `yaml:"realm"`
+	// Scopes registers the scopes tollgate grants beyond the standard
+	// OpenID ones.
+	Scopes []FileScope `yaml:"scopes"`
+}
+
+// FileScope is a registered scope, optionally restricted to roles or
+// users.
+type FileScope struct {
+	Name  string   `yaml:"name"`
+	Roles []string `yaml:"roles"`
+	Users []string `yaml:"users"`
 }
 
 // FileUpstream is a named upstream API.
@@ -156,6 +188,7 @@ type FileClient struct {
 	ID              string        `yaml:"id"`
 	Secret          string        `yaml:"secret"`
 	Grants          []string      `yaml:"grants"`
+	Roles           []string      `yaml:"roles"`
 	Scopes          []string      `yaml:"scopes"`
 	Audience        string        `yaml:"audience"`
 	PartnerID       string        `yaml:"partner_id"`
@@ -345,6 +378,20 @@ func (c *Config) check() []error {
 	if c.UpstreamIdleConnsPerHost < 1 || c.UpstreamIdleConns < c.UpstreamIdleConnsPerHost {
 		errs = append(errs, errors.New("TOLLGATE_UPSTREAM_IDLE_CONNS_PER_HOST: must be at least 1 and at most TOLLGATE_UPSTREAM_IDLE_CONNS"))
 	}
+	for _, p := range c.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			errs = append(errs, fmt.Errorf("TOLLGATE_TRUSTED_PROXIES: %q is not an address or CIDR", p))
+		}
+	}
+	if c.LoginAttemptsPerUser < 0 || c.LoginAttemptsPerIP < 0 || c.MaxLoginQueue < 0 {
+		errs = append(errs, errors.New("TOLLGATE_LOGIN_ATTEMPTS_PER_USER, _PER_IP and TOLLGATE_MAX_LOGIN_QUEUE must not be negative"))
+	}
+	if c.BodyIdleTimeout <= 0 || c.BodyMinRate < 0 {
+		errs = append(errs, errors.New("TOLLGATE_BODY_IDLE_TIMEOUT must be positive and TOLLGATE_BODY_MIN_RATE not negative"))
+	}
+	if c.LoginUserRefill <= 0 || c.LoginIPRefill <= 0 {
+		errs = append(errs, errors.New("TOLLGATE_LOGIN_USER_REFILL and TOLLGATE_LOGIN_IP_REFILL must be positive"))
+	}
 	if c.TokenCacheSize < 0 || c.TokenCacheSize > maxTokenCacheSize {
 		errs = append(errs, fmt.Errorf("TOLLGATE_TOKEN_CACHE_SIZE: must be between 0 (off) and %d", maxTokenCacheSize))
 	}
@@ -449,7 +496,10 @@ func (c *Config) proxyConfig() proxy.Config {
 // section means an open registry; an empty list means no client at all.
 func (c *Config) issuerConfig() issuer.Config {
 	ic := issuer.Config{Issuer: c.PublicURL, Audience: c.TokenAudience, AccessTTL: c.AccessTokenTTL, RefreshTTL: c.RefreshTokenTTL,
-		Realm: c.File.Realm}
+		Realm: c.File.Realm, MaxLoginQueue: c.MaxLoginQueue, TrustedProxies: c.trustedProxies()}
+	for _, fs := range c.File.Scopes {
+		ic.Scopes = append(ic.Scopes, issuer.Scope{Name: fs.Name, Roles: fs.Roles, Users: fs.Users})
+	}
 	if c.File.Clients != nil {
 		ic.Clients = []issuer.Client{}
 	}
@@ -457,10 +507,35 @@ func (c *Config) issuerConfig() issuer.Config {
 		ic.Clients = append(ic.Clients, issuer.Client{
 			ID: fc.ID, Secret: fc.Secret, Grants: fc.Grants, Scopes: fc.Scopes, Audience: fc.Audience,
 			PartnerID: fc.PartnerID, AccessTTL: fc.AccessTokenTTL, RefreshTTL: fc.RefreshTokenTTL,
-			SigningAlg: fc.SigningAlg,
+			SigningAlg: fc.SigningAlg, Roles: fc.Roles,
 		})
 	}
 	return ic
+}
+
+// trustedProxies parses TOLLGATE_TRUSTED_PROXIES (checked by check()).
+func (c *Config) trustedProxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePrefix reads a CIDR, or a single address as its own prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	return p.Masked(), err
 }
 
 // selfAudiences lists the audiences of minted access tokens, for the

@@ -116,6 +116,9 @@ func start(ctx context.Context, cfg *Config, logger *zap.Logger, public net.List
 		}
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	for _, w := range m.warnings {
+		logger.Warn(w)
+	}
 	m.publicLn = public
 	if err := m.Run(ctx); err != nil {
 		return err
@@ -142,8 +145,12 @@ func checkConfig(environ []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := NewMain(cfg, logger); err != nil {
+	m, err := NewMain(cfg, logger)
+	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	for _, w := range m.warnings {
+		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintln(stdout, "configuration ok")
 	return nil

@@ -81,6 +81,12 @@ func startAuthGateway(t *testing.T, clients string, extraKeys ...func(dir string
 // with or without the users file of the fielded clients.
 func startTokenGateway(t *testing.T, clients string, usersFile bool, extraKeys ...func(dir string)) *authGateway {
 	t.Helper()
+	return startTokenGatewayEnv(t, clients, usersFile, nil, extraKeys...)
+}
+
+// startTokenGatewayEnv is startTokenGateway with more TOLLGATE_ variables.
+func startTokenGatewayEnv(t *testing.T, clients string, usersFile bool, extraEnv []string, extraKeys ...func(dir string)) *authGateway {
+	t.Helper()
 	dir := t.TempDir()
 	g := &authGateway{clock: testkit.NewClock(time.Now()), keysDir: filepath.Join(dir, "keys"), users: filepath.Join(dir, "users.yaml")}
 	if _, _, err := issuer.GenerateKey(g.keysDir, "ES256", time.Now()); err != nil {
@@ -116,6 +122,7 @@ func startTokenGateway(t *testing.T, clients string, usersFile bool, extraKeys .
 	if usersFile {
 		env = append(env, "TOLLGATE_USERS_FILE="+g.users)
 	}
+	env = append(env, extraEnv...)
 	cfg, warnings, err := LoadConfig(env)
 	if err != nil || len(warnings) > 0 {
 		t.Fatalf("LoadConfig: %v %v", err, warnings)

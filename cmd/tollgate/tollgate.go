@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate/tollgate/edge"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/issuer"
+	"github.com/tollgate/tollgate/limit"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/verifier"
@@ -42,6 +43,9 @@ type Main struct {
 	// the parts that need them.
 	runners []runner
 	checks  []readiness
+	// warnings are what an operator should know about the configuration:
+	// check-config prints them, serve logs them.
+	warnings []string
 
 	publicLn, adminLn net.Listener
 	// draining is set when shutdown begins; /readyz fails from then on.
@@ -160,7 +164,7 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 	}
 	var iss *issuer.Issuer
 	if m.keys != nil && m.userStore != nil && v != nil {
-		opts := []issuer.Option{issuer.WithClock(m.now), issuer.WithObserver(m.metrics)}
+		opts := []issuer.Option{issuer.WithClock(m.now), issuer.WithObserver(m.metrics), issuer.WithLoginLimits(m.loginLimits(cfg))}
 		exOpts, err := m.buildExchanges(cfg, logger)
 		if err != nil {
 			errs = append(errs, err)
@@ -173,6 +177,12 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		return nil, err
 	}
 	m.issuer = iss
+	if iss != nil {
+		m.warnings = append(m.warnings, iss.Warnings()...)
+	}
+	if m.users != nil {
+		m.warnings = append(m.warnings, m.users.HashWarnings()...)
+	}
 	var public http.Handler = p
 	if iss != nil {
 		// Token endpoints in process, everything else to the proxy.
@@ -181,7 +191,7 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		}
 	}
 	m.public = &http.Server{
-		Handler:           edge.New(public, logger, m.metrics),
+		Handler:           edge.New(public, logger, m.metrics, edge.WithBodyTimeouts(cfg.BodyIdleTimeout, cfg.BodyMinRate)),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -274,6 +284,18 @@ func (m *Main) shutdown() error {
 	return errors.Join(errs...)
 }
 
+// loginLimits builds the brute-force limits of the password grant.
+func (m *Main) loginLimits(cfg *Config) issuer.LoginLimits {
+	var l issuer.LoginLimits
+	if cfg.LoginAttemptsPerUser > 0 {
+		l.PerUser = limit.New(limit.Config{Burst: cfg.LoginAttemptsPerUser, Every: cfg.LoginUserRefill}, m.now)
+	}
+	if cfg.LoginAttemptsPerIP > 0 {
+		l.PerIP = limit.New(limit.Config{Burst: cfg.LoginAttemptsPerIP, Every: cfg.LoginIPRefill}, m.now)
+	}
+	return l
+}
+
 // buildUsers builds the password backend: the users file, or the legacy
 // login endpoint.
 func (m *Main) buildUsers(cfg *Config, logger *zap.Logger) (issuer.Users, identity.Finder, *identity.Users, error) {
@@ -310,6 +332,7 @@ func (m *Main) buildExchanges(cfg *Config, logger *zap.Logger) ([]issuer.Option,
 			services = append(services, identity.Service{
 				Name: s.Name, IntrospectionURL: s.IntrospectionURL, ClientID: s.ClientID, ClientSecret: s.ClientSecret,
 				UserinfoURL: s.UserinfoURL, Claim: s.Claim, UserField: s.UserField, CacheTTL: s.CacheTTL, Timeout: s.Timeout,
+				AllowedClients: s.AllowedClients, AllowedAudiences: s.AllowedAudiences,
 			})
 		}
 		x, err := identity.NewExternal(services, m.finder, logger, backendOpts...)
