@@ -148,6 +148,9 @@ type File struct {
 	// Scopes registers the scopes tollgate grants beyond the standard
 	// OpenID ones.
 	Scopes []FileScope `yaml:"scopes"`
+	// StripHeaders replaces the list of inbound headers removed before
+	// forwarding besides the identity headers (nil: the default list).
+	StripHeaders []string `yaml:"strip_headers"`
 }
 
 // FileScope is a registered scope, optionally restricted to roles or
@@ -166,15 +169,17 @@ type FileUpstream struct {
 
 // FileRoute maps a path prefix to an upstream.
 type FileRoute struct {
-	Name              string   `yaml:"name"`
-	Prefix            string   `yaml:"prefix"`
-	Upstream          string   `yaml:"upstream"`
-	Auth              string   `yaml:"auth"`
-	Scopes            []string `yaml:"scopes"`
-	Roles             []string `yaml:"roles"`
-	StripPrefix       bool     `yaml:"strip_prefix"`
-	DropAuthorization bool     `yaml:"drop_authorization"`
-	CaseSensitive     bool     `yaml:"case_sensitive"`
+	Name                 string   `yaml:"name"`
+	Prefix               string   `yaml:"prefix"`
+	Upstream             string   `yaml:"upstream"`
+	Auth                 string   `yaml:"auth"`
+	Scopes               []string `yaml:"scopes"`
+	Roles                []string `yaml:"roles"`
+	StripPrefix          bool     `yaml:"strip_prefix"`
+	DropAuthorization    bool     `yaml:"drop_authorization"`
+	ForwardAuthorization bool     `yaml:"forward_authorization"`
+	CaseSensitive        bool     `yaml:"case_sensitive"`
+	Issuers              []string `yaml:"issuers"`
 }
 
 // FileHeader maps a claim to an upstream header.
@@ -308,16 +313,35 @@ func envErrors(err error) []error {
 
 // readFile parses the YAML configuration file strictly.
 func readFile(path string) (File, error) {
-	var f File
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return f, fmt.Errorf("config file: %w", err)
+		return File{}, fmt.Errorf("config file: %w", err)
+	}
+	f, err := parseFile(data)
+	if err != nil {
+		return f, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// maxConfigBytes bounds the configuration file.
+const maxConfigBytes = 4 << 20
+
+// parseFile parses the YAML configuration strictly: unknown keys, and
+// more than one document, are errors.
+func parseFile(data []byte) (File, error) {
+	var f File
+	if len(data) > maxConfigBytes {
+		return f, fmt.Errorf("larger than %d bytes", maxConfigBytes)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	// An empty file is an empty configuration.
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return f, fmt.Errorf("config file %s: %w", path, err)
+		return f, err
+	}
+	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
+		return f, errors.New("more than one YAML document")
 	}
 	return f, nil
 }
@@ -468,7 +492,7 @@ func (c *Config) verifierConfig() verifier.Config {
 // configuration. TOLLGATE_UPSTREAM_URL becomes the upstream "default" with a
 // catch-all route, unless the file already routes "/".
 func (c *Config) proxyConfig() proxy.Config {
-	pc := proxy.Config{Realm: c.File.Realm, ResponseHeaderTimeout: c.UpstreamTimeout,
+	pc := proxy.Config{Realm: c.File.Realm, ResponseHeaderTimeout: c.UpstreamTimeout, StripHeaders: c.File.StripHeaders,
 		MaxIdleConnsPerHost: c.UpstreamIdleConnsPerHost, MaxIdleConns: c.UpstreamIdleConns}
 	for _, u := range c.File.Upstreams {
 		pc.Upstreams = append(pc.Upstreams, proxy.Upstream{Name: u.Name, URL: u.URL})
@@ -477,7 +501,7 @@ func (c *Config) proxyConfig() proxy.Config {
 		pc.Routes = append(pc.Routes, proxy.Route{
 			Name: r.Name, Prefix: r.Prefix, Upstream: r.Upstream, Auth: proxy.AuthMode(r.Auth),
 			Scopes: r.Scopes, Roles: r.Roles, StripPrefix: r.StripPrefix, DropAuthorization: r.DropAuthorization,
-			CaseSensitive: r.CaseSensitive,
+			CaseSensitive: r.CaseSensitive, ForwardAuthorization: r.ForwardAuthorization, Issuers: r.Issuers,
 		})
 	}
 	if c.UpstreamURL != "" {

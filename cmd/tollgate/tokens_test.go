@@ -35,7 +35,7 @@ type authGateway struct {
 	clock   *testkit.Clock
 	keysDir string
 	users   string // users file path
-	// logs holds every log line at info and above.
+	// logs holds every log line, debug included.
 	logs *observer.ObservedLogs
 }
 
@@ -127,7 +127,7 @@ func startTokenGatewayEnv(t *testing.T, clients string, usersFile bool, extraEnv
 	if err != nil || len(warnings) > 0 {
 		t.Fatalf("LoadConfig: %v %v", err, warnings)
 	}
-	core, logs := observer.New(zap.InfoLevel)
+	core, logs := observer.New(zap.DebugLevel) // every line, debug included: tests look for secrets in them
 	g.logs = logs
 	logger := zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)).Core(), core))
 	m, err := NewMain(cfg, logger, withClock(g.clock.Now))
