@@ -294,7 +294,7 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	// the legacy shared secret must not mint sessions.
 	rv, err := verifier.New(verifier.Config{CacheSize: -1, Issuers: []verifier.IssuerConfig{{
 		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer}, Algorithms: []string{"ES256", "RS256", "EdDSA"},
-		Sources: []verifier.KeySource{keys}, Refresh: true,
+		Sources: []verifier.KeySource{keys}, Refresh: true, MaxLifetime: i.maxRefreshTTL(),
 	}}}, logger, verifier.WithClock(func() time.Time { return i.now() }))
 	if err != nil {
 		return nil, err
@@ -304,6 +304,64 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 		i.logger.Warn("no clients configured: any client_id is accepted as a public client for password and refresh_token grants")
 	}
 	return i, nil
+}
+
+// maxRefreshTTL is the longest refresh token this issuer mints.
+func (i *Issuer) maxRefreshTTL() time.Duration {
+	d := i.cfg.RefreshTTL
+	for _, c := range i.clients {
+		d = max(d, c.RefreshTTL)
+	}
+	return d
+}
+
+// ConstrainHMAC caps what an HS256 access token of this issuer confers;
+// the verifier of tollgate's own tokens calls it (IssuerConfig.Constrain).
+// Every legacy app holds the shared HMAC secret, so anyone who has it can
+// forge such a token: it must name a client registered with signing_alg
+// HS256, live no longer than that client's access tokens, and it confers
+// only that client's scopes (the default scope when it lists none) and
+// roles, whatever it claims. The full check — that it names a live session
+// of that user and client — needs the session store.
+func (i *Issuer) ConstrainHMAC(tok *verifier.Token) error {
+	if tok.Algorithm != "HS256" {
+		return nil
+	}
+	id, _ := tok.Claims["client_id"].(string)
+	c := i.clients[id]
+	if c == nil || c.SigningAlg != "HS256" {
+		return fmt.Errorf("%w: an HS256 token of a client that does not sign with HS256", verifier.ErrBadSignature)
+	}
+	ttl := i.cfg.AccessTTL
+	if c.AccessTTL > 0 {
+		ttl = c.AccessTTL
+	}
+	if tok.IssuedAt.IsZero() || tok.ExpiresAt.Sub(tok.IssuedAt) > ttl {
+		return fmt.Errorf("%w: an HS256 token outliving its client's access tokens", verifier.ErrLifetime)
+	}
+	allowed := c.Scopes
+	if len(allowed) == 0 {
+		allowed = strings.Fields(i.cfg.DefaultScope)
+	}
+	var kept []string
+	switch v := tok.Claims["scope"].(type) {
+	case string:
+		kept = strings.Fields(v)
+	case []any:
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				kept = append(kept, s)
+			}
+		}
+	}
+	kept = slices.DeleteFunc(kept, func(s string) bool { return !slices.Contains(allowed, s) })
+	tok.Claims["scope"] = strings.Join(kept, " ")
+	if role, _ := tok.Claims["role"].(string); !slices.Contains(c.Roles, role) {
+		delete(tok.Claims, "role")
+	}
+	delete(tok.Claims, "roles") // tollgate mints "role" only
+	delete(tok.Claims, "realm_access")
+	return nil
 }
 
 // SelfAlgorithms lists the algorithms of tokens this issuer mints, for the

@@ -13,8 +13,10 @@ const cacheShards = 64
 
 // tokenCache remembers tokens that verified, keyed by the raw token (the
 // map compares the whole string, so a hash collision cannot confuse two
-// tokens). An entry is used only while the token is unexpired and the key
-// generation it was verified under is current.
+// tokens). An entry is used only while the token is unexpired, the
+// verifier's key generation it was verified under is current, and so is
+// the generation of every remote key set that supplied its candidate keys:
+// a refresh of one remote retires that remote's tokens and no others.
 type tokenCache struct {
 	seed     maphash.Seed
 	perShard int
@@ -33,10 +35,30 @@ type cacheShard struct {
 }
 
 type cacheEntry struct {
-	tok       *Token
-	until     time.Time // exp + leeway: after this the token is expired
-	keysUntil time.Time // when the keys that verified it stop being served; zero: never
-	gen       uint64    // key generation at verification
+	tok   *Token
+	until time.Time // exp + leeway: after this the token is expired
+	used  keyUse    // the remote key sets it depends on, and when they go stale
+	gen   uint64    // the verifier's key generation at verification
+}
+
+// current reports whether the keys e was verified with are still the ones
+// served: the verifier's generation is gen, and every remote set it used is
+// unstale and at the generation it was. It is on the hit path: no
+// allocation, and one atomic load per remote set.
+func (e *cacheEntry) current(gen uint64, now time.Time) bool {
+	return e.gen == gen && (len(e.used.remotes) == 0 || e.remotesCurrent(now))
+}
+
+func (e *cacheEntry) remotesCurrent(now time.Time) bool {
+	if !now.Before(e.used.until) {
+		return false
+	}
+	for _, rg := range e.used.remotes {
+		if rg.r.generation() != rg.gen {
+			return false
+		}
+	}
+	return true
 }
 
 // CacheStats are the verified-token cache's counters.
@@ -71,7 +93,7 @@ func (c *tokenCache) get(raw string, now time.Time, gen uint64) (tok *Token, exp
 		c.drop(s, raw)
 		c.misses.Add(1)
 		return nil, true
-	case e.gen != gen, !e.keysUntil.IsZero() && !now.Before(e.keysUntil):
+	case !e.current(gen, now):
 		c.drop(s, raw)
 		c.misses.Add(1)
 		return nil, false
@@ -88,15 +110,15 @@ func (c *tokenCache) drop(s *cacheShard, raw string) {
 	s.mu.Unlock()
 }
 
-// put caches a verified token. A full shard first drops expired entries,
-// then an arbitrary one (Go's map iteration order is random).
-func (c *tokenCache) put(raw string, tok *Token, until, keysUntil time.Time, gen uint64, now time.Time) {
+// put caches a verified token. A full shard first drops expired and stale
+// entries, then an arbitrary one (Go's map iteration order is random).
+func (c *tokenCache) put(raw string, tok *Token, until time.Time, used keyUse, gen uint64, now time.Time) {
 	s := c.shard(raw)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.size.Load() >= int64(c.perShard) {
 		s.entries.Range(func(k, v any) bool {
-			if e := v.(*cacheEntry); !now.Before(e.until) || e.gen != gen {
+			if e := v.(*cacheEntry); !now.Before(e.until) || !e.current(gen, now) {
 				s.entries.Delete(k)
 				s.size.Add(-1)
 				c.evictions.Add(1)
@@ -113,7 +135,7 @@ func (c *tokenCache) put(raw string, tok *Token, until, keysUntil time.Time, gen
 			return true
 		})
 	}
-	if _, loaded := s.entries.Swap(raw, &cacheEntry{tok: tok, until: until, keysUntil: keysUntil, gen: gen}); !loaded {
+	if _, loaded := s.entries.Swap(raw, &cacheEntry{tok: tok, until: until, used: used, gen: gen}); !loaded {
 		s.size.Add(1)
 	}
 }

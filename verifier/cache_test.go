@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/internal/testkit"
@@ -124,6 +126,7 @@ func BenchmarkVerifyCached(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	b.ResetTimer() // key generation is not what is measured
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := v.Verify(b.Context(), raw); err != nil {
@@ -131,4 +134,132 @@ func BenchmarkVerifyCached(b *testing.B) {
 			}
 		}
 	})
+}
+
+// loadedObserver reports every key set a source finishes loading.
+type loadedObserver struct {
+	loaded chan string // source of each KeysLoaded event
+}
+
+func (o *loadedObserver) JWKSFetch(context.Context, string, error)        {}
+func (o *loadedObserver) KeysLoaded(_ context.Context, src string, _ int) { o.loaded <- src }
+func (o *loadedObserver) UnknownKIDSuppressed(context.Context, string)    {}
+
+// TestCachePerSource: a refresh of one remote key set retires only the
+// cached tokens its keys verified, and only when its keys changed; tokens
+// of another remote or of an in-process source stay cached.
+func TestCachePerSource(t *testing.T) {
+	a1, a2 := testkit.NewKey(t, "ES256", "a1"), testkit.NewKey(t, "ES256", "a2")
+	b1 := testkit.NewKey(t, "ES256", "b1")
+	self := testkit.NewKey(t, "ES256", "self")
+	srvA, srvB := newJWKSServer(t), newJWKSServer(t)
+	srvA.serveKeys(t, a1)
+	srvB.serveKeys(t, b1)
+	const issA, issB = "https://a.test", "https://b.test"
+	clock := testkit.NewClock(now)
+	obs := &loadedObserver{loaded: make(chan string, 16)}
+	remote := verifier.RemoteConfig{RefreshInterval: time.Hour, Cooldown: 30 * time.Second, MaxStale: 2 * time.Hour}
+	v, err := verifier.New(verifier.Config{Leeway: time.Minute, Issuers: []verifier.IssuerConfig{
+		{Issuer: issA, Audiences: []string{aud}, JWKSURLs: []string{srvA.URL}, Remote: remote},
+		{Issuer: issB, Audiences: []string{aud}, JWKSURLs: []string{srvB.URL}, Remote: remote},
+		{Issuer: iss, Audiences: []string{aud}, Sources: []verifier.KeySource{
+			verifier.NewKeySet(&verifier.Key{ID: "self", Algorithms: []string{"ES256"}, Public: self.Public()})}},
+	}}, zap.NewNop(), verifier.WithClock(clock.Now), verifier.WithHTTPClient(srvA.Client()), verifier.WithObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { v.Run(ctx); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	for range 2 {
+		<-obs.loaded // both remotes hold their first keys
+	}
+
+	// sign mints a twelve-hour token with kid in its header.
+	sign := func(key *testkit.Key, issuer, kid string) string {
+		c := testkit.Claims(issuer, aud, now, func(c jwt.MapClaims) { c["exp"] = now.Add(12 * time.Hour).Unix() })
+		return key.Sign(t, c, map[string]any{"typ": "at+jwt", "kid": kid})
+	}
+	tokens := map[string]string{"A": sign(a1, issA, "a1"), "B": sign(b1, issB, "b1"), "self": sign(self, iss, "self")}
+	cached := map[string]*verifier.Token{}
+	for name, raw := range tokens {
+		tok, err := v.Verify(t.Context(), raw)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cached[name] = tok
+	}
+	// refreshA makes remote A fetch now: a token with a kid A does not know
+	// asks for a fetch and waits for it (past the cooldown of the last).
+	unknown := 0
+	refreshA := func(t *testing.T) {
+		t.Helper()
+		clock.Add(31 * time.Second)
+		unknown++
+		before := srvA.fetches.Load()
+		v.Verify(t.Context(), sign(a1, issA, fmt.Sprint("unknown-", unknown)))
+		if srvA.fetches.Load() != before+1 {
+			t.Fatalf("remote A fetched %d times, want once", srvA.fetches.Load()-before)
+		}
+	}
+	// check verifies every token again: still cached (the same *Token),
+	// re-verified (another), or refused.
+	type outcome string
+	const (
+		hit        outcome = "served from the cache"
+		reverified outcome = "verified again"
+		refused    outcome = "refused"
+	)
+	check := func(t *testing.T, want map[string]outcome) {
+		t.Helper()
+		for name, raw := range tokens {
+			tok, err := v.Verify(t.Context(), raw)
+			var got outcome
+			switch {
+			case err != nil:
+				got = refused
+			case tok == cached[name]:
+				got = hit
+			default:
+				got = reverified
+				cached[name] = tok
+			}
+			if got != want[name] {
+				t.Errorf("%s: %s, want %s (err %v)", name, got, want[name], err)
+			}
+		}
+	}
+
+	steps := []struct {
+		name    string
+		publish []*testkit.Key // what A serves before its refresh; nil: no refresh
+		global  bool           // KeysChanged instead of a refresh
+		want    map[string]outcome
+	}{
+		{"A refetches the same keys", []*testkit.Key{a1}, false, map[string]outcome{"A": hit, "B": hit, "self": hit}},
+		{"A adds a key", []*testkit.Key{a1, a2}, false, map[string]outcome{"A": reverified, "B": hit, "self": hit}},
+		{"A serves its keys in another order", []*testkit.Key{a2, a1}, false, map[string]outcome{"A": hit, "B": hit, "self": hit}},
+		{"A removes the key of its token", []*testkit.Key{a2}, false, map[string]outcome{"A": refused, "B": hit, "self": hit}},
+		{"in-process keys reloaded", nil, true, map[string]outcome{"A": refused, "B": reverified, "self": reverified}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.global {
+				v.KeysChanged()
+			} else {
+				srvA.serveKeys(t, st.publish...)
+				refreshA(t)
+			}
+			check(t, st.want)
+		})
+	}
+
+	// A remote's cached tokens still end with its MaxStale while the
+	// endpoint fails.
+	srvB.serve(http.StatusInternalServerError, nil)
+	clock.Add(2 * time.Hour)
+	if _, err := v.Verify(t.Context(), tokens["B"]); !errors.Is(err, verifier.ErrUnknownKey) {
+		t.Errorf("B after MaxStale: %v, want unknown key", err)
+	}
 }

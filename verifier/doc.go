@@ -6,9 +6,20 @@
 //   - The token's alg header MUST NOT choose the key type: every key carries its
 //     own allow-list of algorithms, derived from the key material and the
 //     issuer's configured algorithms; "none" is never accepted.
-//   - exp, iss and aud MUST be checked on every token; nbf and iat when
+//   - A token whose header carries crit MUST be refused: it names extensions
+//     the verifier does not understand (RFC 7515 §4.1.11).
+//   - exp, iss, aud and sub MUST be checked on every token; nbf and iat when
 //     present. A refresh token MUST NOT be accepted as an access token.
+//   - A NumericDate before 1970 or after 9999 MUST be refused, never
+//     converted: a huge value overflows int64 and lands in the past.
+//   - A token MUST NOT live longer than its issuer's MaxLifetime (exp − iat,
+//     or exp − now without iat), so a leaked token cannot be good for years.
 //   - Cheap claim checks run before any signature work or key fetch, so a
 //     flood of expired or foreign tokens costs no crypto and no network.
-//   - The package MUST NOT log or return a token in an error.
+//   - A cached verification MUST end when the token expires, when a key set
+//     it was verified with changes or goes stale, or when KeysChanged is
+//     called; an issuer's Constrain hook runs before a token is cached.
+//   - The package MUST NOT log or return a token in an error. What a client
+//     is told (Description) MUST NOT name a trusted issuer, an audience, a
+//     kid or an algorithm; such detail is only in the error text, for logs.
 package verifier

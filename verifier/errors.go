@@ -10,7 +10,9 @@ type Error struct {
 	// Reason is a short label: expired, bad_signature, …
 	Reason string
 	// Description is safe to show to the client: it never holds the token
-	// or internal detail.
+	// or internal detail, and never names a trusted issuer, an audience, a
+	// kid or an algorithm, so a refusal does not teach a caller what would
+	// be accepted. Such detail goes in the error text, for the debug log.
 	Description string
 	// text is what Error returns, for logs.
 	text string
@@ -23,7 +25,8 @@ func (e *Error) Error() string { return e.text }
 // check fails.
 var (
 	// ErrMalformed: the token is not a well-formed JWT (segments, base64,
-	// JSON, required claims) or is longer than the configured maximum.
+	// JSON, required claims, NumericDates out of range, a crit header) or
+	// is longer than the configured maximum.
 	ErrMalformed = &Error{"malformed", "malformed token", "verifier: malformed token"}
 	// ErrAlgorithm: the token's alg is not allowed for its issuer or key.
 	ErrAlgorithm = &Error{"bad_signature", "bad signature", "verifier: algorithm not allowed"}
@@ -35,6 +38,9 @@ var (
 	ErrExpired = &Error{"expired", "token expired", "verifier: token expired"}
 	// ErrNotYetValid: nbf or iat is in the future, beyond the leeway.
 	ErrNotYetValid = &Error{"not_yet_valid", "token not yet valid", "verifier: token not yet valid"}
+	// ErrLifetime: exp is further from iat (or, without iat, from now) than
+	// the issuer's MaxLifetime, beyond the leeway.
+	ErrLifetime = &Error{"lifetime_too_long", "token lifetime too long", "verifier: token lifetime too long"}
 	// ErrWrongIssuer: iss is not a trusted issuer.
 	ErrWrongIssuer = &Error{"wrong_issuer", "untrusted issuer", "verifier: untrusted issuer"}
 	// ErrWrongAudience: aud names none of the issuer's audiences.
@@ -63,8 +69,8 @@ func refusal(err error) *Error {
 }
 
 // Reason returns the bounded label of a Verify error: its *Error's Reason
-// (expired, not_yet_valid, bad_signature, unknown_key, wrong_issuer,
-// wrong_audience, wrong_type, malformed, …), or ok for nil.
+// (expired, not_yet_valid, lifetime_too_long, bad_signature, unknown_key,
+// wrong_issuer, wrong_audience, wrong_type, malformed, …), or ok for nil.
 func Reason(err error) string {
 	if err == nil {
 		return "ok"

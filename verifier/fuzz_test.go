@@ -1,6 +1,7 @@
 package verifier_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -15,11 +16,15 @@ import (
 var sentinels = []error{
 	verifier.ErrMalformed, verifier.ErrAlgorithm, verifier.ErrBadSignature, verifier.ErrUnknownKey,
 	verifier.ErrExpired, verifier.ErrNotYetValid, verifier.ErrWrongIssuer, verifier.ErrWrongAudience,
-	verifier.ErrWrongType,
+	verifier.ErrWrongType, verifier.ErrLifetime,
 }
 
 // FuzzVerify feeds arbitrary strings to Verify. Seeds: the tokens printed
-// in docs/CLIENTS.md §1.7, §2.4, valid tokens of every algorithm, and mutations.
+// in docs/CLIENTS.md §1.7, §2.4, valid tokens of every algorithm, signed
+// tokens that must be refused all the same (a crit header, NumericDates
+// out of range, no sub, too long a life), and mutations. Properties: a
+// token nobody signed never verifies, and an accepted token breaks none of
+// the rules checked before the signature.
 func FuzzVerify(f *testing.F) {
 	k := newKeys(f)
 	v := newVerifier(f, verifier.IssuerConfig{
@@ -33,6 +38,30 @@ func FuzzVerify(f *testing.F) {
 		f.Add(tok)
 		f.Add(tok[:len(tok)/2])
 		f.Add(strings.Replace(tok, ".", "..", 1))
+	}
+	// Signed by a trusted key, yet to be refused.
+	for _, bad := range []struct {
+		edit   func(jwt.MapClaims)
+		header map[string]any
+	}{
+		{header: map[string]any{"crit": []string{"b64"}, "b64": false}},
+		{header: map[string]any{"crit": []string{}}},
+		{header: map[string]any{"crit": "exp"}},
+		{edit: func(c jwt.MapClaims) { c["nbf"] = 1e19 }},
+		{edit: func(c jwt.MapClaims) { c["iat"] = 1e300 }},
+		{edit: func(c jwt.MapClaims) { c["exp"] = 1e19 }},
+		{edit: func(c jwt.MapClaims) { c["exp"] = -1e300 }},
+		{edit: func(c jwt.MapClaims) { delete(c, "sub") }},
+		{edit: func(c jwt.MapClaims) { c["sub"] = "" }},
+		{edit: func(c jwt.MapClaims) { c["exp"] = now.AddDate(1, 0, 0).Unix() }},
+	} {
+		for _, alg := range []string{"ES256", "HS256"} {
+			c := claims()
+			if bad.edit != nil {
+				bad.edit(c)
+			}
+			f.Add(k[alg].Sign(f, c, bad.header))
+		}
 	}
 	for _, tok := range sourceDocTokens {
 		f.Add(tok)
@@ -49,7 +78,13 @@ func FuzzVerify(f *testing.F) {
 			if !valid[raw] && !verifiesDirectly(k, raw) {
 				t.Fatalf("accepted a token that no key signed: %q", raw)
 			}
+			if why := breaksRules(raw); why != "" {
+				t.Fatalf("accepted a token that %s: %q", why, raw)
+			}
 			return
+		}
+		if valid[raw] {
+			t.Fatalf("refused a valid seed: %v", err)
 		}
 		matched := false
 		for _, s := range sentinels {
@@ -61,6 +96,44 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("error matches no sentinel: %v", err)
 		}
 	})
+}
+
+// breaksRules reports which of the verifier's pre-signature rules an
+// (accepted) token breaks, or "" if none: a crit header, a NumericDate out
+// of range, a missing subject, a life beyond the default MaxLifetime and
+// the fuzz verifier's minute of leeway.
+func breaksRules(raw string) string {
+	var c jwt.MapClaims
+	tok, _, err := jwt.NewParser(jwt.WithJSONNumber()).ParseUnverified(raw, &c)
+	if err != nil {
+		return "does not parse: " + err.Error()
+	}
+	if _, ok := tok.Header["crit"]; ok {
+		return "has a crit header"
+	}
+	if sub, _ := c["sub"].(string); sub == "" {
+		return "has no sub"
+	}
+	dates := map[string]float64{}
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		n, ok := c[name].(json.Number)
+		if !ok {
+			continue
+		}
+		f, err := n.Float64()
+		if err != nil || f < 0 || f > 253402300799 {
+			return name + " is out of range"
+		}
+		dates[name] = f
+	}
+	from, ok := dates["iat"]
+	if !ok {
+		from = float64(now.Unix())
+	}
+	if dates["exp"]-from > (24*time.Hour + time.Minute).Seconds() {
+		return "lives too long"
+	}
+	return ""
 }
 
 // verifiesDirectly re-checks a signature with golang-jwt alone.

@@ -50,6 +50,11 @@ func (c *RemoteConfig) setDefaults() {
 // Remote is a KeySource backed by a JWKS URL. All fetches happen in Run, on
 // the owner's context: a lookup for an unknown kid only asks Run for a fetch
 // and waits for its outcome, so many concurrent lookups cause one fetch.
+//
+// A Verifier whose issuer takes keys from a Remote remembers which of its
+// key sets verified each cached token: a fetch that returns different keys
+// retires those tokens (and no others); one that returns the same keys
+// retires nothing.
 type Remote struct {
 	cfg      RemoteConfig
 	allowed  []string
@@ -57,9 +62,6 @@ type Remote struct {
 	now      func() time.Time
 	logger   *zap.Logger
 	observer Observer
-
-	// onChange is called after each successful fetch; set before Run.
-	onChange func()
 
 	keys  atomic.Pointer[remoteKeys]
 	kick  chan struct{} // capacity 1: pending fetch requests merge
@@ -82,6 +84,9 @@ type Remote struct {
 type remoteKeys struct {
 	set       *KeySet
 	fetchedAt time.Time
+	// gen numbers the distinct key sets fetched: a fetch that returns the
+	// same keys keeps it, so tokens verified with them stay cached.
+	gen uint64
 }
 
 var _ KeySource = (*Remote)(nil)
@@ -114,14 +119,21 @@ func NewRemote(cfg RemoteConfig, allowed []string, client *http.Client, logger *
 // concurrent lookups share that fetch. Within Cooldown of the last such
 // request, an unknown kid is answered from the cache at once.
 func (r *Remote) Keys(ctx context.Context, kid string) ([]*Key, error) {
-	if keys := r.fresh(kid); len(keys) > 0 || kid == "" {
-		return keys, nil
+	keys, _, err := r.keysOf(ctx, kid)
+	return keys, err
+}
+
+// keysOf is Keys, also returning the fetch result the keys were taken from
+// (nil with no keys), whose generation a cached verification records.
+func (r *Remote) keysOf(ctx context.Context, kid string) ([]*Key, *remoteKeys, error) {
+	if keys, cur := r.fresh(kid); len(keys) > 0 || kid == "" {
+		return keys, cur, nil
 	}
 	for attempt := 0; ; attempt++ {
 		r.mu.Lock()
-		if keys := r.fresh(kid); len(keys) > 0 { // a fetch finished meanwhile
+		if keys, cur := r.fresh(kid); len(keys) > 0 { // a fetch finished meanwhile
 			r.mu.Unlock()
-			return keys, nil
+			return keys, cur, nil
 		}
 		wait, joined := r.pending, false
 		if wait == nil && r.inflight != nil && attempt == 0 {
@@ -135,7 +147,7 @@ func (r *Remote) Keys(ctx context.Context, kid string) ([]*Key, error) {
 			if !r.lastKick.IsZero() && now.Sub(r.lastKick) < r.cfg.Cooldown {
 				r.mu.Unlock()
 				r.observer.UnknownKIDSuppressed(ctx, r.cfg.URL)
-				return nil, nil
+				return nil, nil, nil
 			}
 			r.lastKick = now
 			r.pending = make(chan struct{})
@@ -149,30 +161,33 @@ func (r *Remote) Keys(ctx context.Context, kid string) ([]*Key, error) {
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		if !joined {
-			return r.fresh(kid), nil
+			keys, cur := r.fresh(kid)
+			return keys, cur, nil
 		}
 	}
 }
 
-func (r *Remote) fresh(kid string) []*Key {
+// fresh returns the current keys for kid and the fetch result they come
+// from, or nothing once that result is older than MaxStale.
+func (r *Remote) fresh(kid string) ([]*Key, *remoteKeys) {
 	cur := r.keys.Load()
 	if cur == nil || r.now().Sub(cur.fetchedAt) > r.cfg.MaxStale {
-		return nil
+		return nil, nil
 	}
 	keys, _ := cur.set.Keys(context.Background(), kid)
-	return keys
+	return keys, cur
 }
 
-// servedUntil is when the current keys stop being served (MaxStale after
-// the last successful fetch).
-func (r *Remote) servedUntil() time.Time {
+// generation numbers the key set now served; it changes only when a fetch
+// returns different keys.
+func (r *Remote) generation() uint64 {
 	if cur := r.keys.Load(); cur != nil {
-		return cur.fetchedAt.Add(r.cfg.MaxStale)
+		return cur.gen
 	}
-	return time.Time{}
+	return 0
 }
 
 // Ready is closed once the first fetch has succeeded.
@@ -226,14 +241,22 @@ func (r *Remote) refresh(ctx context.Context) {
 		}
 		return
 	}
-	if r.keys.Swap(&remoteKeys{set: set, fetchedAt: r.now()}) == nil {
+	// Only Run stores r.keys, so prev is still current when next replaces it.
+	prev := r.keys.Load()
+	next := &remoteKeys{set: set, fetchedAt: r.now(), gen: 1}
+	changed := prev == nil || !prev.set.equal(set)
+	if prev != nil {
+		next.gen = prev.gen
+		if changed {
+			next.gen++
+		}
+	}
+	r.keys.Store(next)
+	if prev == nil {
 		close(r.ready)
 	}
-	if r.onChange != nil {
-		r.onChange()
-	}
 	r.observer.KeysLoaded(ctx, r.cfg.URL, set.Len())
-	r.logger.Debug("jwks fetched", zap.Int("keys", set.Len()))
+	r.logger.Debug("jwks fetched", zap.Int("keys", set.Len()), zap.Bool("changed", changed))
 }
 
 func (r *Remote) fetch(ctx context.Context) (*KeySet, error) {

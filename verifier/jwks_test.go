@@ -28,7 +28,7 @@ type jwksServer struct {
 	fetches atomic.Int64
 }
 
-func newJWKSServer(t *testing.T) *jwksServer {
+func newJWKSServer(t testing.TB) *jwksServer {
 	s := &jwksServer{status: http.StatusOK}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fetches.Add(1)
@@ -50,7 +50,7 @@ func (s *jwksServer) serve(status int, body []byte) {
 }
 
 // serveKeys publishes the public halves of keys, each under its kid.
-func (s *jwksServer) serveKeys(t *testing.T, keys ...*testkit.Key) {
+func (s *jwksServer) serveKeys(t testing.TB, keys ...*testkit.Key) {
 	t.Helper()
 	var set jose.JSONWebKeySet
 	for _, k := range keys {
@@ -91,7 +91,7 @@ type remoteFixture struct {
 	obs    *recorder
 }
 
-func newRemoteFixture(t *testing.T, initial *testkit.Key, obs *recorder) *remoteFixture {
+func newRemoteFixture(t testing.TB, initial *testkit.Key, obs *recorder) *remoteFixture {
 	t.Helper()
 	f := &remoteFixture{srv: newJWKSServer(t), clock: testkit.NewClock(now), obs: obs}
 	f.srv.serveKeys(t, initial)
@@ -115,7 +115,7 @@ func newRemoteFixture(t *testing.T, initial *testkit.Key, obs *recorder) *remote
 
 // token is a day-long token signed by key, with kid in its header (not
 // necessarily key's).
-func (f *remoteFixture) token(t *testing.T, key *testkit.Key, kid string) string {
+func (f *remoteFixture) token(t testing.TB, key *testkit.Key, kid string) string {
 	t.Helper()
 	c := claims()
 	c["exp"] = now.Add(24 * time.Hour).Unix()
@@ -256,4 +256,24 @@ func TestRemoteWaitHonoursContext(t *testing.T) {
 	if _, err := r.Keys(ctx, "kid"); !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
+}
+
+// BenchmarkVerifyCachedRemote measures a cache hit on a token whose key came
+// from a remote JWKS (BenchmarkVerifyCached: an in-process key set).
+func BenchmarkVerifyCachedRemote(b *testing.B) {
+	a := testkit.NewKey(b, "ES256", "a")
+	f := newRemoteFixture(b, a, &recorder{})
+	raw := f.token(b, a, "a")
+	if _, err := f.v.Verify(b.Context(), raw); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer() // key generation is not what is measured
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := f.v.Verify(b.Context(), raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -2,6 +2,8 @@ package verifier
 
 import (
 	"context"
+	"crypto"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -67,6 +69,42 @@ func (s *KeySet) Keys(_ context.Context, kid string) ([]*Key, error) {
 
 // Len returns the number of keys in the set.
 func (s *KeySet) Len() int { return len(s.all) }
+
+// equal reports whether s and o hold the same keys (ID, algorithms and
+// material), in any order. Material it cannot compare counts as different.
+func (s *KeySet) equal(o *KeySet) bool {
+	if len(s.all) != len(o.all) {
+		return false
+	}
+	has := func(set []*Key, k *Key) bool { return slices.ContainsFunc(set, k.equal) }
+	for _, k := range s.all {
+		if !has(o.all, k) {
+			return false
+		}
+	}
+	for _, k := range o.all {
+		if !has(s.all, k) {
+			return false
+		}
+	}
+	return true
+}
+
+// equal reports whether k and o are the same key.
+func (k *Key) equal(o *Key) bool {
+	if k.ID != o.ID || !slices.Equal(k.Algorithms, o.Algorithms) {
+		return false
+	}
+	switch pub := k.Public.(type) {
+	case []byte:
+		secret, ok := o.Public.([]byte)
+		return ok && subtle.ConstantTimeCompare(pub, secret) == 1
+	case interface{ Equal(crypto.PublicKey) bool }: // every crypto public key type
+		return pub.Equal(o.Public)
+	default:
+		return false
+	}
+}
 
 // newKey makes a Key from public material, restricting it to the algorithms
 // that are allowed by the issuer, possible for the key family, and (when the

@@ -21,6 +21,20 @@ import (
 // names none. HMAC is deliberately absent: it must be asked for by name.
 var defaultAlgorithms = []string{"ES256", "RS256", "EdDSA"}
 
+// Default MaxLifetime of an issuer: a day for access tokens; thirty days
+// (the issuer package's default refresh lifetime) for refresh tokens, which
+// live longer by design.
+const (
+	defaultMaxLifetime        = 24 * time.Hour
+	defaultRefreshMaxLifetime = 720 * time.Hour
+)
+
+// maxNumericDate is 9999-12-31T23:59:59Z. A NumericDate beyond it (or
+// before 1970) is refused rather than converted: time.Unix of a huge float
+// overflows int64 and lands in the past, which would make a far-future nbf
+// or iat pass.
+const maxNumericDate = 253402300799
+
 // supportedAlgorithms are the JWS algorithms the verifier knows how to check.
 var supportedAlgorithms = []string{
 	"ES256", "ES384", "ES512",
@@ -41,7 +55,8 @@ type Config struct {
 	MaxTokenBytes int
 	// CacheSize bounds the verified-token cache (entries; a token with its
 	// claims takes 1–3 KiB). Zero means 10000; negative disables the cache.
-	// An entry lives until its token expires or the keys change.
+	// An entry lives until its token expires, the remote key set that
+	// verified it changes or goes stale, or KeysChanged is called.
 	CacheSize int
 }
 
@@ -68,6 +83,23 @@ type IssuerConfig struct {
 	// (claim type "refresh"), for the token endpoint's refresh grant. By
 	// default only access tokens are accepted.
 	Refresh bool
+	// MaxLifetime bounds how long a token of this issuer may live: exp − iat,
+	// or, for a token without iat, exp − now, beyond the leeway. A token
+	// minted to live longer is refused (ErrLifetime) even though it is
+	// signed: a long-lived token is a leaked token that cannot be retired.
+	// Zero means 24 hours, or 720 hours for a Refresh issuer. Negative is a
+	// configuration error.
+	MaxLifetime time.Duration
+	// Constrain, if not nil, is called with every token of this issuer
+	// after its signature has verified and before it is cached or
+	// returned, so a cached token is the constrained one. It may narrow
+	// tok.Claims — drop scopes that, say, an HS256 token (tok.Algorithm)
+	// must not confer — or refuse the token by returning an error that
+	// wraps one of this package's sentinels (an error that wraps none is
+	// refused as ErrMalformed). The fields derived from the claims
+	// (Subject, Audience, …) are not recomputed. It must be safe for
+	// concurrent use and must not keep tok.
+	Constrain func(tok *Token) error
 }
 
 // Option configures optional Verifier behaviour.
@@ -92,12 +124,19 @@ func WithObserver(obs Observer) Option { return func(o *options) { o.observer = 
 
 // Token is a verified access token.
 type Token struct {
-	Issuer    string
-	Subject   string
+	Issuer string
+	// Subject is the sub claim; never empty.
+	Subject string
+	// ID is the jti claim, if any.
 	ID        string
 	Audience  []string
 	ExpiresAt time.Time
-	IssuedAt  time.Time
+	// IssuedAt is the iat claim; zero when the token has none.
+	IssuedAt time.Time
+	// Algorithm is the JWS alg the signature verified with (ES256, RS256,
+	// HS256, …), so a caller can tell a token signed with a shared secret
+	// from one signed with a private key.
+	Algorithm string
 	// Claims holds every claim; numbers are json.Number so that ids keep
 	// their exact text.
 	Claims map[string]any
@@ -139,11 +178,13 @@ type Verifier struct {
 }
 
 type issuer struct {
-	refresh   bool
-	name      string
-	audiences []string
-	algs      []string
-	sources   []KeySource
+	refresh     bool
+	name        string
+	audiences   []string
+	algs        []string
+	sources     []KeySource
+	maxLifetime time.Duration
+	constrain   func(*Token) error
 }
 
 // New builds a Verifier. Key files are read here; remote JWKS are fetched
@@ -201,15 +242,14 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	for _, r := range v.remotes {
-		r.onChange = v.KeysChanged
-	}
 	return v, nil
 }
 
-// KeysChanged tells the verifier that a key source changed: cached tokens
-// are verified again on their next use. Remote key sets call it after each
-// successful fetch; owners of in-process sources call it after a reload.
+// KeysChanged tells the verifier that an in-process key source changed:
+// every cached token is verified again on its next use. Owners of
+// in-process sources call it after a reload. Remote key sets need no call:
+// a fetch that changes a Remote's keys retires only the cached tokens that
+// Remote's keys verified.
 func (v *Verifier) KeysChanged() { v.gen.Add(1) }
 
 // CacheStats returns the verified-token cache's counters (zero when the
@@ -244,7 +284,17 @@ func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remo
 	if len(ic.KeyFiles)+len(ic.JWKSURLs)+len(ic.Sources) == 0 {
 		errs = append(errs, errors.New("no key source (key files, JWKS URLs)"))
 	}
-	iss := &issuer{name: ic.Issuer, audiences: ic.Audiences, algs: algs, sources: ic.Sources, refresh: ic.Refresh}
+	maxLifetime := ic.MaxLifetime
+	switch {
+	case maxLifetime < 0:
+		errs = append(errs, errors.New("max lifetime must not be negative"))
+	case maxLifetime == 0 && ic.Refresh:
+		maxLifetime = defaultRefreshMaxLifetime
+	case maxLifetime == 0:
+		maxLifetime = defaultMaxLifetime
+	}
+	iss := &issuer{name: ic.Issuer, audiences: ic.Audiences, algs: algs, sources: ic.Sources, refresh: ic.Refresh,
+		maxLifetime: maxLifetime, constrain: ic.Constrain}
 	if len(ic.KeyFiles) > 0 {
 		keys, err := loadKeyFiles(ic.KeyFiles, algs)
 		if err != nil {
@@ -315,7 +365,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 	}
 	claims := jwt.MapClaims{}
 	var tok *Token
-	var keysUntil time.Time // when the keys used stop being served; zero: never
+	var used keyUse
 	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		var err error
 		tok, err = v.checkClaims(t.Header, claims)
@@ -323,21 +373,34 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 			return nil, err
 		}
 		var key any
-		key, keysUntil, err = v.keyFor(ctx, tok.Issuer, t.Header)
+		key, used, err = v.keyFor(ctx, tok.Issuer, t.Header)
 		return key, err
 	})
 	if err != nil {
 		return nil, mapError(err)
 	}
+	if constrain := v.issuers[tok.Issuer].constrain; constrain != nil {
+		if err := constrain(tok); err != nil {
+			var own *Error
+			if !errors.As(err, &own) {
+				return nil, fmt.Errorf("%w: constrain: %w", ErrMalformed, err)
+			}
+			return nil, fmt.Errorf("verifier: constrain: %w", err)
+		}
+	}
 	if v.cache != nil {
-		v.cache.put(raw, tok, tok.ExpiresAt.Add(v.leeway), keysUntil, gen, v.now())
+		v.cache.put(raw, tok, tok.ExpiresAt.Add(v.leeway), used, gen, v.now())
 	}
 	return tok, nil
 }
 
-// checkClaims runs every cheap check on an unverified token: issuer,
-// algorithm, times, audience and type.
+// checkClaims runs every cheap check on an unverified token: critical
+// header extensions, issuer, algorithm, times, lifetime, audience, type and
+// subject.
 func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, error) {
+	if err := checkCrit(header); err != nil {
+		return nil, err
+	}
 	alg, _ := header["alg"].(string)
 	issName, ok := c["iss"].(string)
 	if !ok {
@@ -350,19 +413,20 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 	if !slices.Contains(iss.algs, alg) {
 		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, alg)
 	}
-	tok := &Token{Issuer: issName, Claims: c}
+	tok := &Token{Issuer: issName, Algorithm: alg, Claims: c}
 	var errs []error
 	now := v.now()
-	exp, err := numericDate(c, "exp")
+	exp, expErr := numericDate(c, "exp")
 	switch {
-	case err != nil:
-		errs = append(errs, err)
+	case expErr != nil:
+		errs = append(errs, expErr)
 	case exp.IsZero():
 		errs = append(errs, fmt.Errorf("%w: exp missing", ErrMalformed))
 	case !now.Before(exp.Add(v.leeway)):
 		errs = append(errs, ErrExpired)
 	}
 	tok.ExpiresAt = exp
+	var iatErr error
 	for _, name := range []string{"nbf", "iat"} {
 		t, err := numericDate(c, name)
 		switch {
@@ -372,7 +436,17 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 			errs = append(errs, fmt.Errorf("%w: %s in the future", ErrNotYetValid, name))
 		}
 		if name == "iat" {
-			tok.IssuedAt = t
+			tok.IssuedAt, iatErr = t, err
+		}
+	}
+	if expErr == nil && iatErr == nil && !exp.IsZero() {
+		from := tok.IssuedAt
+		if from.IsZero() {
+			from = now
+		}
+		// d > maxLifetime ≥ 0, so d − maxLifetime cannot overflow.
+		if d := exp.Sub(from); d > iss.maxLifetime && d-iss.maxLifetime > v.leeway {
+			errs = append(errs, fmt.Errorf("%w: %v, at most %v", ErrLifetime, d, iss.maxLifetime))
 		}
 	}
 	aud, err := stringList(c["aud"])
@@ -390,22 +464,49 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 	if err := check(header, c); err != nil {
 		errs = append(errs, err)
 	}
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{"sub", &tok.Subject}, {"jti", &tok.ID}} {
-		switch s := c[f.name].(type) {
-		case string:
-			*f.dst = s
-		case nil:
-		default:
-			errs = append(errs, fmt.Errorf("%w: %s is not a string", ErrMalformed, f.name))
-		}
+	// Every token names its subject: the proxy and the refresh grant act
+	// on its behalf, and a token without one must not reach them.
+	switch sub, ok := c["sub"].(string); {
+	case !ok:
+		errs = append(errs, fmt.Errorf("%w: sub missing or not a string", ErrMalformed))
+	case sub == "":
+		errs = append(errs, fmt.Errorf("%w: sub is empty", ErrMalformed))
+	default:
+		tok.Subject = sub
+	}
+	switch jti := c["jti"].(type) {
+	case string:
+		tok.ID = jti
+	case nil:
+	default:
+		errs = append(errs, fmt.Errorf("%w: jti is not a string", ErrMalformed))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return tok, nil
+}
+
+// checkCrit refuses a header with a crit parameter (RFC 7515 §4.1.11). crit
+// lists extensions the recipient must understand to accept the token;
+// tollgate understands none, so any crit at all makes the token one it
+// must not accept — and a crit that is not a non-empty array of strings is
+// malformed in itself.
+func checkCrit(header map[string]any) error {
+	v, ok := header["crit"]
+	if !ok {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok || len(list) == 0 {
+		return fmt.Errorf("%w: crit is not a non-empty array", ErrMalformed)
+	}
+	for _, e := range list {
+		if _, ok := e.(string); !ok {
+			return fmt.Errorf("%w: crit holds a non-string", ErrMalformed)
+		}
+	}
+	return fmt.Errorf("%w: crit names an extension this verifier does not understand", ErrMalformed)
 }
 
 // checkType accepts a token whose header typ is at+jwt (RFC 9068) or whose
@@ -437,21 +538,46 @@ func checkRefreshType(header map[string]any, c jwt.MapClaims) error {
 	return nil
 }
 
+// keyUse is what a cached verification depends on besides the verifier's
+// own generation: the remote key sets that supplied candidate keys.
+type keyUse struct {
+	// until is when the first of those sets stops being served (MaxStale);
+	// zero exactly when remotes is empty.
+	until time.Time
+	// remotes are the sets, each with the generation whose keys were used.
+	remotes []remoteGen
+}
+
+// remoteGen is a Remote and the generation of its key set.
+type remoteGen struct {
+	r   *Remote
+	gen uint64
+}
+
 // keyFor returns the verification key (or key set) for a token whose claims
 // have passed. The token's alg only filters keys; every key carries its own
 // algorithms, fixed by its material and its issuer.
 //
-// It also returns when the keys it used stop being served (a remote set's
-// MaxStale), so that a cached verification ends then too.
-func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string]any) (any, time.Time, error) {
+// It also returns which remote key sets supplied candidate keys, and when
+// they stop being served, so that a cached verification ends when one of
+// them changes or goes stale — and only then.
+func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string]any) (any, keyUse, error) {
 	alg, _ := header["alg"].(string)
 	kid, _ := header["kid"].(string)
 	iss := v.issuers[issName]
 	var matches []jwt.VerificationKey
-	var until time.Time
+	var used keyUse
 	var errs []error
 	for _, src := range iss.sources {
-		keys, err := src.Keys(ctx, kid)
+		var keys []*Key
+		var snap *remoteKeys
+		var err error
+		r, remote := src.(*Remote)
+		if remote {
+			keys, snap, err = r.keysOf(ctx, kid)
+		} else {
+			keys, err = src.Keys(ctx, kid)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -462,31 +588,27 @@ func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string
 				matches = append(matches, k.Public)
 			}
 		}
-		if st, ok := src.(staleSource); ok && len(matches) > n {
-			if u := st.servedUntil(); !u.IsZero() && (until.IsZero() || u.Before(until)) {
-				until = u
+		if snap != nil && len(matches) > n {
+			if u := snap.fetchedAt.Add(r.cfg.MaxStale); used.until.IsZero() || u.Before(used.until) {
+				used.until = u
 			}
+			used.remotes = append(used.remotes, remoteGen{r, snap.gen})
 		}
 	}
 	switch len(matches) {
 	case 0:
 		if err := ctx.Err(); err != nil {
-			return nil, until, err
+			return nil, used, err
 		}
 		if err := errors.Join(errs...); err != nil {
-			return nil, until, fmt.Errorf("%w: kid %q alg %s: %w", ErrUnknownKey, kid, alg, err)
+			return nil, used, fmt.Errorf("%w: kid %q alg %s: %w", ErrUnknownKey, kid, alg, err)
 		}
-		return nil, until, fmt.Errorf("%w: kid %q alg %s", ErrUnknownKey, kid, alg)
+		return nil, used, fmt.Errorf("%w: kid %q alg %s", ErrUnknownKey, kid, alg)
 	case 1:
-		return matches[0], until, nil
+		return matches[0], used, nil
 	default:
-		return jwt.VerificationKeySet{Keys: matches}, until, nil
+		return jwt.VerificationKeySet{Keys: matches}, used, nil
 	}
-}
-
-// staleSource is a key source whose keys stop being served at some time.
-type staleSource interface {
-	servedUntil() time.Time
 }
 
 // mapError turns golang-jwt errors into this package's sentinels, keeping
@@ -508,7 +630,8 @@ func mapError(err error) error {
 	}
 }
 
-// numericDate reads an optional NumericDate claim.
+// numericDate reads an optional NumericDate claim. A value before 1970 or
+// after 9999 is malformed.
 func numericDate(c jwt.MapClaims, name string) (time.Time, error) {
 	v, ok := c[name]
 	if !ok {
@@ -521,6 +644,9 @@ func numericDate(c jwt.MapClaims, name string) (time.Time, error) {
 	f, err := n.Float64()
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
+	}
+	if !(f >= 0 && f <= maxNumericDate) { // written so that NaN fails too
+		return time.Time{}, fmt.Errorf("%w: %s out of range", ErrMalformed, name)
 	}
 	sec := int64(f)
 	return time.Unix(sec, int64((f-float64(sec))*1e9)), nil

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,6 +135,8 @@ func TestVerifyRefusals(t *testing.T) {
 	}
 	valid := es(nil, nil)
 	parts := strings.Split(valid, ".")
+	tampered := claims()
+	tampered["sub"] = "admin"
 	unsigned := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + "."
 
 	tests := []struct {
@@ -150,7 +154,7 @@ func TestVerifyRefusals(t *testing.T) {
 		{"unknown kid", v, es(nil, map[string]any{"kid": "nope"}), []error{verifier.ErrUnknownKey}},
 		{"kid of another key type", v, es(nil, map[string]any{"kid": "rsa"}), []error{verifier.ErrUnknownKey}},
 		{"signed by another key", v, other["ES256"].Sign(t, claims(), map[string]any{"kid": "ec"}), []error{verifier.ErrBadSignature}},
-		{"tampered payload", v, parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"`+iss+`","aud":"`+aud+`","type":"access","exp":9999999999,"sub":"admin"}`)) + "." + parts[2], []error{verifier.ErrBadSignature}},
+		{"tampered payload", v, parts[0] + "." + base64.RawURLEncoding.EncodeToString(must(json.Marshal(tampered))) + "." + parts[2], []error{verifier.ErrBadSignature}},
 		{"expired inside leeway", v, es(func(c jwt.MapClaims) { c["exp"] = now.Add(-30 * time.Second).Unix() }, nil), nil},
 		{"expired outside leeway", v, es(func(c jwt.MapClaims) { c["exp"] = now.Add(-61 * time.Second).Unix() }, nil), []error{verifier.ErrExpired}},
 		{"nbf inside leeway", v, es(func(c jwt.MapClaims) { c["nbf"] = now.Add(30 * time.Second).Unix() }, nil), nil},
@@ -180,6 +184,36 @@ func TestVerifyRefusals(t *testing.T) {
 		{"non-base64 signature", v, parts[0] + "." + parts[1] + ".!!!", []error{verifier.ErrMalformed}},
 		{"payload not an object", v, parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`[1,2]`)) + "." + parts[2], []error{verifier.ErrMalformed}},
 		{"oversized", v, es(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("x", 9000) }, nil), []error{verifier.ErrMalformed}},
+
+		// crit (RFC 7515 §4.1.11): tollgate understands no extension, so a
+		// signed token naming one is refused, as is a crit of the wrong shape.
+		{"crit naming an extension", v, es(nil, map[string]any{"kid": "ec", "crit": []string{"b64"}, "b64": false}), []error{verifier.ErrMalformed}},
+		{"crit naming a registered claim", v, es(nil, map[string]any{"kid": "ec", "crit": []string{"exp"}}), []error{verifier.ErrMalformed}},
+		{"crit empty", v, es(nil, map[string]any{"kid": "ec", "crit": []string{}}), []error{verifier.ErrMalformed}},
+		{"crit a string", v, es(nil, map[string]any{"kid": "ec", "crit": "b64"}), []error{verifier.ErrMalformed}},
+		{"crit of numbers", v, es(nil, map[string]any{"kid": "ec", "crit": []int{1}}), []error{verifier.ErrMalformed}},
+		{"crit an object", v, es(nil, map[string]any{"kid": "ec", "crit": map[string]any{}}), []error{verifier.ErrMalformed}},
+
+		// NumericDates outside 1970…9999: converted, they would overflow
+		// int64 and land in the past.
+		{"nbf 1e19", v, es(func(c jwt.MapClaims) { c["nbf"] = 1e19 }, nil), []error{verifier.ErrMalformed}},
+		{"nbf 1e300", v, es(func(c jwt.MapClaims) { c["nbf"] = 1e300 }, nil), []error{verifier.ErrMalformed}},
+		{"iat 1e19", v, es(func(c jwt.MapClaims) { c["iat"] = 1e19 }, nil), []error{verifier.ErrMalformed}},
+		{"iat 1e300", v, es(func(c jwt.MapClaims) { c["iat"] = 1e300 }, nil), []error{verifier.ErrMalformed}},
+		{"exp 1e19", v, es(func(c jwt.MapClaims) { c["exp"] = 1e19 }, nil), []error{verifier.ErrMalformed}},
+		{"exp 1e300", v, es(func(c jwt.MapClaims) { c["exp"] = 1e300 }, nil), []error{verifier.ErrMalformed}},
+		{"exp beyond 9999", v, es(func(c jwt.MapClaims) { c["exp"] = 253402300800 }, nil), []error{verifier.ErrMalformed}},
+		{"nbf negative", v, es(func(c jwt.MapClaims) { c["nbf"] = -1 }, nil), []error{verifier.ErrMalformed}},
+		{"iat hugely negative", v, es(func(c jwt.MapClaims) { c["iat"] = -1e19 }, nil), []error{verifier.ErrMalformed}},
+		{"exp hugely negative", v, es(func(c jwt.MapClaims) { c["exp"] = -1e300 }, nil), []error{verifier.ErrMalformed}},
+		{"nbf 0", v, es(func(c jwt.MapClaims) { c["nbf"] = 0 }, nil), nil},
+
+		// Every access token names its subject.
+		{"sub missing", v, es(func(c jwt.MapClaims) { delete(c, "sub") }, nil), []error{verifier.ErrMalformed}},
+		{"sub empty", v, es(func(c jwt.MapClaims) { c["sub"] = "" }, nil), []error{verifier.ErrMalformed}},
+		{"sub null", v, es(func(c jwt.MapClaims) { c["sub"] = nil }, nil), []error{verifier.ErrMalformed}},
+		{"sub a number", v, es(func(c jwt.MapClaims) { c["sub"] = 42 }, nil), []error{verifier.ErrMalformed}},
+		{"sub an array", v, es(func(c jwt.MapClaims) { c["sub"] = []string{"user-1"} }, nil), []error{verifier.ErrMalformed}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -210,6 +244,7 @@ func TestReason(t *testing.T) {
 		nil:                         "ok",
 		verifier.ErrExpired:         "expired",
 		verifier.ErrNotYetValid:     "not_yet_valid",
+		verifier.ErrLifetime:        "lifetime_too_long",
 		verifier.ErrBadSignature:    "bad_signature",
 		verifier.ErrAlgorithm:       "bad_signature",
 		verifier.ErrUnknownKey:      "unknown_key",
@@ -293,12 +328,13 @@ func TestNewReportsEveryProblem(t *testing.T) {
 		{Issuer: "b", Audiences: []string{"x"}, KeyFiles: []string{hsOnly}},
 		{Issuer: "c", Audiences: []string{"x"}},
 		{Issuer: "d", Audiences: []string{"x"}, JWKSURLs: []string{"ftp://keys"}},
+		{Issuer: "e", Audiences: []string{"x"}, JWKSURLs: []string{"https://keys.test/jwks"}, MaxLifetime: -time.Hour},
 	}}, zap.NewNop())
 	if !errors.Is(err, verifier.ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
 	for _, want := range []string{"leeway", "issuer is empty", "no audience", "missing.pem", `unsupported algorithm "none"`,
-		"no key files in directory", "allows none of the algorithms", "no key source", "ftp://keys"} {
+		"no key files in directory", "allows none of the algorithms", "no key source", "ftp://keys", "max lifetime must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}
@@ -354,4 +390,188 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+func TestMaxLifetime(t *testing.T) {
+	k := newKeys(t)
+	newV := func(maxLifetime time.Duration, refresh bool) *verifier.Verifier {
+		return newVerifier(t, verifier.IssuerConfig{
+			Issuer: iss, Audiences: []string{aud}, Sources: []verifier.KeySource{k.keySet()},
+			MaxLifetime: maxLifetime, Refresh: refresh,
+		}, time.Minute)
+	}
+	def, twoHours, refresh := newV(0, false), newV(2*time.Hour, false), newV(0, true)
+	// lifetime signs an access token issued at iat (omitted when zero) and
+	// expiring at exp; edit, if not nil, adjusts the claims further.
+	lifetime := func(iat, exp time.Time, edit func(jwt.MapClaims)) string {
+		c := claims()
+		delete(c, "nbf")
+		delete(c, "iat")
+		if !iat.IsZero() {
+			c["iat"] = iat.Unix()
+		}
+		c["exp"] = exp.Unix()
+		if edit != nil {
+			edit(c)
+		}
+		return k["ES256"].Sign(t, c, map[string]any{"kid": "ec"})
+	}
+	asRefresh := func(c jwt.MapClaims) { c["type"] = "refresh" }
+	never := time.Time{}
+	tests := []struct {
+		name  string
+		v     *verifier.Verifier
+		token string
+		want  error // nil: valid
+	}{
+		{"default: a day", def, lifetime(now, now.Add(24*time.Hour), nil), nil},
+		{"default: a day and the leeway", def, lifetime(now, now.Add(24*time.Hour+time.Minute), nil), nil},
+		{"default: beyond the leeway", def, lifetime(now, now.Add(24*time.Hour+time.Minute+time.Second), nil), verifier.ErrLifetime},
+		{"default: a week", def, lifetime(now, now.Add(7*24*time.Hour), nil), verifier.ErrLifetime},
+		{"default: issued long ago, expiring soon", def, lifetime(now.Add(-30*24*time.Hour), now.Add(time.Hour), nil), verifier.ErrLifetime},
+		{"default: year 9999", def, lifetime(now, time.Unix(253402300799, 0), nil), verifier.ErrLifetime},
+		{"default: no iat, a day from now", def, lifetime(never, now.Add(24*time.Hour), nil), nil},
+		{"default: no iat, a year from now", def, lifetime(never, now.Add(365*24*time.Hour), nil), verifier.ErrLifetime},
+		{"two hours: two", twoHours, lifetime(now, now.Add(2*time.Hour), nil), nil},
+		{"two hours: three", twoHours, lifetime(now, now.Add(3*time.Hour), nil), verifier.ErrLifetime},
+		{"two hours: no iat, three from now", twoHours, lifetime(never, now.Add(3*time.Hour), nil), verifier.ErrLifetime},
+		{"refresh: thirty days", refresh, lifetime(now, now.Add(720*time.Hour), asRefresh), nil},
+		{"refresh: a year", refresh, lifetime(now, now.Add(365*24*time.Hour), asRefresh), verifier.ErrLifetime},
+		{"refresh: no sub", refresh, lifetime(now, now.Add(time.Hour), func(c jwt.MapClaims) { asRefresh(c); delete(c, "sub") }), verifier.ErrMalformed},
+		{"refresh: empty sub", refresh, lifetime(now, now.Add(time.Hour), func(c jwt.MapClaims) { asRefresh(c); c["sub"] = "" }), verifier.ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, err := tt.v.Verify(t.Context(), tt.token)
+			switch {
+			case tt.want == nil && err != nil:
+				t.Fatalf("want valid, got %v", err)
+			case tt.want != nil && !errors.Is(err, tt.want):
+				t.Fatalf("got %v (token %v), want %v", err, tok != nil, tt.want)
+			case tt.want == verifier.ErrLifetime && (verifier.Reason(err) != "lifetime_too_long" || verifier.Description(err) != "token lifetime too long"):
+				t.Errorf("reason %q, description %q", verifier.Reason(err), verifier.Description(err))
+			}
+		})
+	}
+}
+
+func TestConstrain(t *testing.T) {
+	k := newKeys(t)
+	var calls atomic.Int64
+	errBlocked := fmt.Errorf("%w: profile blocked", verifier.ErrWrongType)
+	v := newVerifier(t, verifier.IssuerConfig{
+		Issuer: iss, Audiences: []string{aud}, Algorithms: []string{"ES256", "HS256"}, Sources: []verifier.KeySource{k.keySet()},
+		// Tokens signed with the shared secret confer no scopes; some
+		// profiles are refused outright, some fail for no sentinel.
+		Constrain: func(tok *verifier.Token) error {
+			calls.Add(1)
+			switch tok.Claims["profile"] {
+			case "blocked":
+				return errBlocked
+			case "broken":
+				return errors.New("policy store down")
+			}
+			if tok.Algorithm == "HS256" {
+				delete(tok.Claims, "scope")
+			}
+			return nil
+		},
+	}, time.Minute)
+	sign := func(alg, profile string) string {
+		return k[alg].Access(t, testkit.Claims(iss, aud, now, func(c jwt.MapClaims) { c["profile"] = profile }))
+	}
+	tests := []struct {
+		name      string
+		token     string
+		wantAlg   string
+		wantScope bool
+		wantErr   error // nil: valid
+	}{
+		{"ES256 keeps its scopes", sign("ES256", "p-1"), "ES256", true, nil},
+		{"HS256 loses its scopes", sign("HS256", "p-1"), "HS256", false, nil},
+		{"refused with a sentinel", sign("ES256", "blocked"), "", false, verifier.ErrWrongType},
+		{"refused with a plain error", sign("HS256", "broken"), "", false, verifier.ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := calls.Load()
+			first, err := v.Verify(t.Context(), tt.token)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || first != nil {
+					t.Fatalf("got %v, want %v", err, tt.wantErr)
+				}
+				// A refused token is not cached: the next use asks again.
+				if _, err := v.Verify(t.Context(), tt.token); !errors.Is(err, tt.wantErr) || calls.Load() != before+2 {
+					t.Errorf("second use: %v after %d calls, want refused after 2", err, calls.Load()-before)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			second, err := v.Verify(t.Context(), tt.token)
+			if err != nil || second != first {
+				t.Fatalf("second use: %v, cached %v", err, second == first)
+			}
+			if got := calls.Load() - before; got != 1 {
+				t.Errorf("Constrain called %d times, want once (the cache holds the constrained token)", got)
+			}
+			for i, tok := range []*verifier.Token{first, second} {
+				if _, has := tok.Claims["scope"]; tok.Algorithm != tt.wantAlg || has != tt.wantScope {
+					t.Errorf("use %d: Algorithm %q, scope present %v; want %q, %v", i+1, tok.Algorithm, has, tt.wantAlg, tt.wantScope)
+				}
+			}
+		})
+	}
+}
+
+// TestDescriptionsAreGeneric: what a client is told of a refusal names no
+// trusted issuer, audience, kid or algorithm; the error text, for the debug
+// log, keeps the detail.
+func TestDescriptionsAreGeneric(t *testing.T) {
+	const (
+		trustedIss = "https://idp.internal.example"
+		trustedAud = "catalog-internal"
+		trustedKID = "prod-signing-2026"
+	)
+	good, attacker := testkit.NewKey(t, "ES256", trustedKID), testkit.NewKey(t, "ES256", trustedKID)
+	v := newVerifier(t, verifier.IssuerConfig{
+		Issuer: trustedIss, Audiences: []string{trustedAud}, Algorithms: []string{"ES256", "RS256"},
+		Sources: []verifier.KeySource{verifier.NewKeySet(&verifier.Key{ID: trustedKID, Algorithms: []string{"ES256"}, Public: good.Public()})},
+	}, time.Minute)
+	edit := func(f func(jwt.MapClaims)) jwt.MapClaims { return testkit.Claims(trustedIss, trustedAud, now, f) }
+	tests := []struct {
+		name        string
+		token       string
+		want        error
+		description string
+		detail      string // the error text names it, for the log
+	}{
+		{"signed with an attacker's key", attacker.Access(t, edit(nil)), verifier.ErrBadSignature, "bad signature", ""},
+		{"wrong audience", good.Access(t, edit(func(c jwt.MapClaims) { c["aud"] = "elsewhere" })), verifier.ErrWrongAudience, "wrong audience", ""},
+		{"wrong issuer", good.Access(t, edit(func(c jwt.MapClaims) { c["iss"] = "https://idp.internal.example.evil" })), verifier.ErrWrongIssuer, "untrusted issuer", ""},
+		{"unknown kid", good.Sign(t, edit(nil), map[string]any{"typ": "at+jwt", "kid": "guess-1"}), verifier.ErrUnknownKey, "unknown signing key", "guess-1"},
+		{"algorithm not allowed", testkit.NewKey(t, "EdDSA", trustedKID).Access(t, edit(nil)), verifier.ErrAlgorithm, "bad signature", "EdDSA"},
+		{"lifetime too long", good.Access(t, edit(func(c jwt.MapClaims) { c["exp"] = now.AddDate(1, 0, 0).Unix() })), verifier.ErrLifetime, "token lifetime too long", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := v.Verify(t.Context(), tt.token)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			d := verifier.Description(err)
+			if d != tt.description {
+				t.Errorf("Description = %q, want %q", d, tt.description)
+			}
+			for _, secret := range []string{trustedIss, "idp.internal", trustedAud, trustedKID, "ES256", "RS256"} {
+				if strings.Contains(d, secret) {
+					t.Errorf("Description %q names %q", d, secret)
+				}
+			}
+			if !strings.Contains(err.Error(), tt.detail) {
+				t.Errorf("error text %q lacks %q", err, tt.detail)
+			}
+		})
+	}
 }

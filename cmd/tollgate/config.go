@@ -46,6 +46,9 @@ type Config struct {
 	VerifyKeys []string `env:"VERIFY_KEYS"`
 	JWKSURLs   []string `env:"JWKS_URLS"`
 	Algorithms []string `env:"ALGORITHMS"`
+	// IssuerMaxLifetime bounds exp − iat of that issuer's tokens; 0 means
+	// 24h.
+	IssuerMaxLifetime time.Duration `env:"ISSUER_MAX_LIFETIME"`
 	// Leeway is the clock skew tolerated on exp/nbf/iat.
 	Leeway time.Duration `env:"LEEWAY" envDefault:"60s"`
 	// MaxTokenBytes bounds the length of a bearer token.
@@ -246,11 +249,12 @@ type FileCookieExchange struct {
 
 // FileIssuer is one trusted token issuer.
 type FileIssuer struct {
-	Issuer     string   `yaml:"issuer"`
-	Audiences  []string `yaml:"audiences"`
-	Algorithms []string `yaml:"algorithms"`
-	KeyFiles   []string `yaml:"key_files"`
-	JWKSURLs   []string `yaml:"jwks_urls"`
+	Issuer      string        `yaml:"issuer"`
+	Audiences   []string      `yaml:"audiences"`
+	Algorithms  []string      `yaml:"algorithms"`
+	KeyFiles    []string      `yaml:"key_files"`
+	JWKSURLs    []string      `yaml:"jwks_urls"`
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
 }
 
 // LoadConfig reads the configuration from environ (KEY=VALUE pairs, as
@@ -376,7 +380,7 @@ func (c *Config) check() []error {
 		errs = append(errs, fmt.Errorf("TOLLGATE_LOG_LEVEL: %w", err))
 	}
 	for name, d := range map[string]time.Duration{
-		"TOLLGATE_LEEWAY": c.Leeway, "TOLLGATE_SHUTDOWN_DELAY": c.ShutdownDelay,
+		"TOLLGATE_LEEWAY": c.Leeway, "TOLLGATE_SHUTDOWN_DELAY": c.ShutdownDelay, "TOLLGATE_ISSUER_MAX_LIFETIME": c.IssuerMaxLifetime,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", name))
@@ -476,13 +480,13 @@ func (c *Config) verifierConfig() verifier.Config {
 	if c.Issuer != "" {
 		vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
 			Issuer: c.Issuer, Audiences: c.Audience, Algorithms: c.Algorithms,
-			KeyFiles: c.VerifyKeys, JWKSURLs: c.JWKSURLs, Remote: remote,
+			KeyFiles: c.VerifyKeys, JWKSURLs: c.JWKSURLs, Remote: remote, MaxLifetime: c.IssuerMaxLifetime,
 		})
 	}
 	for _, fi := range c.File.TrustedIssuers {
 		vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
 			Issuer: fi.Issuer, Audiences: fi.Audiences, Algorithms: fi.Algorithms,
-			KeyFiles: fi.KeyFiles, JWKSURLs: fi.JWKSURLs, Remote: remote,
+			KeyFiles: fi.KeyFiles, JWKSURLs: fi.JWKSURLs, Remote: remote, MaxLifetime: fi.MaxLifetime,
 		})
 	}
 	return vc
@@ -560,6 +564,16 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	p, err := netip.ParsePrefix(s)
 	return p.Masked(), err
+}
+
+// selfMaxLifetime is the longest access token tollgate mints: the global
+// lifetime or a client's longer one.
+func (c *Config) selfMaxLifetime() time.Duration {
+	d := c.AccessTokenTTL
+	for _, fc := range c.File.Clients {
+		d = max(d, fc.AccessTokenTTL)
+	}
+	return d
 }
 
 // selfAudiences lists the audiences of minted access tokens, for the

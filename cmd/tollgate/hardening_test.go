@@ -1,11 +1,17 @@
 package main
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/tollgate/tollgate/internal/testkit"
 )
 
 // TestScopesComeFromTheRegistry: a client grants only registered scopes
@@ -182,5 +188,88 @@ func TestLoginLimitsBehindATrustedProxy(t *testing.T) {
 	}
 	if code := login("1.2.3.4, 198.51.100.7"); code != 429 {
 		t.Errorf("a forged first hop escaped the limit: %d", code)
+	}
+}
+
+// TestForgedHS256Tokens: every legacy app holds the shared HMAC secret, so
+// tokens forged with it must confer no more than the HS256 client's own
+// tokens: no other client, no longer lifetime, no other scope or role, and
+// never a refresh token.
+func TestForgedHS256Tokens(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef-legacy")
+	g := startAuthGateway(t, `
+upstreams:
+  - {name: api, url: `+`"`+testkit.Echo(t, "api").URL+`"`+`}
+routes:
+  - {name: admin, prefix: /admin, upstream: api, roles: [ADMIN]}
+  - {name: catalog, prefix: /catalog, upstream: api, scopes: [catalog]}
+  - {name: rest, prefix: /, upstream: api}
+scopes:
+  - {name: catalog}
+`+sourceDocClients+"  - {id: legacy-stb, grants: [password, refresh_token], signing_alg: HS256, roles: [VIEWER]}\n",
+		func(dir string) {
+			jwk := `{"kty":"oct","k":"` + base64.RawURLEncoding.EncodeToString(secret) + `"}`
+			if err := os.WriteFile(filepath.Join(dir, "legacy.jwk"), []byte(jwk), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		})
+	// The genuine article first: its kid and claims are what a forger copies.
+	resp, b := send(t, http.MethodPost, g.url+"/oauth/token", "grant_type=password&client_id=legacy-stb&username=someuser@24i.com&password=qwerty123")
+	if resp.StatusCode != 200 {
+		t.Fatalf("login: %d %s", resp.StatusCode, b)
+	}
+	out := jsonObject(t, b)
+	hdr, genuine := claimsOf(t, out["access_token"].(string))
+	if rh, _ := claimsOf(t, out["refresh_token"].(string)); rh["alg"] == "HS256" {
+		t.Errorf("a refresh token was HMAC-signed: %v", rh)
+	}
+	forger := &testkit.Key{Alg: "HS256", KID: hdr["kid"].(string), Private: secret}
+	now := g.clock.Now()
+	forge := func(edit func(jwt.MapClaims)) string {
+		c := jwt.MapClaims{}
+		for k, v := range genuine {
+			c[k] = v
+		}
+		c["sub"], c["role"], c["scope"] = "bfeb45d7-50dc-416d-b3c8-35db64d288f3", "ADMIN", "openid catalog admin"
+		c["iat"], c["exp"] = now.Unix(), now.Add(5*time.Minute).Unix()
+		if edit != nil {
+			edit(c)
+		}
+		return "Bearer " + forger.Access(t, c)
+	}
+	for _, tc := range []struct {
+		name, path, auth string
+		want             int
+	}{
+		{"role ADMIN is not the client's", "/admin/users", forge(nil), 403},
+		{"scope catalog is not the client's", "/catalog/1", forge(nil), 403},
+		{"a year's lifetime", "/x", forge(func(c jwt.MapClaims) { c["exp"] = now.Add(365 * 24 * time.Hour).Unix() }), 401},
+		{"in the name of a client that does not sign with HS256", "/x", forge(func(c jwt.MapClaims) { c["client_id"] = "anonymous" }), 401},
+		{"within the client's rights", "/x", forge(nil), 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, e := callAPI(t, g, tc.path, tc.auth)
+			if code != tc.want {
+				t.Fatalf("%d, want %d", code, tc.want)
+			}
+			if code == 200 && (e.Headers["X-Scopes"] != "openid" || e.Headers["X-Client-Id"] != "legacy-stb") {
+				t.Errorf("the upstream was told %v", e.Headers)
+			}
+		})
+	}
+	// A forged HS256 refresh token is no refresh token.
+	c := jwt.MapClaims{"iss": genuine["iss"], "aud": genuine["iss"], "sub": "2", "client_id": "legacy-stb", "type": "refresh",
+		"sid": "forged", "scope": "openid", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	refresh := forger.Sign(t, c, nil)
+	resp, b = send(t, http.MethodPost, g.url+"/oauth/token", "grant_type=refresh_token&client_id=legacy-stb&refresh_token="+refresh)
+	if resp.StatusCode != 400 || jsonObject(t, b)["error"] != "invalid_grant" {
+		t.Errorf("forged HS256 refresh token: %d %s", resp.StatusCode, b)
+	}
+	var warned bool
+	for _, w := range g.m.warnings {
+		warned = warned || strings.Contains(w, "legacy-stb") && strings.Contains(w, "forge")
+	}
+	if !warned {
+		t.Errorf("no warning about the HS256 client: %v", g.m.warnings)
 	}
 }

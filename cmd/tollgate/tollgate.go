@@ -130,7 +130,15 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 			// Self-issued tokens verify against the in-process key set.
 			vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
 				Issuer: cfg.PublicURL, Audiences: cfg.selfAudiences(), Algorithms: issuer.SelfAlgorithms(),
-				Sources: []verifier.KeySource{keys},
+				Sources: []verifier.KeySource{keys}, MaxLifetime: cfg.selfMaxLifetime(),
+				// HS256 tokens are capped to their client's scopes and roles:
+				// every holder of the legacy secret can forge them.
+				Constrain: func(tok *verifier.Token) error {
+					if m.issuer == nil {
+						return nil
+					}
+					return m.issuer.ConstrainHMAC(tok)
+				},
 			})
 			m.metrics.KeysLoaded(context.Background(), "self", keys.Len())
 		}
