@@ -99,6 +99,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler { // the connection is already dead; let net/http close it quietly
+				if info.Aborted == "" {
+					info.Aborted = "client_gone" // the handler could not write: nobody is listening
+				}
 				e.log(r, sw, info, start)
 				panic(v)
 			}
@@ -128,6 +131,13 @@ func (e *Edge) log(r *http.Request, sw *statusWriter, info *Info, start time.Tim
 	if status == 0 {
 		status = http.StatusOK // nothing written: net/http sends 200
 	}
+	// A response cut off after its headers is counted as what it became.
+	switch info.Aborted {
+	case "upstream_reset":
+		status = http.StatusBadGateway
+	case "client_gone":
+		status = StatusClientClosed
+	}
 	e.obs.RequestDone(r.Context(), info.Route, r.Method, status, time.Since(start))
 	ce := e.logger.Check(zap.InfoLevel, "request")
 	if ce == nil {
@@ -145,6 +155,7 @@ func (e *Edge) log(r *http.Request, sw *statusWriter, info *Info, start time.Tim
 		zap.String("upstream", info.Upstream),
 		zap.String("user", info.User),
 		zap.String("auth", info.Auth),
+		zap.String("aborted", info.Aborted),
 	)
 }
 

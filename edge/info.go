@@ -28,6 +28,9 @@ type Info struct {
 	// Status is logged when the handler wrote nothing on purpose (e.g.
 	// StatusClientClosed); a written status takes precedence.
 	Status int
+	// Aborted says why a response was cut off after its headers:
+	// "upstream_reset" or "client_gone"; "" when it was not.
+	Aborted string
 	// Token is the credential the handler verified (the proxy keeps its
 	// *verifier.Token here), for later stages of the same request.
 	Token any

@@ -75,8 +75,25 @@ const maxReplyBytes = 1 << 20
 func call(ctx context.Context, o backendOptions, name string, req *http.Request) (int, any, error) {
 	start := time.Now()
 	status, v, err := doCall(ctx, o.client, req)
-	o.obs.BackendCall(ctx, name, time.Since(start), err)
+	o.obs.BackendCall(ctx, name, time.Since(start), callFailure(status, v, err))
 	return status, v, err
+}
+
+// errUnusableReply is what the metrics count for a reply no caller can
+// use: a redirect (never followed), or a 2xx without a JSON body.
+var errUnusableReply = errors.New("identity: unusable reply")
+
+// callFailure says whether a call failed, for the metrics: a transport
+// error or 5xx, and also a reply the callers refuse as ErrBackend. A 4xx
+// is the backend working (a wrong password, an inactive token).
+func callFailure(status int, reply any, err error) error {
+	switch {
+	case err != nil:
+		return err
+	case status >= 300 && status < 400, status < 300 && reply == nil:
+		return errUnusableReply
+	}
+	return nil
 }
 
 func doCall(ctx context.Context, client *http.Client, req *http.Request) (int, any, error) {

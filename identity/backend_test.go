@@ -1,8 +1,12 @@
 package identity
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate/jsonpath"
 	"go.uber.org/zap"
@@ -50,4 +54,45 @@ func FuzzLegacyReply(f *testing.F) {
 			}
 		}
 	})
+}
+
+// countingObserver records each backend call's outcome.
+type countingObserver struct{ results []string }
+
+func (c *countingObserver) BackendCall(_ context.Context, _ string, _ time.Duration, err error) {
+	if err != nil {
+		c.results = append(c.results, "error")
+	} else {
+		c.results = append(c.results, "success")
+	}
+}
+
+// TestBackendMetricsCountUnusableReplies: a redirect or a 200 without
+// JSON is a failure for the metrics too, since the client gets 502; a 401
+// is the backend working.
+func TestBackendMetricsCountUnusableReplies(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/redirect":
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		case "/html":
+			w.Write([]byte("<html>maintenance</html>"))
+		case "/refused":
+			w.WriteHeader(http.StatusUnauthorized)
+		default:
+			w.Write([]byte(`{"data":{"user":{"id":"2"}}}`))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	for path, want := range map[string]string{"/redirect": "error", "/html": "error", "/refused": "success", "/ok": "success"} {
+		obs := &countingObserver{}
+		c, err := NewCookieSessions(CookieConfig{URL: srv.URL + path, Cookies: []string{"S"}, UserIDPath: "data.user.id"}, nil, WithBackendObserver(obs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.UserID(t.Context(), []*http.Cookie{{Name: "S", Value: "v"}})
+		if len(obs.results) != 1 || obs.results[0] != want {
+			t.Errorf("%s: counted %v, want %s", path, obs.results, want)
+		}
+	}
 }

@@ -127,7 +127,10 @@ func New(cfg Config, v Verifier, logger *zap.Logger, opts ...Option) (*Proxy, er
 		p.headers = append(p.headers, mapping{header: name, path: path})
 	}
 	bufs := &bufferPool{}
-	errLog, err := zap.NewStdLogAt(p.logger, zap.WarnLevel)
+	// ReverseProxy's own log lines carry no request context; what they say
+	// (a body copy that failed) is logged by upstreamBody with it, so they
+	// go to debug.
+	errLog, err := zap.NewStdLogAt(p.logger.Named("httputil"), zap.DebugLevel)
 	if err != nil {
 		return nil, err
 	}
@@ -392,13 +395,67 @@ func stripPrefix(u *url.URL, n int) {
 	u.Path, u.RawPath = rest, ""
 }
 
+// upstreamDone sees the upstream's response headers. The round trip is
+// reported once its body has been copied, so that a body cut off midway
+// counts as what it is: an upstream reset, not a 200. A protocol upgrade's
+// body is the connection itself and is reported at once.
 func (p *Proxy) upstreamDone(rt *route, resp *http.Response) {
 	ctx := resp.Request.Context()
+	info := edge.InfoFrom(ctx)
 	var d time.Duration
-	if info := edge.InfoFrom(ctx); info != nil {
+	if info != nil {
 		d = time.Since(info.UpstreamStart)
 	}
-	p.observer.Upstream(ctx, rt.Upstream, resp.StatusCode, d, "")
+	if resp.StatusCode == http.StatusSwitchingProtocols || info == nil {
+		p.observer.Upstream(ctx, rt.Upstream, resp.StatusCode, d, "")
+		return
+	}
+	resp.Body = &upstreamBody{ReadCloser: resp.Body, p: p, rt: rt, info: info, ctx: ctx, code: resp.StatusCode, d: d}
+}
+
+// upstreamBody reports the round trip when the body ends: at EOF, at a
+// read error (an upstream reset mid-body: counted as kind "reset", logged
+// with the request ID, and the response marked aborted), or at Close.
+type upstreamBody struct {
+	io.ReadCloser
+	p        *Proxy
+	rt       *route
+	info     *edge.Info
+	ctx      context.Context
+	code     int
+	d        time.Duration
+	reported bool
+}
+
+func (b *upstreamBody) Read(buf []byte) (int, error) {
+	n, err := b.ReadCloser.Read(buf)
+	if err != nil && !b.reported {
+		if err == io.EOF || errors.Is(err, context.Canceled) {
+			b.report("")
+		} else {
+			b.info.Aborted = "upstream_reset"
+			b.report("reset")
+			b.p.logger.Warn("upstream response cut off", append(edge.LogFields(b.ctx),
+				zap.String("route", b.rt.Name), zap.String("upstream", b.rt.Upstream), zap.Int("status", b.code), zap.Error(err))...)
+		}
+	}
+	return n, err
+}
+
+func (b *upstreamBody) Close() error {
+	if !b.reported {
+		b.report("")
+	}
+	return b.ReadCloser.Close()
+}
+
+func (b *upstreamBody) report(kind string) {
+	b.reported = true
+	code := b.code
+	if kind != "" {
+		code = 0
+	}
+	b.p.observer.Upstream(b.ctx, b.rt.Upstream, code, b.d, kind)
 }
 
 // upstreamError answers a failed round trip: 504 for a timeout, 502

@@ -200,3 +200,71 @@ func STBRequest(path, authorization string) *http.Request {
 	req.Header.Set("X-Device-Serial", "STB-0042-7731")
 	return req
 }
+
+// Faulty starts an upstream that fails on command, by path:
+//   - /ok answers 200 with a small JSON body;
+//   - /status/{code} answers that status;
+//   - /hang holds the request until the client leaves or the test ends;
+//   - /reset-headers writes half a status line and headers, then closes;
+//   - /reset-body sends headers promising 1 MB, 1 KiB of it, then closes;
+//   - /stream writes 1 KiB every time the test sends on the returned
+//     channel, until it is closed.
+//
+// It closes when the test ends.
+func Faulty(t testing.TB) (*httptest.Server, chan<- struct{}) {
+	t.Helper()
+	release := make(chan struct{})
+	chunks := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}`))
+	})
+	mux.HandleFunc("/status/{code}", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.PathValue("code"))
+		w.WriteHeader(code)
+	})
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	hijack := func(w http.ResponseWriter, raw string) {
+		c, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		buf.WriteString(raw)
+		buf.Flush()
+		c.Close()
+	}
+	mux.HandleFunc("/reset-headers", func(w http.ResponseWriter, r *http.Request) {
+		hijack(w, "HTTP/1.1 200 OK\r\nContent-Type: appl")
+	})
+	mux.HandleFunc("/reset-body", func(w http.ResponseWriter, r *http.Request) {
+		hijack(w, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n"+strings.Repeat("x", 1024))
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusOK)
+		for {
+			select {
+			case _, ok := <-chunks:
+				if !ok {
+					return
+				}
+				w.Write([]byte(strings.Repeat("s", 1024)))
+				http.NewResponseController(w).Flush()
+			case <-r.Context().Done():
+				return
+			case <-release:
+				return
+			}
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs before Close
+	return srv, chunks
+}
