@@ -59,7 +59,10 @@ routes:
 			req.Header.Set("Authorization", auth)
 			req.Header.Set("X-Request-Id", "fault-"+tc.kind+fmt.Sprint(tc.status))
 			id := req.Header.Get("X-Request-Id")
-			resp, err := http.DefaultClient.Do(req)
+			// A fresh connection: Go's client retries a GET that failed on a
+			// reused one, which would count the fault twice.
+			once := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := once.Do(req)
 			if tc.body == "" {
 				// Cut off after the headers: the client sees a broken
 				// response — the headers and part of the body, or, when
