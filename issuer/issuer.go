@@ -111,7 +111,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxConcurrentLogins bounds password checks running at once: an
 	// argon2id comparison holds ~19 MiB, so a login storm must queue rather
-	// than exhaust memory. Zero means 2 × GOMAXPROCS.
+	// than exhaust memory; hashing is CPU-bound, so more checks than cores
+	// at once would only hold more memory. Zero means GOMAXPROCS.
 	MaxConcurrentLogins int
 	// Realm is the realm of WWW-Authenticate challenges. Empty means
 	// "tollgate".
@@ -225,7 +226,7 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 		cfg.MaxBodyBytes = 64 << 10
 	}
 	if cfg.MaxConcurrentLogins <= 0 {
-		cfg.MaxConcurrentLogins = 2 * runtime.GOMAXPROCS(0)
+		cfg.MaxConcurrentLogins = runtime.GOMAXPROCS(0)
 	}
 	if cfg.MaxLoginQueue <= 0 {
 		cfg.MaxLoginQueue = 8 * cfg.MaxConcurrentLogins
@@ -680,7 +681,9 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile string, s sess
 		SessionID: sid, Profile: profile, User: u, AccessTTL: accessTTL, RefreshLifetime: refreshTTL}
 	legacy := c.SigningAlg == "HS256"
 	var err error
-	if t.Access, err = i.keys.sign(access, "at+jwt", legacy); err != nil {
+	if t.Access, err = i.keys.sign(access, "at+jwt", legacy); errors.Is(err, errNoKeys) {
+		return nil, refuse(ErrBusy, "no signing key is loaded").because(err)
+	} else if err != nil {
 		return nil, err
 	}
 	t.RefreshID = newID()

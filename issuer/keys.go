@@ -101,8 +101,19 @@ func LoadKeys(cfg KeysConfig, logger *zap.Logger, onReload func(error)) (*Keys, 
 // apply builds a snapshot from the directory's files and serves it; any
 // bad file fails the whole set, so a half-written key never replaces a
 // good one.
+//
+// A directory emptied of keys is no broken file: the operator removed
+// every key, so none may sign or verify any longer. Its snapshot is served
+// (the token endpoints answer 503 until a key is added) and the reload
+// reported as failed. At start it is an error: tollgate does not start
+// without a key.
 func (k *Keys) apply(files []watch.File) error {
 	s, err := parseKeyDir(k.cfg.Dir, files)
+	if errors.Is(err, errNoKeys) && k.snap.Load() != nil {
+		k.snap.Store(s)
+		k.logger.Error("every signing key was removed: no token is minted, and none of theirs verifies, until a key is added", zap.String("dir", k.cfg.Dir))
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -110,6 +121,9 @@ func (k *Keys) apply(files []watch.File) error {
 	k.logger.Info("signing keys loaded", zap.Int("keys", len(s.all)), zap.String("signing_kid", s.current.ID))
 	return nil
 }
+
+// errNoKeys: the directory holds no private key.
+var errNoKeys = errors.New("signing keys: no key")
 
 // reloaded logs a failed reload and reports every attempt.
 func (k *Keys) reloaded(err error) {
@@ -136,7 +150,8 @@ func (k *Keys) JWKS() []byte { return k.snap.Load().jwks }
 // Len returns the number of keys loaded, HMAC keys included.
 func (k *Keys) Len() int { return k.snap.Load().set.Len() }
 
-// Current returns the key that signs new tokens.
+// Current returns the key that signs new tokens, or nil when every key
+// was removed.
 func (k *Keys) Current() *SigningKey { return k.snap.Load().current }
 
 // Algorithms lists the algorithms of the keys now loaded.
@@ -155,6 +170,9 @@ func (k *Keys) Algorithms() []string {
 func (k *Keys) sign(claims jwt.MapClaims, typ string, legacy bool) (string, error) {
 	s := k.snap.Load()
 	sk := s.current
+	if sk == nil {
+		return "", errNoKeys
+	}
 	var key any = sk.signer
 	if legacy {
 		if s.hmac == nil {
@@ -226,15 +244,17 @@ func parseKeyDir(dir string, files []watch.File) (*keySnapshot, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if len(s.all) == 0 {
-		return nil, fmt.Errorf("no *.pem key in %s (create one with `tollgate keygen`)", dir)
-	}
-	s.current = s.all[len(s.all)-1]
 	s.set = verifier.NewKeySet(public...)
 	var err error
 	if s.jwks, err = json.Marshal(jwks); err != nil {
 		return nil, err
 	}
+	if len(s.all) == 0 {
+		// An empty set retires every key: HMAC keys go with the others.
+		s.hmac, s.set, s.jwks = nil, verifier.NewKeySet(), []byte(`{"keys":[]}`)
+		return s, fmt.Errorf("%w: no *.pem key in %s (create one with `tollgate keygen`)", errNoKeys, dir)
+	}
+	s.current = s.all[len(s.all)-1]
 	return s, nil
 }
 
