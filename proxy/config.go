@@ -166,15 +166,17 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() (map[string]*url.URL, error) {
 	var errs []error
 	targets := make(map[string]*url.URL, len(c.Upstreams))
+	named := make(map[string]bool, len(c.Upstreams)) // also the names of invalid ones
 	for i, u := range c.Upstreams {
 		if u.Name == "" {
 			errs = append(errs, fmt.Errorf("upstream %d: name is empty", i))
 			continue
 		}
-		if _, dup := targets[u.Name]; dup {
+		if named[u.Name] {
 			errs = append(errs, fmt.Errorf("upstream %q: defined twice", u.Name))
 			continue
 		}
+		named[u.Name] = true
 		t, err := httpurl.Parse(u.URL)
 		if err == nil && t.RawQuery != "" {
 			err = errors.New("a query has no place in an upstream URL")

@@ -520,7 +520,7 @@ func TestAccessLogInsideEdge(t *testing.T) {
 
 func TestNewReportsEveryProblem(t *testing.T) {
 	_, err := proxy.New(proxy.Config{
-		Upstreams: []proxy.Upstream{{Name: "a", URL: "ftp://x"}, {Name: "", URL: "http://x"}, {Name: "b", URL: "http://b"}, {Name: "b", URL: "http://b"}},
+		Upstreams: []proxy.Upstream{{Name: "a", URL: "ftp://x"}, {Name: "", URL: "http://x"}, {Name: "b", URL: "http://b"}, {Name: "b", URL: "http://b"}, {Name: "a", URL: "http://a"}},
 		Routes: []proxy.Route{
 			{Prefix: "api", Upstream: "b"},
 			{Prefix: "/x", Upstream: "nowhere"},
@@ -533,7 +533,7 @@ func TestNewReportsEveryProblem(t *testing.T) {
 	if !errors.Is(err, proxy.ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{`"ftp://x"`, "name is empty", `"b": defined twice`, "must start with /", `unknown upstream "nowhere"`,
+	for _, want := range []string{`"ftp://x"`, "name is empty", `"b": defined twice`, `"a": defined twice`, "must start with /", `unknown upstream "nowhere"`,
 		"routed twice", `auth "sometimes"`, "scopes, roles or issuers need auth", `"Bad Header" is not a valid header name`, "Authorization cannot carry", `"a..b" is invalid`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
