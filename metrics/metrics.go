@@ -38,6 +38,7 @@ type Metrics struct {
 	keysLoaded     *prometheus.GaugeVec
 	jwksFetches    *prometheus.CounterVec
 	kidSuppressed  *prometheus.CounterVec
+	jwksStale      *prometheus.GaugeVec
 	reloads        *prometheus.CounterVec
 	backend        *prometheus.CounterVec
 	backendTime    *prometheus.HistogramVec
@@ -98,6 +99,9 @@ func New(info BuildInfo) *Metrics {
 			"Remote JWKS fetches by source and result (success or error).", "source", "result"),
 		kidSuppressed: counter("tollgate_jwks_unknown_kid_suppressed_total",
 			"Unknown-kid refetches skipped because of the cooldown.", "source"),
+		jwksStale: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tollgate_jwks_stale",
+			Help: "1 while a remote JWKS's keys are past their maximum staleness and its tokens are refused, 0 after a successful fetch."},
+			[]string{"source"}),
 		reloads: counter("tollgate_reloads_total",
 			"Reloads of the users file and the signing keys directory by what and result.", "what", "result"),
 		backend: counter("tollgate_backend_requests_total",
@@ -111,7 +115,7 @@ func New(info BuildInfo) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.duration, m.inFlight, m.auth, m.upstream, m.upstreamTime, m.upstreamErrors,
-		m.issued, m.tokenErrors, m.loginFailures, m.keysLoaded, m.jwksFetches, m.kidSuppressed, m.reloads,
+		m.issued, m.tokenErrors, m.loginFailures, m.keysLoaded, m.jwksFetches, m.kidSuppressed, m.jwksStale, m.reloads,
 		m.backend, m.backendTime,
 		jwksAge{m},
 	)
@@ -278,6 +282,15 @@ func (m *Metrics) KeysLoaded(_ context.Context, source string, n int) {
 // UnknownKIDSuppressed implements verifier.Observer.
 func (m *Metrics) UnknownKIDSuppressed(_ context.Context, source string) {
 	m.kidSuppressed.WithLabelValues(source).Inc()
+}
+
+// KeysStale implements verifier.Observer.
+func (m *Metrics) KeysStale(_ context.Context, source string, stale bool) {
+	v := 0.0
+	if stale {
+		v = 1
+	}
+	m.jwksStale.WithLabelValues(source).Set(v)
 }
 
 // jwksAge exports the seconds since each remote JWKS was last fetched

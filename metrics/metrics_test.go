@@ -46,6 +46,24 @@ tollgate_jwks_seconds_since_success{source="https://keys"} 90
 	if testutil.ToFloat64(m.jwksFetches.WithLabelValues("https://keys", "error")) != 1 {
 		t.Error("fetch errors")
 	}
+	for _, stale := range []bool{false, true, true, false, true} {
+		m.KeysStale(ctx, "https://keys", stale)
+		want := 0.0
+		if stale {
+			want = 1
+		}
+		if got := testutil.ToFloat64(m.jwksStale.WithLabelValues("https://keys")); got != want {
+			t.Errorf("after KeysStale(%v): tollgate_jwks_stale = %v, want %v", stale, got, want)
+		}
+	}
+	err = testutil.CollectAndCompare(m.jwksStale, strings.NewReader(`
+# HELP tollgate_jwks_stale 1 while a remote JWKS's keys are past their maximum staleness and its tokens are refused, 0 after a successful fetch.
+# TYPE tollgate_jwks_stale gauge
+tollgate_jwks_stale{source="https://keys"} 1
+`))
+	if err != nil {
+		t.Error(err)
+	}
 }
 
 // BenchmarkRequestPath is what one proxied request reports: in flight,

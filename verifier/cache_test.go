@@ -144,6 +144,7 @@ type loadedObserver struct {
 func (o *loadedObserver) JWKSFetch(context.Context, string, error)        {}
 func (o *loadedObserver) KeysLoaded(_ context.Context, src string, _ int) { o.loaded <- src }
 func (o *loadedObserver) UnknownKIDSuppressed(context.Context, string)    {}
+func (o *loadedObserver) KeysStale(context.Context, string, bool)         {}
 
 // TestCachePerSource: a refresh of one remote key set retires only the
 // cached tokens its keys verified, and only when its keys changed; tokens
@@ -256,10 +257,10 @@ func TestCachePerSource(t *testing.T) {
 	}
 
 	// A remote's cached tokens still end with its MaxStale while the
-	// endpoint fails.
+	// endpoint fails; its kid is then known to be stale.
 	srvB.serve(http.StatusInternalServerError, nil)
 	clock.Add(2 * time.Hour)
-	if _, err := v.Verify(t.Context(), tokens["B"]); !errors.Is(err, verifier.ErrUnknownKey) {
-		t.Errorf("B after MaxStale: %v, want unknown key", err)
+	if _, err := v.Verify(t.Context(), tokens["B"]); !errors.Is(err, verifier.ErrStaleKeys) {
+		t.Errorf("B after MaxStale: %v, want stale keys", err)
 	}
 }

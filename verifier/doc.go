@@ -22,4 +22,27 @@
 //   - The package MUST NOT log or return a token in an error. What a client
 //     is told (Description) MUST NOT name a trusted issuer, an audience, a
 //     kid or an algorithm; such detail is only in the error text, for logs.
+//   - Tokens MUST NOT be able to make the key server's load unbounded:
+//     each new kid (after the claim checks) may trigger one fetch per
+//     RefreshInterval, at most NewKIDFetches kids per interval; beyond
+//     them one fetch per Cooldown. A lookup MUST NOT wait longer than
+//     LookupWait for a fetch, and MUST NOT wait at all for a scheduled
+//     refresh or a retry.
+//
+// Remote key sets are fetched by Run, on the owner's context: at start,
+// a RefreshInterval after each fetch, for new kids, and — while a remote
+// has no keys to serve — again after a backoff (RetryBackoff, doubling to
+// 30 seconds or the RefreshInterval, whichever is less).
+//
+// Readiness policy: Ready reports whether every remote has been fetched
+// once, and stays true when a remote's keys later go stale (older than
+// MaxStale while its endpoint fails). Such keys are no longer served —
+// their tokens are refused with ErrStaleKeys (reason stale_keys), not
+// unknown_key — but readiness does not fail: every replica's keys go
+// stale together, and failing readiness on all of them at once would be
+// an outage of its own. Staleness is made visible instead: Status gives
+// each remote's state and a reason in words (for a readiness body),
+// Observer.KeysStale reports each change (for a gauge), and a warning is
+// logged when the keys go stale and a line when they are fresh again,
+// once each.
 package verifier

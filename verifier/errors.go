@@ -34,6 +34,11 @@ var (
 	ErrBadSignature = &Error{"bad_signature", "bad signature", "verifier: bad signature"}
 	// ErrUnknownKey: no key of the issuer matches the token's kid and alg.
 	ErrUnknownKey = &Error{"unknown_key", "unknown signing key", "verifier: unknown signing key"}
+	// ErrStaleKeys: the token's kid is in a remote key set that is no longer
+	// served because its last successful fetch is older than MaxStale. The
+	// token may well be good; the verifier cannot tell until a fetch
+	// succeeds.
+	ErrStaleKeys = &Error{"stale_keys", "signing keys unavailable", "verifier: signing keys stale"}
 	// ErrExpired: exp is in the past, beyond the leeway.
 	ErrExpired = &Error{"expired", "token expired", "verifier: token expired"}
 	// ErrNotYetValid: nbf or iat is in the future, beyond the leeway.
@@ -70,7 +75,8 @@ func refusal(err error) *Error {
 
 // Reason returns the bounded label of a Verify error: its *Error's Reason
 // (expired, not_yet_valid, lifetime_too_long, bad_signature, unknown_key,
-// wrong_issuer, wrong_audience, wrong_type, malformed, …), or ok for nil.
+// stale_keys, wrong_issuer, wrong_audience, wrong_type, malformed, …), or
+// ok for nil.
 func Reason(err error) string {
 	if err == nil {
 		return "ok"

@@ -14,7 +14,7 @@ import (
 )
 
 var sentinels = []error{
-	verifier.ErrMalformed, verifier.ErrAlgorithm, verifier.ErrBadSignature, verifier.ErrUnknownKey,
+	verifier.ErrMalformed, verifier.ErrAlgorithm, verifier.ErrBadSignature, verifier.ErrUnknownKey, verifier.ErrStaleKeys,
 	verifier.ErrExpired, verifier.ErrNotYetValid, verifier.ErrWrongIssuer, verifier.ErrWrongAudience,
 	verifier.ErrWrongType, verifier.ErrLifetime,
 }

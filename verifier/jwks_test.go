@@ -19,19 +19,36 @@ import (
 	"github.com/tollgate/tollgate/verifier"
 )
 
-// jwksServer serves a JWK Set that tests can replace, counting fetches.
+// jwksServer serves a JWK Set that tests can replace, counting fetches. On
+// command (hold) it accepts requests and answers none until released.
 type jwksServer struct {
 	*httptest.Server
 	mu      sync.Mutex
-	body    []byte // guarded by mu
-	status  int    // guarded by mu
+	body    []byte        // guarded by mu
+	status  int           // guarded by mu
+	gate    chan struct{} // requests wait for it to close, if non-nil; guarded by mu
+	arrived chan struct{} // one token per request received, for tests to wait on
 	fetches atomic.Int64
 }
 
 func newJWKSServer(t testing.TB) *jwksServer {
-	s := &jwksServer{status: http.StatusOK}
+	s := &jwksServer{status: http.StatusOK, arrived: make(chan struct{}, 1<<12)}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fetches.Add(1)
+		select {
+		case s.arrived <- struct{}{}:
+		default: // nobody is counting this many
+		}
+		s.mu.Lock()
+		gate := s.gate
+		s.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		s.mu.Lock()
 		body, status := s.body, s.status
 		s.mu.Unlock()
@@ -41,6 +58,26 @@ func newJWKSServer(t testing.TB) *jwksServer {
 	}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// hold makes requests from now on wait, unanswered, until release is
+// called (at the latest when the test ends) or their client gives up.
+func (s *jwksServer) hold(t testing.TB) (release func()) {
+	gate := make(chan struct{})
+	s.mu.Lock()
+	s.gate = gate
+	s.mu.Unlock()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.gate = nil
+			s.mu.Unlock()
+			close(gate)
+		})
+	}
+	t.Cleanup(release)
+	return release
 }
 
 func (s *jwksServer) serve(status int, body []byte) {
@@ -66,7 +103,9 @@ func (s *jwksServer) serveKeys(t testing.TB, keys ...*testkit.Key) {
 // recorder is an Observer that counts events.
 type recorder struct {
 	fetchOK, fetchErr, suppressed atomic.Int64
-	fetched                       chan error // every fetch outcome, if non-nil
+	staleOn, staleOff             atomic.Int64 // KeysStale(true), KeysStale(false)
+	fetched                       chan error   // every fetch outcome, if non-nil
+	stale                         chan bool    // every KeysStale, if non-nil
 }
 
 func (r *recorder) JWKSFetch(_ context.Context, _ string, err error) {
@@ -81,6 +120,16 @@ func (r *recorder) JWKSFetch(_ context.Context, _ string, err error) {
 }
 func (r *recorder) KeysLoaded(context.Context, string, int)      {}
 func (r *recorder) UnknownKIDSuppressed(context.Context, string) { r.suppressed.Add(1) }
+func (r *recorder) KeysStale(_ context.Context, _ string, stale bool) {
+	if stale {
+		r.staleOn.Add(1)
+	} else {
+		r.staleOff.Add(1)
+	}
+	if r.stale != nil {
+		r.stale <- stale
+	}
+}
 
 // remoteFixture runs a Remote against a jwksServer, with a verifier over it.
 type remoteFixture struct {
@@ -91,13 +140,18 @@ type remoteFixture struct {
 	obs    *recorder
 }
 
-func newRemoteFixture(t testing.TB, initial *testkit.Key, obs *recorder) *remoteFixture {
+func newRemoteFixture(t testing.TB, initial *testkit.Key, obs *recorder, edits ...func(*verifier.RemoteConfig)) *remoteFixture {
 	t.Helper()
 	f := &remoteFixture{srv: newJWKSServer(t), clock: testkit.NewClock(now), obs: obs}
 	f.srv.serveKeys(t, initial)
-	f.remote = verifier.NewRemote(verifier.RemoteConfig{
+	cfg := verifier.RemoteConfig{
 		URL: f.srv.URL, RefreshInterval: time.Hour, Cooldown: 30 * time.Second, MaxStale: 2 * time.Hour, MaxBytes: 4096,
-	}, []string{"ES256"}, f.srv.Client(), zap.NewNop(), f.clock.Now, obs)
+	}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	f.remote = verifier.NewRemote(cfg, []string{"ES256"}, zap.NewNop(),
+		verifier.WithHTTPClient(f.srv.Client()), verifier.WithClock(f.clock.Now), verifier.WithObserver(obs))
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { f.remote.Run(ctx); close(stopped) }()
@@ -188,10 +242,13 @@ func TestRemoteConcurrentUnknownKIDOneFetch(t *testing.T) {
 	}
 }
 
+// TestRemoteCooldown: with no NewKIDFetches, the Cooldown alone decides:
+// made-up kids within it cause no fetch. (TestRemoteStrayKIDDoesNotBlock-
+// Rotation and TestRemoteUnknownKIDFlood cover NewKIDFetches.)
 func TestRemoteCooldown(t *testing.T) {
 	a := testkit.NewKey(t, "ES256", "a")
 	obs := &recorder{}
-	f := newRemoteFixture(t, a, obs)
+	f := newRemoteFixture(t, a, obs, func(c *verifier.RemoteConfig) { c.NewKIDFetches = -1 })
 	for i, kid := range []string{"made-up-1", "made-up-2", "made-up-3"} {
 		if _, err := f.v.Verify(t.Context(), f.token(t, a, kid)); !errors.Is(err, verifier.ErrUnknownKey) {
 			t.Fatalf("%s: %v", kid, err)
@@ -239,18 +296,24 @@ func TestRemoteServerDownServesCachedKeysUpToMaxStale(t *testing.T) {
 			t.Fatalf("failure %d: cached key no longer verifies: %v", i, err)
 		}
 	}
-	// Past MaxStale (2h since the last success) the cache stops serving.
+	// Past MaxStale (2h since the last success) the cache stops serving:
+	// the kid is known, its keys stale. That is reported once, however
+	// many tokens find it.
 	f.clock.Add(2 * time.Hour)
-	if _, err := f.v.Verify(t.Context(), tok); !errors.Is(err, verifier.ErrUnknownKey) {
-		t.Errorf("after MaxStale: %v, want unknown key", err)
+	for range 3 {
+		if _, err := f.v.Verify(t.Context(), tok); !errors.Is(err, verifier.ErrStaleKeys) || verifier.Reason(err) != "stale_keys" {
+			t.Errorf("after MaxStale: %v, want stale keys", err)
+		}
+	}
+	if got := obs.staleOn.Load(); got != 1 {
+		t.Errorf("KeysStale(true) reported %d times, want once", got)
 	}
 }
 
 func TestRemoteWaitHonoursContext(t *testing.T) {
 	// A Remote whose Run was never started: a lookup for an unknown kid
 	// waits for a fetch that never comes, and must give up with ctx.
-	r := verifier.NewRemote(verifier.RemoteConfig{URL: "http://127.0.0.1:1/jwks"}, []string{"ES256"},
-		http.DefaultClient, zap.NewNop(), time.Now, nil)
+	r := verifier.NewRemote(verifier.RemoteConfig{URL: "http://127.0.0.1:1/jwks"}, []string{"ES256"}, zap.NewNop())
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := r.Keys(ctx, "kid"); !errors.Is(err, context.Canceled) {

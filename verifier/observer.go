@@ -12,6 +12,10 @@ type Observer interface {
 	// UnknownKIDSuppressed reports an unknown-kid refetch skipped because
 	// of the cooldown.
 	UnknownKIDSuppressed(ctx context.Context, url string)
+	// KeysStale reports whether the keys of the remote JWK Set at url are
+	// past MaxStale, and so no longer served: true once when they go
+	// stale, false after every successful fetch.
+	KeysStale(ctx context.Context, url string, stale bool)
 }
 
 // nopObserver is an Observer that does nothing.
@@ -20,3 +24,4 @@ type nopObserver struct{}
 func (nopObserver) JWKSFetch(context.Context, string, error)     {}
 func (nopObserver) KeysLoaded(context.Context, string, int)      {}
 func (nopObserver) UnknownKIDSuppressed(context.Context, string) {}
+func (nopObserver) KeysStale(context.Context, string, bool)      {}

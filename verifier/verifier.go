@@ -107,16 +107,31 @@ type Option func(*options)
 
 type options struct {
 	now      func() time.Time
+	after    func(time.Duration) <-chan time.Time
 	client   *http.Client
 	observer Observer
+}
+
+func defaultOptions() options {
+	return options{now: time.Now, after: time.After, observer: nopObserver{}}
 }
 
 // WithClock sets the time source; tests use it to move time without
 // sleeping.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
-// WithHTTPClient sets the client used for JWKS fetches. The default has a
-// 10 second timeout.
+// WithTimer sets how the remote key sets wait: for their next refresh or
+// retry, and a lookup for the fetch it asked for. after(d) must return a
+// channel that receives once d has passed on the clock set by WithClock.
+// The default is time.After; tests pair it with WithClock to fire timers
+// without sleeping.
+func WithTimer(after func(d time.Duration) <-chan time.Time) Option {
+	return func(o *options) { o.after = after }
+}
+
+// WithHTTPClient sets the client used for JWKS fetches. Each fetch is
+// bounded by its RemoteConfig.Timeout, and by c.Timeout too if that is
+// shorter. The default client has no timeout of its own.
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
 
 // WithObserver receives key-set events, for metrics.
@@ -190,12 +205,16 @@ type issuer struct {
 // New builds a Verifier. Key files are read here; remote JWKS are fetched
 // only once Run is called. Every configuration problem is reported at once.
 func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
-	o := options{now: time.Now, observer: nopObserver{}}
+	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.observer == nil {
+		o.observer = nopObserver{}
+	}
 	if o.client == nil {
-		o.client = &http.Client{Timeout: 10 * time.Second}
+		// No Timeout: each remote's RemoteConfig.Timeout bounds its fetches.
+		o.client = &http.Client{}
 	}
 	if logger == nil {
 		logger = zap.NewNop()
@@ -312,7 +331,7 @@ func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remo
 		}
 		rc := ic.Remote
 		rc.URL = u
-		r := NewRemote(rc, algs, o.client, logger, o.now, o.observer)
+		r := newRemote(rc, algs, logger, o)
 		remotes = append(remotes, r)
 		iss.sources = append(iss.sources, r)
 	}
@@ -332,6 +351,9 @@ func (v *Verifier) Run(ctx context.Context) error {
 }
 
 // Ready reports whether every remote key set has been fetched at least once.
+// It stays true when keys later go stale (see Status): every replica's keys
+// go stale together, and failing readiness on all of them at once would be
+// an outage of its own.
 func (v *Verifier) Ready() bool {
 	for _, r := range v.remotes {
 		select {
@@ -341,6 +363,17 @@ func (v *Verifier) Ready() bool {
 		}
 	}
 	return true
+}
+
+// Status reports the state of every remote key set, in configuration
+// order, for a readiness report: a reason in words when a set is not ready,
+// stale or failing.
+func (v *Verifier) Status() []RemoteStatus {
+	out := make([]RemoteStatus, len(v.remotes))
+	for i, r := range v.remotes {
+		out[i] = r.Status()
+	}
+	return out
 }
 
 // Verify checks raw and returns its claims. Errors wrap the package's
@@ -601,6 +634,10 @@ func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string
 			return nil, used, err
 		}
 		if err := errors.Join(errs...); err != nil {
+			if errors.Is(err, ErrStaleKeys) {
+				// A source knows the kid but may not serve its keys.
+				return nil, used, fmt.Errorf("verifier: kid %q alg %s: %w", kid, alg, err)
+			}
 			return nil, used, fmt.Errorf("%w: kid %q alg %s: %w", ErrUnknownKey, kid, alg, err)
 		}
 		return nil, used, fmt.Errorf("%w: kid %q alg %s", ErrUnknownKey, kid, alg)

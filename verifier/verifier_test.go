@@ -248,6 +248,7 @@ func TestReason(t *testing.T) {
 		verifier.ErrBadSignature:    "bad_signature",
 		verifier.ErrAlgorithm:       "bad_signature",
 		verifier.ErrUnknownKey:      "unknown_key",
+		verifier.ErrStaleKeys:       "stale_keys",
 		verifier.ErrWrongIssuer:     "wrong_issuer",
 		verifier.ErrWrongAudience:   "wrong_audience",
 		verifier.ErrWrongType:       "wrong_type",

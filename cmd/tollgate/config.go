@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -61,6 +63,17 @@ type Config struct {
 	// JWKSMaxStale is how long cached remote keys keep serving while the
 	// JWKS endpoint fails.
 	JWKSMaxStale time.Duration `env:"JWKS_MAX_STALE" envDefault:"24h"`
+	// JWKSLookupWait bounds how long a request with an unknown kid waits
+	// for a JWKS fetch; JWKSTimeout bounds one fetch; JWKSCooldown is the
+	// least time between fetches caused by unknown kids once
+	// JWKSNewKIDFetches distinct new kids have each caused one in a refresh
+	// cycle; JWKSRetryBackoff is the first wait before retrying a failed
+	// fetch while no keys can be served (it doubles).
+	JWKSLookupWait    time.Duration `env:"JWKS_LOOKUP_WAIT" envDefault:"1s"`
+	JWKSTimeout       time.Duration `env:"JWKS_TIMEOUT" envDefault:"10s"`
+	JWKSCooldown      time.Duration `env:"JWKS_COOLDOWN" envDefault:"5s"`
+	JWKSNewKIDFetches int           `env:"JWKS_NEW_KID_FETCHES" envDefault:"32"`
+	JWKSRetryBackoff  time.Duration `env:"JWKS_RETRY_BACKOFF" envDefault:"1s"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// LogFormat is json or console.
@@ -260,15 +273,22 @@ type FileIssuer struct {
 // LoadConfig reads the configuration from environ (KEY=VALUE pairs, as
 // os.Environ returns) and the YAML file it names, and checks the shape of
 // every value, reporting every problem at once. What needs building (keys,
-// routes, header names) is checked by NewMain. The warnings name unknown
-// TOLLGATE_ variables.
+// routes, header names) is checked by NewMain; serve and check-config run
+// both in one pass (configure). The warnings name unknown TOLLGATE_
+// variables.
 func LoadConfig(environ []string) (*Config, []string, error) {
-	cfg, warnings, errs := parseConfig(environ)
-	errs = append(errs, cfg.check()...)
+	cfg, warnings, errs := loadConfig(environ)
 	if err := errors.Join(errs...); err != nil {
 		return nil, warnings, err
 	}
 	return cfg, warnings, nil
+}
+
+// loadConfig is LoadConfig returning the configuration even when it has
+// problems, so that building it can find the rest.
+func loadConfig(environ []string) (*Config, []string, []error) {
+	cfg, warnings, errs := parseConfig(environ)
+	return cfg, warnings, append(errs, cfg.check()...)
 }
 
 // parseConfig reads environ and the YAML file without cross-checks.
@@ -281,73 +301,99 @@ func parseConfig(environ []string) (*Config, []string, []error) {
 	var cfg Config
 	var errs []error
 	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: envPrefix, Environment: vars}); err != nil {
-		errs = append(errs, envErrors(err)...)
+		perrs, failed := envErrors(err)
+		errs = append(errs, perrs...)
+		// A value that does not parse is reported once: its setting takes
+		// its default, so that the checks and the building that follow do
+		// not report the zero value it left.
+		rest := maps.Clone(vars)
+		for _, name := range failed {
+			delete(rest, name)
+		}
+		cfg = Config{}
+		env.ParseWithOptions(&cfg, env.Options{Prefix: envPrefix, Environment: rest}) // its errors are reported above
 	}
 	if cfg.ConfigFile != "" {
-		f, err := readFile(cfg.ConfigFile)
-		if err != nil {
-			errs = append(errs, err)
-		}
+		f, ferrs := readFile(cfg.ConfigFile)
+		errs = append(errs, ferrs...)
 		cfg.File = f
 	}
 	return &cfg, unknownVars(vars), errs
 }
 
 // envErrors names the variable in each of env's parse errors, which only
-// name the struct field.
-func envErrors(err error) []error {
+// name the struct field, and returns the names of the variables that did
+// not parse.
+func envErrors(err error) ([]error, []string) {
 	var agg env.AggregateError
 	if !errors.As(err, &agg) {
-		return []error{err}
+		return []error{err}, nil
 	}
 	t := reflect.TypeFor[Config]()
 	var out []error
+	var failed []string
 	for _, e := range agg.Errors {
 		var pe env.ParseError
 		if errors.As(e, &pe) {
 			if f, ok := t.FieldByName(pe.Name); ok {
-				out = append(out, fmt.Errorf("%s%s: %w", envPrefix, f.Tag.Get("env"), pe.Err))
+				name := envPrefix + f.Tag.Get("env")
+				out = append(out, fmt.Errorf("%s: %w", name, pe.Err))
+				failed = append(failed, name)
 				continue
 			}
 		}
 		out = append(out, e)
 	}
-	return out
+	return out, failed
 }
 
-// readFile parses the YAML configuration file strictly.
-func readFile(path string) (File, error) {
+// readFile parses the YAML configuration file strictly. The File is what
+// could be decoded even when there are errors: one for each unknown key or
+// value of the wrong type.
+func readFile(path string) (File, []error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return File{}, fmt.Errorf("config file: %w", err)
+		return File{}, []error{fmt.Errorf("config file: %w", err)}
 	}
-	f, err := parseFile(data)
-	if err != nil {
-		return f, fmt.Errorf("config file %s: %w", path, err)
+	f, errs := parseFile(data)
+	for i, err := range errs {
+		errs[i] = fmt.Errorf("config file %s: %w", path, err)
 	}
-	return f, nil
+	return f, errs
 }
 
 // maxConfigBytes bounds the configuration file.
 const maxConfigBytes = 4 << 20
 
-// parseFile parses the YAML configuration strictly: unknown keys, and
-// more than one document, are errors.
-func parseFile(data []byte) (File, error) {
+// unknownField is how yaml.v3 words an unknown key.
+var unknownField = regexp.MustCompile(`^(line \d+: )field (.*) not found in type \S+$`)
+
+// parseFile parses the YAML configuration strictly: unknown keys, values
+// of the wrong type, and more than one document, are errors. Decoding goes
+// on past unknown keys and wrong types, so every one is reported, and the
+// File holds everything else.
+func parseFile(data []byte) (File, []error) {
 	var f File
 	if len(data) > maxConfigBytes {
-		return f, fmt.Errorf("larger than %d bytes", maxConfigBytes)
+		return f, []error{fmt.Errorf("larger than %d bytes", maxConfigBytes)}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var errs []error
 	// An empty file is an empty configuration.
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return f, err
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return f, []error{err} // a syntax error: nothing after it can be read
+		}
+		for _, e := range te.Errors {
+			errs = append(errs, errors.New(unknownField.ReplaceAllString(e, "${1}unknown key $2")))
+		}
 	}
 	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
-		return f, errors.New("more than one YAML document")
+		errs = append(errs, errors.New("more than one YAML document"))
 	}
-	return f, nil
+	return f, errs
 }
 
 // unknownVars returns a warning for each TOLLGATE_ variable that names no
@@ -390,6 +436,8 @@ func (c *Config) check() []error {
 		"TOLLGATE_UPSTREAM_TIMEOUT": c.UpstreamTimeout, "TOLLGATE_DRAIN_TIMEOUT": c.DrainTimeout,
 		"TOLLGATE_READ_HEADER_TIMEOUT": c.ReadHeaderTimeout, "TOLLGATE_IDLE_TIMEOUT": c.IdleTimeout,
 		"TOLLGATE_JWKS_REFRESH": c.JWKSRefresh, "TOLLGATE_JWKS_MAX_STALE": c.JWKSMaxStale,
+		"TOLLGATE_JWKS_LOOKUP_WAIT": c.JWKSLookupWait, "TOLLGATE_JWKS_TIMEOUT": c.JWKSTimeout,
+		"TOLLGATE_JWKS_COOLDOWN": c.JWKSCooldown, "TOLLGATE_JWKS_RETRY_BACKOFF": c.JWKSRetryBackoff,
 		"TOLLGATE_ACCESS_TOKEN_TTL": c.AccessTokenTTL, "TOLLGATE_REFRESH_TOKEN_TTL": c.RefreshTokenTTL,
 		"TOLLGATE_RELOAD_INTERVAL": c.ReloadInterval,
 	} {
@@ -410,6 +458,9 @@ func (c *Config) check() []error {
 		if _, err := parsePrefix(p); err != nil {
 			errs = append(errs, fmt.Errorf("TOLLGATE_TRUSTED_PROXIES: %q is not an address or CIDR", p))
 		}
+	}
+	if c.JWKSNewKIDFetches < 0 {
+		errs = append(errs, errors.New("TOLLGATE_JWKS_NEW_KID_FETCHES: must not be negative (0 turns it off)"))
 	}
 	if c.LoginAttemptsPerUser < 0 || c.LoginAttemptsPerIP < 0 || c.MaxLoginQueue < 0 {
 		errs = append(errs, errors.New("TOLLGATE_LOGIN_ATTEMPTS_PER_USER, _PER_IP and TOLLGATE_MAX_LOGIN_QUEUE must not be negative"))
@@ -472,7 +523,11 @@ func (c *Config) check() []error {
 // verifierConfig turns the trusted issuers (env and file) into the
 // verifier's configuration.
 func (c *Config) verifierConfig() verifier.Config {
-	remote := verifier.RemoteConfig{RefreshInterval: c.JWKSRefresh, MaxStale: c.JWKSMaxStale}
+	remote := verifier.RemoteConfig{RefreshInterval: c.JWKSRefresh, MaxStale: c.JWKSMaxStale, LookupWait: c.JWKSLookupWait,
+		Timeout: c.JWKSTimeout, Cooldown: c.JWKSCooldown, NewKIDFetches: c.JWKSNewKIDFetches, RetryBackoff: c.JWKSRetryBackoff}
+	if c.JWKSNewKIDFetches == 0 {
+		remote.NewKIDFetches = -1 // 0 turns it off; the verifier reads zero as its default
+	}
 	vc := verifier.Config{Leeway: c.Leeway, MaxTokenBytes: c.MaxTokenBytes, CacheSize: c.TokenCacheSize}
 	if c.TokenCacheSize == 0 {
 		vc.CacheSize = -1 // off; the verifier reads zero as its default

@@ -32,7 +32,7 @@ const (
 // built-in echo upstream on loopback, and prints tokens and curl commands to
 // try. It needs no configuration; TOLLGATE_LISTEN and TOLLGATE_ADMIN_LISTEN
 // still apply.
-func demo(ctx context.Context, environ []string, stdout, stderr io.Writer) error {
+func demo(ctx context.Context, reload <-chan os.Signal, environ []string, stdout, stderr io.Writer) error {
 	cfg, _, errs := parseConfig(environ)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
@@ -90,7 +90,15 @@ func demo(ctx context.Context, environ []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer logger.Sync()
-	return start(ctx, cfg, logger, ln, func(m *Main) error { return printDemo(ctx, m, stdout) })
+	m, err := NewMain(cfg, logger)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	for _, w := range m.warnings {
+		logger.Warn(w)
+	}
+	return start(ctx, m, reload, ln, func(m *Main) error { return printDemo(ctx, m, stdout) })
 }
 
 // printDemo logs the demo user in through the issuer — the tokens are

@@ -5,13 +5,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/internal/testkit"
+	"github.com/tollgate/tollgate/issuer"
 )
 
 // TestFaultSuite drives the gateway against upstream stand-ins that fail
@@ -137,4 +142,79 @@ routes:
 		}
 		good(t)
 	})
+}
+
+// TestRemovingTheLastKeyStopsSigning: with every key file gone, no token
+// is minted (503 in the endpoint's dialect) and none of the removed keys'
+// tokens verifies; a new key brings the token endpoints back.
+func TestRemovingTheLastKeyStopsSigning(t *testing.T) {
+	g := startAuthGateway(t, sourceDocClients)
+	access := login(t, g)
+	files, _ := filepath.Glob(filepath.Join(g.keysDir, "*.pem"))
+	for _, f := range files {
+		os.Remove(f)
+	}
+	if err := g.m.keys.Reload(); err == nil {
+		t.Error("an emptied keys directory reloaded as if nothing happened")
+	}
+	resp, b := send(t, http.MethodPost, g.url+"/oauth/token", "grant_type=password&client_id=anonymous&username=someuser@24i.com&password=qwerty123")
+	if resp.StatusCode != http.StatusServiceUnavailable || jsonObject(t, b)["error"] != "temporarily_unavailable" {
+		t.Errorf("login without a key: %d %s", resp.StatusCode, b)
+	}
+	resp, b = send(t, http.MethodPost, g.url+"/api/auth/v1/access_tokens", `{"grant_type":"password","credentials":{"username":"someuser@24i.com","password":"qwerty123"}}`)
+	if out := decodeJSONAPI(t, b); resp.StatusCode != 503 || len(out.Errors) != 1 || out.Errors[0]["status"] != "503" {
+		t.Errorf("JSON:API login without a key: %d %s", resp.StatusCode, b)
+	}
+	if code, _ := callAPI(t, g, "/x", "Bearer "+access); code != 401 {
+		t.Errorf("a removed key's token: %d, want 401", code)
+	}
+	if kids := jwksKids(t, g); len(kids) != 0 {
+		t.Errorf("still published: %v", kids)
+	}
+	if _, _, err := issuer.GenerateKey(g.keysDir, "ES256", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.m.keys.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := callAPI(t, g, "/x", "Bearer "+login(t, g)); code != 200 {
+		t.Errorf("a token of the new key: %d", code)
+	}
+}
+
+// TestReadyAfterTheJWKSComesBack: with the identity provider's JWKS down
+// at start, /readyz is 503 and says why; once the JWKS answers, the
+// gateway retries on its own and becomes ready without waiting for the
+// refresh interval (15 minutes) or a token.
+func TestReadyAfterTheJWKSComesBack(t *testing.T) {
+	key := testkit.NewKey(t, "ES256", "idp-1")
+	var up atomic.Bool
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(key.JWKS(t))
+	}))
+	t.Cleanup(jwks.Close)
+	gw := startGateway(t, fmt.Sprintf(`
+trusted_issuers:
+  - {issuer: https://idp.test, audiences: [api], jwks_urls: [%q]}
+`, jwks.URL), "TOLLGATE_UPSTREAM_URL="+testkit.Echo(t, "api").URL, "TOLLGATE_JWKS_RETRY_BACKOFF=10ms", "TOLLGATE_JWKS_REFRESH=15m")
+	readyz := func() (int, map[string]any) {
+		resp := get(t, "http://"+gw.m.AdminAddr()+"/readyz")
+		defer resp.Body.Close()
+		return resp.StatusCode, decode[map[string]any](t, resp)
+	}
+	code, body := readyz()
+	keys, _ := body["keys"].([]any)
+	if code != 503 || len(keys) != 1 || keys[0].(map[string]any)["ready"] != false {
+		t.Fatalf("JWKS down: /readyz %d %v", code, body)
+	}
+	up.Store(true)
+	waitFor(t, func() bool { code, _ := readyz(); return code == 200 })
+	tok := key.Access(t, testkit.Claims("https://idp.test", "api", time.Now(), nil))
+	if resp := gw.do(t, http.MethodGet, "/x", tok); resp.StatusCode != 200 {
+		t.Errorf("a token of the IdP once ready: %d", resp.StatusCode)
+	}
 }

@@ -34,7 +34,15 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdin, os.Stdout, os.Stderr); err != nil {
+	// SIGHUP asks a running gateway to reload instead of killing it. It is
+	// caught before anything starts, so that an early one is not fatal
+	// either.
+	var reload chan os.Signal
+	if len(os.Args) > 1 && (os.Args[1] == "serve" || os.Args[1] == "demo") {
+		reload = make(chan os.Signal, 1)
+		signal.Notify(reload, syscall.SIGHUP)
+	}
+	if err := execute(ctx, reload, os.Args[1:], os.Environ(), os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "tollgate:", err)
 		os.Exit(1)
 	}
@@ -44,7 +52,9 @@ const usage = `usage: tollgate <command>
 
 commands:
   serve          run the gateway (configuration from TOLLGATE_* variables
-                 and the YAML file named by TOLLGATE_CONFIG_FILE)
+                 and the YAML file named by TOLLGATE_CONFIG_FILE); SIGHUP
+                 reloads the users file and the signing keys, SIGTERM
+                 drains and stops
   demo           run a zero-configuration demo on 127.0.0.1 with an echo upstream
   check-config   validate the configuration, list every problem, and exit
   keygen [-alg ES256|RS256|EdDSA] [-dir DIR]
@@ -55,17 +65,23 @@ commands:
   version        print the version
 `
 
-// run executes one command. ctx is cancelled by SIGINT/SIGTERM.
+// run executes one command without reload requests.
 func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return execute(ctx, nil, args, environ, stdin, stdout, stderr)
+}
+
+// execute executes one command. ctx is cancelled by SIGINT/SIGTERM; each
+// value received on reload (SIGHUP) asks serve and demo to reload.
+func execute(ctx context.Context, reload <-chan os.Signal, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("no command given")
 	}
 	switch args[0] {
 	case "serve":
-		return serve(ctx, environ, stderr)
+		return serve(ctx, reload, environ, stderr)
 	case "demo":
-		return demo(ctx, environ, stdout, stderr)
+		return demo(ctx, reload, environ, stdout, stderr)
 	case "check-config":
 		return checkConfig(environ, stdout, stderr)
 	case "keygen":
@@ -86,39 +102,48 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 }
 
 // serve runs the gateway until ctx is cancelled, then shuts down
-// gracefully.
-func serve(ctx context.Context, environ []string, stderr io.Writer) error {
-	cfg, warnings, err := LoadConfig(environ)
-	if err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	logger, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
-	if err != nil {
-		return err
-	}
+// gracefully. The warnings about the configuration are logged even when it
+// is refused.
+func serve(ctx context.Context, reload <-chan os.Signal, environ []string, stderr io.Writer) error {
+	m, logger, warnings, err := configure(environ, stderr)
 	defer logger.Sync()
 	for _, w := range warnings {
 		logger.Warn(w)
 	}
+	if err != nil {
+		return err
+	}
 	applyMemoryLimit(environ, logger)
-	return start(ctx, cfg, logger, nil, nil)
+	return start(ctx, m, reload, nil, nil)
 }
 
-// start is the one startup path of serve and demo: it builds the gateway
-// from cfg, runs it — on public, when a listener is handed in — calls
-// started, if not nil, once it serves, and shuts down gracefully when ctx
-// is cancelled.
-func start(ctx context.Context, cfg *Config, logger *zap.Logger, public net.Listener, started func(*Main) error) error {
+// configure is the one validation pass of serve and check-config: it reads
+// the environment and the YAML file and, whatever problems they have,
+// builds every part, so that every problem is reported at once. The logger
+// writes to stderr as configured, or as JSON at info when the logging
+// settings themselves are wrong; it is never nil. The warnings are
+// returned even with an error.
+func configure(environ []string, stderr io.Writer) (*Main, *zap.Logger, []string, error) {
+	cfg, warnings, errs := loadConfig(environ)
+	logger, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil { // reported by check
+		logger, _ = newLogger("info", "json", stderr)
+	}
 	m, err := NewMain(cfg, logger)
 	if err != nil {
-		if public != nil {
-			public.Close()
-		}
-		return fmt.Errorf("invalid configuration:\n%w", err)
+		errs = append(errs, err)
 	}
-	for _, w := range m.warnings {
-		logger.Warn(w)
+	if err := errors.Join(errs...); err != nil {
+		return nil, logger, warnings, fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	return m, logger, append(warnings, m.warnings...), nil
+}
+
+// start is the one startup path of serve and demo: it runs m — on public,
+// when a listener is handed in — calls started, if not nil, once it
+// serves, reloads it on every value received on reload, and shuts down
+// gracefully when ctx is cancelled.
+func start(ctx context.Context, m *Main, reload <-chan os.Signal, public net.Listener, started func(*Main) error) error {
 	m.publicLn = public
 	if err := m.Run(ctx); err != nil {
 		return err
@@ -128,29 +153,33 @@ func start(ctx context.Context, cfg *Config, logger *zap.Logger, public net.List
 			return errors.Join(err, m.Close())
 		}
 	}
-	<-ctx.Done()
-	return m.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return m.Close()
+		case sig := <-reload:
+			m.Reload("reload requested by " + signalName(sig))
+		}
+	}
+}
+
+// signalName is SIGHUP for syscall.SIGHUP: what operators call it.
+func signalName(sig os.Signal) string {
+	if sig == syscall.SIGHUP {
+		return "SIGHUP"
+	}
+	return sig.String()
 }
 
 // checkConfig runs exactly the validation serve runs, without listening.
 func checkConfig(environ []string, stdout, stderr io.Writer) error {
-	cfg, warnings, err := LoadConfig(environ)
+	_, logger, warnings, err := configure(environ, stderr)
+	defer logger.Sync()
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	if err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	logger, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
-	if err != nil {
 		return err
-	}
-	m, err := NewMain(cfg, logger)
-	if err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	for _, w := range m.warnings {
-		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintln(stdout, "configuration ok")
 	return nil

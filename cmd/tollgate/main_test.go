@@ -55,6 +55,12 @@ func writeKey(t *testing.T, dir string, key *testkit.Key) string {
 // optional YAML file, on loopback :0 ports, and closes it at cleanup.
 func startGateway(t *testing.T, yamlFile string, env ...string) *gateway {
 	t.Helper()
+	return startGatewayLogger(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), yamlFile, env...)
+}
+
+// startGatewayLogger is startGateway logging to logger.
+func startGatewayLogger(t *testing.T, logger *zap.Logger, yamlFile string, env ...string) *gateway {
+	t.Helper()
 	key := testkit.NewKey(t, "ES256", "")
 	dir := t.TempDir()
 	environ := []string{
@@ -80,7 +86,7 @@ func startGateway(t *testing.T, yamlFile string, env ...string) *gateway {
 	if len(warnings) > 0 {
 		t.Fatalf("unexpected warnings: %v", warnings)
 	}
-	m, err := NewMain(cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	m, err := NewMain(cfg, logger)
 	if err != nil {
 		t.Fatalf("NewMain: %v", err)
 	}

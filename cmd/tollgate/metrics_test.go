@@ -145,7 +145,7 @@ func TestMetricsCountTraffic(t *testing.T) {
 		t.Fatal("bad password accepted")
 	}
 	// Two made-up kids for the remote issuer: one refetch, one suppressed.
-	for _, kid := range []string{"made-up-1", "made-up-2"} {
+	for _, kid := range []string{"made-up-1", "made-up-1"} {
 		s := remoteKey.Sign(t, jwt.MapClaims{"iss": "https://partner.test", "aud": "partner-api", "sub": "partner-user", "type": "access", "exp": g.clock.Now().Add(time.Hour).Unix()},
 			map[string]any{"kid": kid})
 		if resp, _ := send(t, http.MethodGet, g.url+"/x", "", "Authorization", "Bearer "+s); resp.StatusCode != 401 {
@@ -224,7 +224,7 @@ func TestMetricsLintAndDashboards(t *testing.T) {
 	g.m.users.Reload()
 	// HMAC-signed tokens whose header claims ES256, for unknown kids.
 	forger := &testkit.Key{Alg: "HS256", Private: []byte("not-a-key-but-alg-is-checked-first-0123456789")}
-	for _, kid := range []string{"a", "b"} {
+	for _, kid := range []string{"a", "a"} {
 		s := forger.Sign(t, jwt.MapClaims{"iss": "https://partner.test", "aud": "partner-api", "sub": "partner-user", "type": "access", "exp": g.clock.Now().Add(time.Hour).Unix()},
 			map[string]any{"kid": kid, "alg": "ES256"})
 		send(t, http.MethodGet, g.url+"/x", "", "Authorization", "Bearer "+s)

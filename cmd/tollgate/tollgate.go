@@ -48,6 +48,9 @@ type Main struct {
 	warnings []string
 
 	publicLn, adminLn net.Listener
+	// conns tracks the public listener's connections, for the hijacked
+	// ones http.Server.Shutdown does not wait for.
+	conns *connTracker
 	// draining is set when shutdown begins; /readyz fails from then on.
 	draining atomic.Bool
 	// cancel stops the background goroutines started by Run.
@@ -113,8 +116,10 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 				if m.keys != nil {
 					m.metrics.KeysLoaded(context.Background(), "self", m.keys.Len())
 				}
-				if err == nil && m.verifier != nil {
-					m.verifier.KeysChanged() // a removed key's tokens must stop verifying now
+				if m.verifier != nil {
+					// A removed key's tokens must stop verifying now — also
+					// when the last key went and the reload counts as failed.
+					m.verifier.KeysChanged()
 				}
 			})
 		if err != nil {
@@ -171,14 +176,18 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		errs = append(errs, err)
 	}
 	var iss *issuer.Issuer
-	if m.keys != nil && m.userStore != nil && v != nil {
+	if cfg.SigningKeysDir != "" {
 		opts := []issuer.Option{issuer.WithClock(m.now), issuer.WithObserver(m.metrics), issuer.WithLoginLimits(m.loginLimits(cfg))}
 		exOpts, err := m.buildExchanges(cfg, logger)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if iss, err = issuer.New(cfg.issuerConfig(), m.keys, m.userStore, v, logger, append(opts, exOpts...)...); err != nil {
-			errs = append(errs, err)
+		// Built even when the users or the verifier failed, to check its
+		// own configuration too; it is used only if nothing failed.
+		if m.keys != nil {
+			if iss, err = issuer.New(cfg.issuerConfig(), m.keys, m.userStore, v, logger, append(opts, exOpts...)...); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -236,10 +245,11 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 		})
 	}
+	m.conns = newConnTracker(m.publicLn)
 	for _, s := range []struct {
 		srv *http.Server
 		ln  net.Listener
-	}{{m.public, m.publicLn}, {m.admin, m.adminLn}} {
+	}{{m.public, m.conns}, {m.admin, m.adminLn}} {
 		m.bg.Go(func() {
 			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 				m.logger.Error("server stopped", zap.String("addr", s.ln.Addr().String()), zap.Error(err))
@@ -261,6 +271,8 @@ func (m *Main) AdminAddr() string { return m.adminLn.Addr().String() }
 // Close shuts down gracefully: /readyz fails at once so load balancers
 // stop routing here, then after ShutdownDelay the public listener stops
 // accepting and in-flight requests get up to DrainTimeout to finish.
+// Hijacked connections (WebSockets and other upgrades) get the same
+// window to close by themselves; those still open at its end are cut.
 func (m *Main) Close() error {
 	m.closeOnce.Do(func() { m.closeErr = m.shutdown() })
 	return m.closeErr
@@ -283,12 +295,51 @@ func (m *Main) shutdown() error {
 		errs = append(errs, fmt.Errorf("drain public listener: %w", err))
 		m.public.Close()
 	}
+	// Shutdown has closed every connection but the hijacked ones, which it
+	// forgets; they may run until the same deadline.
+	if n := m.conns.open(); n > 0 {
+		m.logger.Info("waiting for hijacked connections to close", zap.Int("connections", n))
+	}
+	if cut := m.conns.drain(ctx); cut > 0 {
+		m.logger.Warn("hijacked connections cut at the drain timeout", zap.Int("connections", cut))
+	}
 	if err := m.admin.Shutdown(ctx); err != nil {
 		m.admin.Close()
 	}
 	m.cancel()
 	m.bg.Wait()
 	m.logger.Info("stopped")
+	return errors.Join(errs...)
+}
+
+// Reload re-reads the users file and the signing keys directory now, as
+// their polling does when they change; a broken new version is refused and
+// the last good one keeps serving. The environment and the YAML file are
+// not re-read: changing them needs a restart. why, logged first, says what
+// asked for the reload. Each part's outcome is logged and the errors are
+// returned.
+func (m *Main) Reload(why string) error {
+	m.logger.Info(why, zap.String("not_reloaded", "environment variables and the YAML file: restart to apply changes to them"))
+	var errs []error
+	if m.users != nil {
+		if err := m.users.Reload(); err != nil {
+			errs = append(errs, err)
+			m.logger.Error("users file reload failed; the last good version keeps serving", zap.String("path", m.cfg.UsersFile), zap.Error(err))
+		} else {
+			m.logger.Info("users file reloaded", zap.String("path", m.cfg.UsersFile), zap.Int("users", m.users.Len()))
+		}
+	}
+	if m.keys != nil {
+		if err := m.keys.Reload(); err != nil {
+			errs = append(errs, err)
+			m.logger.Error("signing keys reload failed; the last good set keeps serving", zap.String("dir", m.cfg.SigningKeysDir), zap.Error(err))
+		} else {
+			m.logger.Info("signing keys reloaded", zap.String("dir", m.cfg.SigningKeysDir), zap.Int("keys", m.keys.Len()))
+		}
+	}
+	if m.users == nil && m.keys == nil {
+		m.logger.Info("nothing to reload: no users file and no signing keys directory")
+	}
 	return errors.Join(errs...)
 }
 
@@ -375,18 +426,27 @@ func (m *Main) adminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	// /readyz fails while draining and until every part is ready (remote
+	// keys fetched once). Keys that went stale later do not fail it — every
+	// replica would go unready at once, its own outage — but its body names
+	// them, as does tollgate_jwks_stale.
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		status, code := "ready", http.StatusOK
 		if m.draining.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
-			return
-		}
-		for _, c := range m.checks {
-			if !c.ready() {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "waiting for " + c.name})
-				return
+			status, code = "draining", http.StatusServiceUnavailable
+		} else {
+			for _, c := range m.checks {
+				if !c.ready() {
+					status, code = "waiting for "+c.name, http.StatusServiceUnavailable
+					break
+				}
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		body := map[string]any{"status": status}
+		if keys := m.verifier.Status(); len(keys) > 0 {
+			body["keys"] = keys
+		}
+		writeJSON(w, code, body)
 	})
 	return mux
 }
