@@ -34,6 +34,7 @@ type fileUser struct {
 	Role         string         `yaml:"role"`
 	PartnerID    string         `yaml:"partner_id"`
 	Claims       map[string]any `yaml:"claims"`
+	MaxSessions  int            `yaml:"max_sessions"`
 }
 
 // entry is a user with its password hash.
@@ -182,14 +183,19 @@ func parseFile(data []byte) (*snapshot, error) {
 			}
 		}
 
+		if fu.MaxSessions < 0 {
+			bad("max_sessions must not be negative")
+		}
 		e := &entry{hash: fu.PasswordHash, params: params, user: &User{
-			ID:        fu.ID,
-			Username:  strings.TrimSpace(fu.Username),
-			Email:     strings.TrimSpace(fu.Email),
-			Profiles:  slices.Clone(fu.Profiles),
-			Role:      fu.Role,
-			PartnerID: fu.PartnerID,
-			Claims:    claims,
+			ID:            fu.ID,
+			Username:      strings.TrimSpace(fu.Username),
+			Email:         strings.TrimSpace(fu.Email),
+			Profiles:      slices.Clone(fu.Profiles),
+			Role:          fu.Role,
+			PartnerID:     fu.PartnerID,
+			Claims:        claims,
+			MaxSessions:   fu.MaxSessions,
+			PasswordStamp: passwordStamp(fu.PasswordHash),
 		}}
 		s.byID[fu.ID] = e
 		for _, k := range []string{uk, ek} {

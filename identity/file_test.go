@@ -49,7 +49,11 @@ func TestParseFileValid(t *testing.T) {
 	want := &User{
 		ID: "2", Username: "someuser@24i.com", Email: "someuser@24i.com",
 		Profiles: []string{"4f3d8946-4423-11ea-bbb8-b7af30354b4a", "kids"}, Role: "AGENT", PartnerID: "10000",
-		Claims: map[string]any{"agentId": "f9683b7b-e332-4864-b725-ac6cdc207dbd", "siteId": 10115},
+		Claims:        map[string]any{"agentId": "f9683b7b-e332-4864-b725-ac6cdc207dbd", "siteId": 10115},
+		PasswordStamp: passwordStamp(s.byID["2"].hash),
+	}
+	if u.PasswordStamp == "" || strings.Contains(s.byID["2"].hash, u.PasswordStamp) || passwordStamp(s.byID["2"].hash+"x") == u.PasswordStamp {
+		t.Errorf("password stamp %q", u.PasswordStamp)
 	}
 	if !reflect.DeepEqual(u, want) {
 		t.Errorf("user 2:\n got %#v\nwant %#v", u, want)

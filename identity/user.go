@@ -1,6 +1,10 @@
 package identity
 
-import "slices"
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"slices"
+)
 
 // User is one user of the users file. Users hands out deep copies: changing
 // one changes nothing in the loaded file. The password hash is not here on
@@ -17,6 +21,20 @@ type User struct {
 	// uint64 or float64), strings stay strings, and lists and maps become
 	// []any and map[string]any. Never nil.
 	Claims map[string]any
+	// MaxSessions, when positive, overrides the session limit for this
+	// user.
+	MaxSessions int
+	// PasswordStamp fingerprints the password hash of the users file (a
+	// truncated SHA-256 of it, which reveals nothing usable): sessions
+	// started under another stamp end at their next refresh. "" for users
+	// of a backend without hashes.
+	PasswordStamp string
+}
+
+// passwordStamp fingerprints an encoded password hash.
+func passwordStamp(hash string) string {
+	sum := sha256.Sum256([]byte("tollgate password stamp\x00" + hash))
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // DefaultProfile returns the user's first profile, or "" when the user has

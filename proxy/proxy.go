@@ -50,7 +50,21 @@ type Option func(*options)
 type options struct {
 	wrap     func(http.RoundTripper) http.RoundTripper
 	observer Observer
+	sessions SessionCheck
 }
+
+// SessionCheck says whether a verified token's session still stands. It
+// runs on every authenticated request after the verified-token cache, so
+// it must answer from memory.
+type SessionCheck interface {
+	// Check returns nil, or an error wrapping a verifier sentinel
+	// (verifier.ErrRevoked, verifier.ErrRevocationUnknown) whose reason
+	// the refusal carries.
+	Check(tok *verifier.Token) error
+}
+
+// WithSessionCheck refuses tokens whose session has ended.
+func WithSessionCheck(c SessionCheck) Option { return func(o *options) { o.sessions = c } }
 
 // WrapTransport wraps the upstream transport — http.DefaultTransport
 // cloned with Config's timeouts and pool sizes — for instance to trace or
@@ -69,6 +83,7 @@ type Proxy struct {
 	stripped []string // canonical names of every mapped header and every StripHeaders entry
 	headers  []mapping
 	verifier Verifier
+	sessions SessionCheck // nil: stateless
 	logger   *zap.Logger
 	observer Observer
 	errs     *edge.Challenges
@@ -113,6 +128,7 @@ func New(cfg Config, v Verifier, logger *zap.Logger, opts ...Option) (*Proxy, er
 	}
 	p := &Proxy{
 		verifier: v,
+		sessions: o.sessions,
 		logger:   logger.Named("proxy"),
 		observer: o.observer,
 		errs:     edge.NewChallenges(cfg.Realm),
@@ -241,6 +257,9 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 		return false
 	}
 	tok, err := p.verifier.Verify(ctx, raw)
+	if err == nil && p.sessions != nil {
+		err = p.sessions.Check(tok)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			info.Status = edge.StatusClientClosed

@@ -625,3 +625,43 @@ func (t *testPool) Get() []byte {
 }
 
 func (t *testPool) Put(b []byte) { t.p.Put(&b) }
+
+// revokedSessions is a SessionCheck over a fixed set of session ids.
+type revokedSessions map[string]bool
+
+func (r revokedSessions) Check(tok *verifier.Token) error {
+	if sid, _ := tok.Claims["sid"].(string); r[sid] {
+		return verifier.ErrRevoked
+	}
+	return nil
+}
+
+// TestSessionCheck: a token whose session ended is refused as revoked,
+// cached or not; other sessions pass.
+func TestSessionCheck(t *testing.T) {
+	f := newFixture(t)
+	obs := &authObserver{}
+	p := newProxy(t, proxy.Config{
+		Upstreams: []proxy.Upstream{{Name: "a", URL: testkit.Echo(t, "a").URL}},
+		Routes:    []proxy.Route{{Name: "api", Prefix: "/", Upstream: "a"}},
+	}, f.v, proxy.WithSessionCheck(revokedSessions{"s-gone": true}), proxy.WithObserver(obs))
+	live, gone := f.token(t, nil), f.token(t, func(c jwt.MapClaims) { c["sid"] = "s-gone" })
+	for range 2 { // the second time from the verified-token cache
+		for tok, want := range map[string]int{live: 200, gone: 401} {
+			req := httptest.NewRequest(http.MethodGet, "/x", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec := serve(p, req)
+			if rec.Code != want {
+				t.Fatalf("%d, want %d", rec.Code, want)
+			}
+			if want == 401 && !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error_description="token revoked"`) {
+				t.Errorf("refusal %q", rec.Header().Get("WWW-Authenticate"))
+			}
+		}
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if !slices.Contains(obs.decisions, "api:revoked") {
+		t.Errorf("decisions %v", obs.decisions)
+	}
+}

@@ -50,6 +50,14 @@ var (
 	ErrWrongIssuer = &Error{"wrong_issuer", "untrusted issuer", "verifier: untrusted issuer"}
 	// ErrWrongAudience: aud names none of the issuer's audiences.
 	ErrWrongAudience = &Error{"wrong_audience", "wrong audience", "verifier: wrong audience"}
+	// ErrRevoked: the token's session has ended (logout, revocation, reuse
+	// of a refresh token). The verifier never returns it itself: the
+	// session check after it does.
+	ErrRevoked = &Error{"revoked", "token revoked", "verifier: session revoked"}
+	// ErrRevocationUnknown: the revoked-session set has not been confirmed
+	// for longer than the operator allows, so tollgate's own tokens are
+	// refused until it is.
+	ErrRevocationUnknown = &Error{"revocation_unknown", "revocation state unavailable", "verifier: revoked-session set too old"}
 	// ErrWrongType: the token is not an access token (e.g. a refresh token
 	// or an ID token).
 	ErrWrongType = &Error{"wrong_type", "not an access token", "verifier: not an access token"}
