@@ -42,6 +42,18 @@ kubeconform -strict -summary -skip ServiceMonitor,PrometheusRule \
 	-schema-location "$work/schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
 	"$work/default.yaml" "$work/full.yaml"
 
+echo "== redis-server (the session store's tests run a real one)"
+if ! command -v redis-server >/dev/null; then
+	sudo=""
+	if [ "$(id -u)" -ne 0 ]; then
+		sudo=sudo
+	fi
+	$sudo apt-get update
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+fi
+# The package's own server is not used: each test starts its own.
+redis-server --version
+
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
 # The tools module's tests check the packaging (Dockerfile, the image's

@@ -137,6 +137,9 @@ func (i *Issuer) profileToken(ctx context.Context, r *http.Request, profile stri
 	if err != nil {
 		return nil, refuse(ErrInvalidGrant, "the token's client is no longer registered")
 	}
+	if i.store != nil {
+		return i.storedProfileToken(ctx, tok, client, profile)
+	}
 	u, err := i.users.Lookup(ctx, tok.Subject)
 	if err != nil {
 		return nil, identityError(err)

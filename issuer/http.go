@@ -2,8 +2,10 @@ package issuer
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/edge"
+	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -42,14 +45,33 @@ var endpoints = []endpoint{
 	{"POST /oauth/introspect", "introspect", "", (*Issuer).serveIntrospect},
 }
 
+// storeEndpoints exist only with a session store: without one there is
+// nothing to end (the documents' stateless logout is the client deleting
+// its tokens), and these paths stay the upstreams'.
+var storeEndpoints = []endpoint{
+	{"DELETE /api/auth/v1/access_tokens", "jsonapi_logout", "jsonapi", (*Issuer).serveJSONAPILogout},
+	{"POST /oauth/logout", "logout", "oauth", (*Issuer).serveLogout},
+	{"POST /auth/realms/{realm}/protocol/openid-connect/logout", "keycloak_logout", "keycloak", (*Issuer).serveLogout},
+	{"POST /realms/{realm}/protocol/openid-connect/logout", "keycloak_logout", "keycloak", (*Issuer).serveLogout},
+	{"POST /oauth/revoke", "revoke", "oauth", (*Issuer).serveRevoke},
+	{"POST /auth/realms/{realm}/protocol/openid-connect/revoke", "keycloak_revoke", "keycloak", (*Issuer).serveRevoke},
+	{"POST /realms/{realm}/protocol/openid-connect/revoke", "keycloak_revoke", "keycloak", (*Issuer).serveRevoke},
+	{"GET /api/auth/v1/sessions", "sessions", "jsonapi", (*Issuer).serveSessions},
+	{"DELETE /api/auth/v1/sessions/{id}", "end_session", "jsonapi", (*Issuer).serveEndSession},
+}
+
 const userinfoPath = "/oauth/userinfo"
 
 // Endpoints returns the issuer's endpoints for the public listener's
 // dispatch. Each names its route in the request's edge.Info, so the access
 // log and the metrics label it.
 func (i *Issuer) Endpoints() []edge.Endpoint {
-	out := make([]edge.Endpoint, 0, len(endpoints))
-	for _, e := range endpoints {
+	all := endpoints
+	if i.store != nil {
+		all = append(slices.Clone(endpoints), storeEndpoints...)
+	}
+	out := make([]edge.Endpoint, 0, len(all))
+	for _, e := range all {
 		out = append(out, edge.Endpoint{Pattern: e.pattern, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			edge.SetRoute(r.Context(), e.name)
 			e.serve(i, w, r, e.dialect)
@@ -217,6 +239,10 @@ func (i *Issuer) serveOAuthToken(w http.ResponseWriter, r *http.Request, dialect
 	if t.ID != "" {
 		resp["id_token"] = t.ID
 	}
+	if t.Refresh == "" {
+		delete(resp, "refresh_token")
+		delete(resp, "refresh_expires_in")
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -323,7 +349,7 @@ func (i *Issuer) writeJSONAPI(w http.ResponseWriter, r *http.Request, t *Tokens,
 			"user_profile_id":      t.Profile,
 			"access_token":         t.Access,
 			"expires_at_timestamp": t.AccessExpires.Unix(),
-			"refresh_token":        t.Refresh,
+			"refresh_token":        nilIfEmpty(t.Refresh),
 		},
 	}})
 }
@@ -417,6 +443,13 @@ func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request, _ string)
 		i.bearer.InvalidToken(verifier.Reason(err), verifier.Description(err)).Write(w)
 		return
 	}
+	if ended, err := i.sessionEnded(r.Context(), tok); err != nil {
+		i.writeOAuthError(w, r, err)
+		return
+	} else if ended {
+		i.bearer.InvalidToken(verifier.ErrRevoked.Reason, verifier.ErrRevoked.Description).Write(w)
+		return
+	}
 	u, err := i.users.Lookup(r.Context(), tok.Subject)
 	if err != nil {
 		if e := errorOf(identityError(err)); e.Status >= 500 {
@@ -442,15 +475,31 @@ func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request, _ string)
 	writeJSON(w, http.StatusOK, info)
 }
 
+// sessionEnded reports, with a store, whether the session of a token of
+// this issuer has ended (answered from the store: the token endpoints may
+// afford the round trip the proxy avoids).
+func (i *Issuer) sessionEnded(ctx context.Context, tok *verifier.Token) (bool, error) {
+	if i.store == nil || tok.Issuer != i.cfg.Issuer {
+		return false, nil
+	}
+	_, err := i.liveSession(ctx, tok)
+	if errors.Is(err, session.ErrUnavailable) {
+		return false, storeError(err)
+	}
+	return err != nil, nil
+}
+
 func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request, _ string) {
 	base := strings.TrimRight(i.cfg.Issuer, "/")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, map[string]any{
+	doc := map[string]any{
 		"issuer":                                i.cfg.Issuer,
 		"token_endpoint":                        base + "/oauth/token",
 		"userinfo_endpoint":                     base + userinfoPath,
 		"jwks_uri":                              base + "/.well-known/jwks.json",
 		"introspection_endpoint":                base + "/oauth/introspect",
+		"revocation_endpoint":                   i.storeURL(base + "/oauth/revoke"),
+		"end_session_endpoint":                  i.storeURL(base + "/oauth/logout"),
 		"grant_types_supported":                 []string{"password", "refresh_token"},
 		"response_types_supported":              []string{"token", "id_token"},
 		"subject_types_supported":               []string{"public"},
@@ -458,7 +507,22 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request, _ string
 		"token_endpoint_auth_methods_supported": []string{"none", "client_secret_basic", "client_secret_post"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 		"claims_supported":                      []string{"sub", "iss", "aud", "exp", "iat", "email", "preferred_username", "role", "profile", "sid"},
-	})
+	}
+	for k, v := range doc {
+		if v == nil {
+			delete(doc, k) // an endpoint that does not exist here
+		}
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// storeURL is u when a session store is on (the endpoint exists), else nil
+// (left out of discovery).
+func (i *Issuer) storeURL(u string) any {
+	if i.store == nil {
+		return nil
+	}
+	return u
 }
 
 func (i *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request, _ string) {
@@ -487,6 +551,10 @@ func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request, _ strin
 		i.writeOAuthError(w, r, refuse(ErrInvalidRequest, "token is required"))
 		return
 	}
+	if i.store != nil {
+		i.introspectStored(w, r, f["token"])
+		return
+	}
 	tok, err := i.access.Verify(r.Context(), f["token"])
 	kind := "access_token"
 	if err != nil {
@@ -505,6 +573,14 @@ func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request, _ strin
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// nilIfEmpty makes an absent token null in JSON.
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 func noStore(w http.ResponseWriter) {

@@ -23,6 +23,7 @@ import (
 	"github.com/tollgate/tollgate/edge"
 	"github.com/tollgate/tollgate/httpurl"
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -183,6 +184,9 @@ type Issuer struct {
 	bearer   *edge.Challenges // refusals of a bad Bearer token
 	scopes   map[string]*Scope
 	limits   loginLimits
+	store    Sessions // nil: stateless
+	storeCfg StoreConfig
+	sessObs  SessionObserver
 	waiting  atomic.Int64 // logins waiting for a slot of logins
 	warnings []string
 }
@@ -274,6 +278,9 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 			if c.SigningAlg == "HS256" && !keys.hasHMAC() {
 				errs = append(errs, fmt.Errorf("client %q: signing_alg HS256 needs an HMAC key (*.jwk) in the keys directory", c.ID))
 			}
+			if c.SigningAlg == "HS256" && i.store == nil {
+				errs = append(errs, fmt.Errorf("client %q: signing_alg HS256 needs a session store (TOLLGATE_SESSION_STORE): every holder of the shared secret can forge its tokens, and only a store can tell a forged session from a real one", c.ID))
+			}
 			if c.SigningAlg == "HS256" {
 				i.warnings = append(i.warnings, fmt.Sprintf("client %q signs its access tokens with the shared HMAC key: anyone holding the key can forge them; tollgate caps them to the client's scopes and roles and its access token lifetime", c.ID))
 			}
@@ -322,8 +329,9 @@ func (i *Issuer) maxRefreshTTL() time.Duration {
 // forge such a token: it must name a client registered with signing_alg
 // HS256, live no longer than that client's access tokens, and it confers
 // only that client's scopes (the default scope when it lists none) and
-// roles, whatever it claims. The full check — that it names a live session
-// of that user and client — needs the session store.
+// roles, whatever it claims. With a session store it must also name a live
+// session of that user and client, and confers at most that session's
+// scope, role and profile, within its expiry.
 func (i *Issuer) ConstrainHMAC(tok *verifier.Token) error {
 	if tok.Algorithm != "HS256" {
 		return nil
@@ -343,6 +351,28 @@ func (i *Issuer) ConstrainHMAC(tok *verifier.Token) error {
 	allowed := c.Scopes
 	if len(allowed) == 0 {
 		allowed = strings.Fields(i.cfg.DefaultScope)
+	}
+	if i.store != nil {
+		// With a store, the token must name a live session of that user and
+		// client, and confers nothing beyond what the session was granted.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s, err := i.liveSession(ctx, tok)
+		switch {
+		case errors.Is(err, session.ErrUnavailable):
+			return fmt.Errorf("%w: the session store cannot vouch for an HS256 token: %v", verifier.ErrRevocationUnknown, err)
+		case err != nil, s.ClientID != c.ID:
+			return fmt.Errorf("%w: an HS256 token naming no live session of its user and client", verifier.ErrRevoked)
+		case tok.ExpiresAt.After(s.Expires):
+			return fmt.Errorf("%w: an HS256 token outliving its session", verifier.ErrLifetime)
+		}
+		allowed = slices.DeleteFunc(slices.Clone(allowed), func(sc string) bool { return !slices.Contains(strings.Fields(s.Scope), sc) })
+		if s.Profile != "" {
+			tok.Claims["profile"] = s.Profile
+		}
+		if role, _ := tok.Claims["role"].(string); role != s.Role {
+			delete(tok.Claims, "role")
+		}
 	}
 	var kept []string
 	switch v := tok.Claims["scope"].(type) {
@@ -535,6 +565,9 @@ func (i *Issuer) refreshGrant(ctx context.Context, client *Client, g *grant) (*T
 	if g.RefreshToken == "" {
 		return nil, refuse(ErrInvalidRequest, "refresh_token is required")
 	}
+	if i.store != nil {
+		return i.refreshStored(ctx, client, g)
+	}
 	tok, err := i.refresh.Verify(ctx, g.RefreshToken)
 	if err != nil {
 		return nil, refuse(ErrInvalidGrant, "refresh token: "+verifier.Description(err)).because(err)
@@ -562,8 +595,8 @@ func (i *Issuer) refreshGrant(ctx context.Context, client *Client, g *grant) (*T
 	return i.continueSession(ctx, client, user, s, scope, profile)
 }
 
-// session is what a token tells of the session it belongs to.
-type session struct {
+// tokenSession is what a token tells of the session it belongs to.
+type tokenSession struct {
 	id, clientID, scope, profile string
 	// expires is when the session ends: its refresh token's expiry, which
 	// every token of the session carries (claim session_exp). Zero: the
@@ -578,9 +611,9 @@ const sessionClaim = "session_exp"
 
 // sessionOf reads the session claims of a verified token. A token without
 // session_exp ends its session at its own expiry.
-func sessionOf(tok *verifier.Token) session {
+func sessionOf(tok *verifier.Token) tokenSession {
 	claim := func(name string) string { s, _ := tok.Claims[name].(string); return s }
-	s := session{id: claim("sid"), clientID: claim("client_id"), scope: claim("scope"), profile: claim("profile"), expires: tok.ExpiresAt}
+	s := tokenSession{id: claim("sid"), clientID: claim("client_id"), scope: claim("scope"), profile: claim("profile"), expires: tok.ExpiresAt}
 	if n, ok := tok.Claims[sessionClaim].(json.Number); ok {
 		if sec, err := n.Int64(); err == nil {
 			s.expires = time.Unix(sec, 0)
@@ -595,15 +628,26 @@ func (i *Issuer) startSession(ctx context.Context, c *Client, u *identity.User, 
 	if err := i.userMayHave(u, scope); err != nil {
 		return nil, err
 	}
-	return i.mint(c, u, scope, profile, session{id: newID()})
+	if i.store != nil {
+		return i.startStoredSession(ctx, c, u, scope, profile)
+	}
+	return i.mint(c, u, scope, profile, tokenSession{id: newID()}, "")
+}
+
+// refreshTTL is the refresh token lifetime of c's sessions.
+func (i *Issuer) refreshTTL(c *Client) time.Duration {
+	if c.RefreshTTL > 0 {
+		return c.RefreshTTL
+	}
+	return i.cfg.RefreshTTL
 }
 
 // continueSession mints the next pair of the existing session s: a
 // refresh, or a switch to another of the user's profiles. Every grant that
 // carries a session on ends here, so that a session is never forked. A
 // scope the user no longer may have (a role taken away) is dropped.
-func (i *Issuer) continueSession(ctx context.Context, c *Client, u *identity.User, s session, scope, profile string) (*Tokens, error) {
-	return i.mint(c, u, i.narrowForUser(u, scope), profile, s)
+func (i *Issuer) continueSession(ctx context.Context, c *Client, u *identity.User, s tokenSession, scope, profile string) (*Tokens, error) {
+	return i.mint(c, u, i.narrowForUser(u, scope), profile, s, "")
 }
 
 // scope returns the granted scope: the request's (or, on refresh, the
@@ -638,8 +682,10 @@ func (i *Issuer) scope(c *Client, requested, original string) (string, error) {
 
 // mint signs an access token, a refresh token and, for openid, an ID token.
 //
-// The pair ends no later than s.expires, when set.
-func (i *Issuer) mint(c *Client, u *identity.User, scope, profile string, s session) (*Tokens, error) {
+// The pair ends no later than s.expires, when set. With a session store
+// the refresh token is handle, the session's one-time handle, not a JWT
+// (accessOnly: none).
+func (i *Issuer) mint(c *Client, u *identity.User, scope, profile string, s tokenSession, handle string) (*Tokens, error) {
 	now := i.now().Truncate(time.Second)
 	sid := s.id
 	accessTTL, refreshTTL := i.cfg.AccessTTL, i.cfg.RefreshTTL
@@ -686,29 +732,54 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile string, s sess
 	} else if err != nil {
 		return nil, err
 	}
-	t.RefreshID = newID()
-	refresh := jwt.MapClaims{
-		"iss": i.cfg.Issuer, "sub": u.ID, "aud": i.cfg.Issuer, "iat": now.Unix(), "nbf": now.Unix(),
-		"exp": now.Add(refreshTTL).Unix(), "jti": t.RefreshID, "client_id": c.ID, "scope": scope,
-		"type": "refresh", "sid": sid, sessionClaim: sessionEnd,
-	}
-	setIf(refresh, "profile", profile)
-	// Never with the shared HMAC key: whoever holds it could mint sessions.
-	if t.Refresh, err = i.keys.sign(refresh, "JWT", false); err != nil {
-		return nil, err
+	switch handle {
+	case "":
+		if err := i.mintRefresh(t, c); err != nil {
+			return nil, err
+		}
+	case accessOnly:
+	default:
+		t.Refresh = handle
 	}
 	if slices.Contains(strings.Fields(scope), "openid") {
-		id := jwt.MapClaims{
-			"iss": i.cfg.Issuer, "sub": u.ID, "aud": c.ID, "iat": now.Unix(), "exp": now.Add(accessTTL).Unix(),
-			"auth_time": now.Unix(), "sid": sid, "azp": c.ID,
-		}
-		setIf(id, "email", u.Email)
-		setIf(id, "preferred_username", u.Username)
-		if t.ID, err = i.keys.sign(id, "JWT", legacy); err != nil {
+		if err := i.mintID(t, c, u, sid, now, accessTTL, legacy); err != nil {
 			return nil, err
 		}
 	}
 	return t, nil
+}
+
+// accessOnly, as mint's handle, mints no refresh token: a profile switch
+// of a stored session, whose one refresh handle stays the client's.
+const accessOnly = "\x00access-only"
+
+// mintRefresh signs a stateless refresh token: a JWT that only this
+// issuer accepts, ending with the session.
+func (i *Issuer) mintRefresh(t *Tokens, c *Client) error {
+	t.RefreshID = newID()
+	refresh := jwt.MapClaims{
+		"iss": i.cfg.Issuer, "sub": t.User.ID, "aud": i.cfg.Issuer, "iat": t.IssuedAt.Unix(), "nbf": t.IssuedAt.Unix(),
+		"exp": t.RefreshExp.Unix(), "jti": t.RefreshID, "client_id": c.ID, "scope": t.Scope,
+		"type": "refresh", "sid": t.SessionID, sessionClaim: t.RefreshExp.Unix(),
+	}
+	setIf(refresh, "profile", t.Profile)
+	// Never with the shared HMAC key: whoever holds it could mint sessions.
+	var err error
+	t.Refresh, err = i.keys.sign(refresh, "JWT", false)
+	return err
+}
+
+// mintID signs an OpenID Connect ID token.
+func (i *Issuer) mintID(t *Tokens, c *Client, u *identity.User, sid string, now time.Time, accessTTL time.Duration, legacy bool) error {
+	id := jwt.MapClaims{
+		"iss": i.cfg.Issuer, "sub": u.ID, "aud": c.ID, "iat": now.Unix(), "exp": now.Add(accessTTL).Unix(),
+		"auth_time": now.Unix(), "sid": sid, "azp": c.ID,
+	}
+	setIf(id, "email", u.Email)
+	setIf(id, "preferred_username", u.Username)
+	var err error
+	t.ID, err = i.keys.sign(id, "JWT", legacy)
+	return err
 }
 
 func setIf(c jwt.MapClaims, k, v string) {

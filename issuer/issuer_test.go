@@ -176,7 +176,7 @@ func BenchmarkMint(b *testing.B) {
 			user := &identity.User{ID: "u1", Profiles: []string{"p1"}}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := f.iss.mint(client, user, "openid profile", "p1", session{id: "sid"}); err != nil {
+				if _, err := f.iss.mint(client, user, "openid profile", "p1", tokenSession{id: "sid"}, ""); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -58,7 +58,7 @@ func (l loginLimits) take(ctx context.Context, login string, ip netip.Addr) (rel
 			// A limiter that cannot answer (its store is down) refuses:
 			// guessing must not get through while it is down.
 			release(true)
-			return func(bool) {}, refuse(ErrUnavailable, "the login limiter is unavailable").because(err)
+			return func(bool) {}, refuse(ErrBusy, "the login limiter is unavailable").because(err)
 		}
 		if !ok {
 			release(true) // give back what this attempt took before

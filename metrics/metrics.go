@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -42,6 +43,10 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec
 	backend        *prometheus.CounterVec
 	backendTime    *prometheus.HistogramVec
+	sessionEvents  *prometheus.CounterVec
+	revocations    *prometheus.CounterVec
+	storeTime      *prometheus.HistogramVec
+	storeErrors    *prometheus.CounterVec
 	// Per-request children, resolved once per label set.
 	requestChildren  *children[requestKey, countAndTime]
 	authChildren     *children[authKey, prometheus.Counter]
@@ -108,6 +113,14 @@ func New(info BuildInfo) *Metrics {
 			"Calls to identity backends (external OAuth servers, legacy system) by backend and result.", "backend", "result"),
 		backendTime: histogram("tollgate_backend_duration_seconds",
 			"Duration of calls to identity backends, by backend.", "backend"),
+		sessionEvents: counter("tollgate_session_events_total",
+			"Session events: created, rotated (a refresh), retried (a used refresh token within the reuse interval), reuse_detected.", "event"),
+		revocations: counter("tollgate_sessions_revoked_total",
+			"Sessions ended, by cause (logout, revoke, reuse, limit, password_change, operator).", "cause"),
+		storeTime: histogram("tollgate_session_store_duration_seconds",
+			"Duration of session store operations, by operation.", "op"),
+		storeErrors: counter("tollgate_session_store_errors_total",
+			"Failed session store operations, by operation.", "op"),
 		jwksLastSuccess: map[string]time.Time{},
 	}
 	m.initChildren()
@@ -116,7 +129,7 @@ func New(info BuildInfo) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.duration, m.inFlight, m.auth, m.upstream, m.upstreamTime, m.upstreamErrors,
 		m.issued, m.tokenErrors, m.loginFailures, m.keysLoaded, m.jwksFetches, m.kidSuppressed, m.jwksStale, m.reloads,
-		m.backend, m.backendTime,
+		m.backend, m.backendTime, m.sessionEvents, m.revocations, m.storeTime, m.storeErrors,
 		jwksAge{m},
 	)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -141,6 +154,53 @@ func (m *Metrics) TokenCache(stats func() (hits, misses, evictions uint64, size 
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_token_cache_entries", Help: "Tokens in the verified-token cache."},
 			func() float64 { _, _, _, n := stats(); return float64(n) }),
 	)
+}
+
+// SessionEvent counts a session event (issuer.SessionObserver).
+func (m *Metrics) SessionEvent(_ context.Context, event string) {
+	m.sessionEvents.WithLabelValues(event).Inc()
+}
+
+// SessionsRevoked counts ended sessions by cause.
+func (m *Metrics) SessionsRevoked(_ context.Context, cause string, n int) {
+	m.revocations.WithLabelValues(cause).Add(float64(n))
+}
+
+// StoreCall records one session store operation (session.Observer).
+func (m *Metrics) StoreCall(_ context.Context, op string, d time.Duration, err error) {
+	m.storeTime.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil {
+		m.storeErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// SessionStore exports the store's state, read at scrape time: whether it
+// answers, its live sessions (nil: not counted), and this replica's
+// revoked-session set (its size, and when it was last known complete).
+func (m *Metrics) SessionStore(up func() bool, active func() (int, error), revoked func() int, confirmed func() time.Time) {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	m.reg.MustRegister(
+		gauge("tollgate_session_store_up", "1 while the session store answers.", func() float64 {
+			if up() {
+				return 1
+			}
+			return 0
+		}),
+		gauge("tollgate_revoked_sessions", "Revoked sessions this replica refuses tokens of.", func() float64 { return float64(revoked()) }),
+		gauge("tollgate_revoked_set_age_seconds", "Seconds since this replica's revoked-session set was last known complete.",
+			func() float64 { return m.now().Sub(confirmed()).Seconds() }),
+	)
+	if active != nil {
+		m.reg.MustRegister(gauge("tollgate_sessions_active", "Live sessions in the store.", func() float64 {
+			n, err := active()
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(n)
+		}))
+	}
 }
 
 // Handler serves the registry in the Prometheus exposition formats.

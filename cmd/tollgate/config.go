@@ -121,6 +121,29 @@ type Config struct {
 	// DrainTimeout bounds how long in-flight requests may take to finish
 	// on shutdown.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"25s"`
+	// SessionStore is none (stateless), memory (one replica; lost on
+	// restart) or a Redis URL (redis://, rediss://, unix://).
+	SessionStore string `env:"SESSION_STORE" envDefault:"none"`
+	// SessionStorePasswordFile holds the Redis password, so the URL in a
+	// ConfigMap carries none.
+	SessionStorePasswordFile string `env:"SESSION_STORE_PASSWORD_FILE"`
+	// SessionStoreSentinelMaster and SessionStoreAddrs select Redis
+	// Sentinel (master name and sentinel addresses) or, with addresses and
+	// no master, Redis Cluster; the URL then gives only credentials and
+	// TLS.
+	SessionStoreSentinelMaster string   `env:"SESSION_STORE_SENTINEL_MASTER"`
+	SessionStoreAddrs          []string `env:"SESSION_STORE_ADDRS"`
+	// RefreshReuseInterval is how long a used refresh token may come back
+	// and get the same successor; after it, it revokes its session.
+	RefreshReuseInterval time.Duration `env:"REFRESH_REUSE_INTERVAL" envDefault:"5s"`
+	// MaxSessionsPerUser limits a user's live sessions (0: unlimited);
+	// SessionLimitPolicy is evict_oldest or refuse.
+	MaxSessionsPerUser int    `env:"MAX_SESSIONS_PER_USER" envDefault:"0"`
+	SessionLimitPolicy string `env:"SESSION_LIMIT_POLICY" envDefault:"evict_oldest"`
+	// RevocationMaxStale, when positive, makes the proxy refuse tollgate's
+	// own tokens while its revoked-session set has not been confirmed for
+	// longer (the store unreachable); 0 keeps serving.
+	RevocationMaxStale time.Duration `env:"REVOCATION_MAX_STALE" envDefault:"0s"`
 	// BodyIdleTimeout and BodyMinRate cut off request bodies that trickle
 	// in: nothing for BodyIdleTimeout, or less than BodyMinRate bytes/s on
 	// average after it. Long uploads at a decent rate are never cut.
@@ -458,6 +481,21 @@ func (c *Config) check() []error {
 		if _, err := parsePrefix(p); err != nil {
 			errs = append(errs, fmt.Errorf("TOLLGATE_TRUSTED_PROXIES: %q is not an address or CIDR", p))
 		}
+	}
+	switch {
+	case c.SessionStore == "none", c.SessionStore == "memory":
+	case strings.HasPrefix(c.SessionStore, "redis://"), strings.HasPrefix(c.SessionStore, "rediss://"), strings.HasPrefix(c.SessionStore, "unix://"):
+	default:
+		errs = append(errs, errors.New("TOLLGATE_SESSION_STORE: want none, memory, or a redis://, rediss:// or unix:// URL"))
+	}
+	if c.SessionStore == "none" && (c.MaxSessionsPerUser > 0 || c.RevocationMaxStale > 0) {
+		errs = append(errs, errors.New("TOLLGATE_MAX_SESSIONS_PER_USER and TOLLGATE_REVOCATION_MAX_STALE need TOLLGATE_SESSION_STORE"))
+	}
+	if c.SessionLimitPolicy != "evict_oldest" && c.SessionLimitPolicy != "refuse" {
+		errs = append(errs, fmt.Errorf("TOLLGATE_SESSION_LIMIT_POLICY: %q is not evict_oldest or refuse", c.SessionLimitPolicy))
+	}
+	if c.MaxSessionsPerUser < 0 || c.RefreshReuseInterval < 0 || c.RevocationMaxStale < 0 {
+		errs = append(errs, errors.New("TOLLGATE_MAX_SESSIONS_PER_USER, TOLLGATE_REFRESH_REUSE_INTERVAL and TOLLGATE_REVOCATION_MAX_STALE must not be negative"))
 	}
 	if c.JWKSNewKIDFetches < 0 {
 		errs = append(errs, errors.New("TOLLGATE_JWKS_NEW_KID_FETCHES: must not be negative (0 turns it off)"))

@@ -197,7 +197,7 @@ func TestLoginLimitsBehindATrustedProxy(t *testing.T) {
 // never a refresh token.
 func TestForgedHS256Tokens(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef-legacy")
-	g := startAuthGateway(t, `
+	g := startTokenGatewayEnv(t, `
 upstreams:
   - {name: api, url: `+`"`+testkit.Echo(t, "api").URL+`"`+`}
 routes:
@@ -206,7 +206,8 @@ routes:
   - {name: rest, prefix: /, upstream: api}
 scopes:
   - {name: catalog}
-`+sourceDocClients+"  - {id: legacy-stb, grants: [password, refresh_token], signing_alg: HS256, roles: [VIEWER]}\n",
+`+sourceDocClients+"  - {id: legacy-stb, grants: [password, refresh_token], signing_alg: HS256, roles: [VIEWER]}\n", true,
+		[]string{"TOLLGATE_SESSION_STORE=memory"}, // HS256 clients need a store
 		func(dir string) {
 			jwk := `{"kty":"oct","k":"` + base64.RawURLEncoding.EncodeToString(secret) + `"}`
 			if err := os.WriteFile(filepath.Join(dir, "legacy.jwk"), []byte(jwk), 0o600); err != nil {
@@ -220,8 +221,8 @@ scopes:
 	}
 	out := jsonObject(t, b)
 	hdr, genuine := claimsOf(t, out["access_token"].(string))
-	if rh, _ := claimsOf(t, out["refresh_token"].(string)); rh["alg"] == "HS256" {
-		t.Errorf("a refresh token was HMAC-signed: %v", rh)
+	if strings.Count(out["refresh_token"].(string), ".") == 2 {
+		t.Errorf("with a session store the refresh token is a JWT: %.40s…", out["refresh_token"])
 	}
 	forger := &testkit.Key{Alg: "HS256", KID: hdr["kid"].(string), Private: secret}
 	now := g.clock.Now()
@@ -230,7 +231,7 @@ scopes:
 		for k, v := range genuine {
 			c[k] = v
 		}
-		c["sub"], c["role"], c["scope"] = "bfeb45d7-50dc-416d-b3c8-35db64d288f3", "ADMIN", "openid catalog admin"
+		c["role"], c["scope"] = "ADMIN", "openid catalog admin"
 		c["iat"], c["exp"] = now.Unix(), now.Add(5*time.Minute).Unix()
 		if edit != nil {
 			edit(c)
@@ -241,21 +242,31 @@ scopes:
 		name, path, auth string
 		want             int
 	}{
-		{"role ADMIN is not the client's", "/admin/users", forge(nil), 403},
-		{"scope catalog is not the client's", "/catalog/1", forge(nil), 403},
+		{"another user in a live session", "/x", forge(func(c jwt.MapClaims) { c["sub"] = "bfeb45d7-50dc-416d-b3c8-35db64d288f3" }), 401},
+		{"a made-up session", "/x", forge(func(c jwt.MapClaims) { c["sid"] = "forged-session" }), 401},
+		{"role ADMIN the session never had", "/admin/users", forge(nil), 403},
+		{"scope catalog the session never had", "/catalog/1", forge(nil), 403},
 		{"a year's lifetime", "/x", forge(func(c jwt.MapClaims) { c["exp"] = now.Add(365 * 24 * time.Hour).Unix() }), 401},
 		{"in the name of a client that does not sign with HS256", "/x", forge(func(c jwt.MapClaims) { c["client_id"] = "anonymous" }), 401},
-		{"within the client's rights", "/x", forge(nil), 200},
+		{"within the session's rights", "/x", forge(nil), 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, e := callAPI(t, g, tc.path, tc.auth)
 			if code != tc.want {
 				t.Fatalf("%d, want %d", code, tc.want)
 			}
-			if code == 200 && (e.Headers["X-Scopes"] != "openid" || e.Headers["X-Client-Id"] != "legacy-stb") {
+			if code == 200 && (e.Headers["X-Scopes"] != "openid" || e.Headers["X-Client-Id"] != "legacy-stb" || e.Headers["X-User-Id"] != "2") {
 				t.Errorf("the upstream was told %v", e.Headers)
 			}
 		})
+	}
+	// Once the session ends, even a token within its rights is refused.
+	resp, b = send(t, http.MethodPost, g.url+"/oauth/logout", "client_id=legacy-stb&refresh_token="+out["refresh_token"].(string), "Content-Type", "application/x-www-form-urlencoded")
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", resp.StatusCode, b)
+	}
+	if code, _ := callAPI(t, g, "/y", forge(func(c jwt.MapClaims) { c["jti"] = "after-logout" })); code != 401 {
+		t.Errorf("a forged token of an ended session: %d", code)
 	}
 	// A forged HS256 refresh token is no refresh token.
 	c := jwt.MapClaims{"iss": genuine["iss"], "aud": genuine["iss"], "sub": "2", "client_id": "legacy-stb", "type": "refresh",

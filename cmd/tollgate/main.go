@@ -60,6 +60,8 @@ commands:
   keygen [-alg ES256|RS256|EdDSA] [-dir DIR]
                  write a new signing key (default: ES256 into
                  TOLLGATE_SIGNING_KEYS_DIR); it signs from the next reload on
+  sessions list --user ID | sessions revoke --user ID | --session SID
+                 list or end sessions in the configured Redis session store
   hash-password  read a password on stdin, print its argon2id hash for the
                  users file
   version        print the version
@@ -86,6 +88,8 @@ func execute(ctx context.Context, reload <-chan os.Signal, args, environ []strin
 		return checkConfig(environ, stdout, stderr)
 	case "keygen":
 		return keygen(args[1:], environ, stdout, stderr)
+	case "sessions":
+		return sessionsCommand(ctx, args[1:], environ, stdout, stderr)
 	case "hash-password":
 		return hashPassword(stdin, stdout)
 	case "version":

@@ -708,7 +708,8 @@ func TestHashPasswordAndKeygen(t *testing.T) {
 // tokens from the HMAC key; that key is never published.
 func TestLegacyHS256Client(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef-legacy")
-	g := startAuthGateway(t, sourceDocClients+"  - {id: legacy-stb, grants: [password, refresh_token], signing_alg: HS256}\n",
+	g := startTokenGatewayEnv(t, sourceDocClients+"  - {id: legacy-stb, grants: [password, refresh_token], signing_alg: HS256}\n", true,
+		[]string{"TOLLGATE_SESSION_STORE=memory"}, // HS256 clients need a store
 		func(dir string) {
 			jwk := `{"kty":"oct","k":"` + base64.RawURLEncoding.EncodeToString(secret) + `"}`
 			if err := os.WriteFile(filepath.Join(dir, "legacy.jwk"), []byte(jwk), 0o600); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/tollgate/tollgate/limit"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/session"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -43,6 +44,10 @@ type Main struct {
 	// the parts that need them.
 	runners []runner
 	checks  []readiness
+	// store keeps sessions (nil: stateless); redis is the same store when
+	// it is Redis.
+	store sessionStore
+	redis *session.Redis
 	// warnings are what an operator should know about the configuration:
 	// check-config prints them, serve logs them.
 	warnings []string
@@ -171,6 +176,25 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 	if m.wrapUpstream != nil {
 		popts = append(popts, proxy.WrapTransport(m.wrapUpstream))
 	}
+	store, redis, err := openStore(cfg, logger, m.now, session.WithObserver(m.metrics))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	m.store, m.redis = store, redis
+	if store != nil {
+		rev := store.Revoked()
+		popts = append(popts, proxy.WithSessionCheck(&sessionGuard{revoked: rev, issuer: cfg.PublicURL, maxStale: cfg.RevocationMaxStale, now: m.now}))
+		up := func() bool { return true }
+		if redis != nil {
+			up = redis.Up
+			m.addRunner("session store", redis.Run)
+		}
+		m.metrics.SessionStore(up, func() (int, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return store.Count(ctx)
+		}, rev.Len, rev.Confirmed)
+	}
 	p, err := proxy.New(cfg.proxyConfig(), v, logger, popts...)
 	if err != nil {
 		errs = append(errs, err)
@@ -178,6 +202,9 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 	var iss *issuer.Issuer
 	if cfg.SigningKeysDir != "" {
 		opts := []issuer.Option{issuer.WithClock(m.now), issuer.WithObserver(m.metrics), issuer.WithLoginLimits(m.loginLimits(cfg))}
+		if m.store != nil {
+			opts = append(opts, issuer.WithSessionStore(m.store, cfg.storeConfig(), m.metrics))
+		}
 		exOpts, err := m.buildExchanges(cfg, logger)
 		if err != nil {
 			errs = append(errs, err)
@@ -308,6 +335,9 @@ func (m *Main) shutdown() error {
 	}
 	m.cancel()
 	m.bg.Wait()
+	if m.redis != nil {
+		m.redis.Close()
+	}
 	m.logger.Info("stopped")
 	return errors.Join(errs...)
 }
@@ -344,13 +374,20 @@ func (m *Main) Reload(why string) error {
 }
 
 // loginLimits builds the brute-force limits of the password grant.
+// With Redis they count across every replica.
 func (m *Main) loginLimits(cfg *Config) issuer.LoginLimits {
+	build := func(lc limit.Config, name string) limit.Limiter {
+		if m.redis != nil {
+			return m.redis.Limiter(lc, name)
+		}
+		return limit.New(lc, m.now)
+	}
 	var l issuer.LoginLimits
 	if cfg.LoginAttemptsPerUser > 0 {
-		l.PerUser = limit.New(limit.Config{Burst: cfg.LoginAttemptsPerUser, Every: cfg.LoginUserRefill}, m.now)
+		l.PerUser = build(limit.Config{Burst: cfg.LoginAttemptsPerUser, Every: cfg.LoginUserRefill}, "login_user")
 	}
 	if cfg.LoginAttemptsPerIP > 0 {
-		l.PerIP = limit.New(limit.Config{Burst: cfg.LoginAttemptsPerIP, Every: cfg.LoginIPRefill}, m.now)
+		l.PerIP = build(limit.Config{Burst: cfg.LoginAttemptsPerIP, Every: cfg.LoginIPRefill}, "login_ip")
 	}
 	return l
 }

@@ -1,0 +1,271 @@
+package session
+
+import (
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The Redis store's operations, each one Lua script: Redis runs a script
+// alone, so two replicas racing on one handle cannot both win.
+//
+// Keys (base is KeyPrefix + "{sessions}:", one hash tag, so every key is
+// in one Cluster slot and a script may touch any of them):
+//
+//	base s:<id>     hash: a session (fields below); expires with it, or
+//	                when an ended one is forgotten (its until)
+//	base h:<hash>   string: the session id of a handle, by the handle's
+//	                SHA-256; expires with its session
+//	base u:<user>   sorted set: the user's live session ids by creation
+//	base live       sorted set: live session ids by expiry (Count)
+//	base revoked    sorted set: revoked session ids by until
+//
+// A session hash has id, user, client, profile, scope, role, stamp,
+// created, refreshed, exp (times in Unix milliseconds), state (live or
+// ended), head (hash of the current handle), prev (of the handle head
+// replaced), old (older ones, newest first, space-separated), used (when
+// prev was replaced), succ (head sealed under prev's handle), and once
+// ended cause, ended and until.
+//
+// Every script has KEYS[1] = base live (for routing) and ARGV[1] = base,
+// ARGV[2] = now (Unix ms, the caller's clock), ARGV[3] = the revocation
+// channel, ARGV[4] = how long a session the store ends by itself is
+// remembered (ms; 0: until it would have expired); its own arguments
+// follow. It answers {status, ended, ...}: ended is the JSON of the
+// sessions it ended ([{"id":…,"u":until}], also published on the
+// channel) or "".
+var luaPrelude = `
+local base, now, channel, revokefor = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local live, revoked = base .. 'live', base .. 'revoked'
+local kept = ` + strconv.Itoa(keptHandles) + `
+local function skey(id) return base .. 's:' .. id end
+local function hkey(h) return base .. 'h:' .. h end
+local function ukey(u) return base .. 'u:' .. u end
+
+-- expireat makes key expire at t, or deletes it when t has passed.
+local function expireat(key, t)
+  if t <= now then redis.call('DEL', key) else redis.call('PEXPIRE', key, t - now) end
+end
+
+-- extend makes an existing key live at least until t.
+local function extend(key, t)
+  local ttl = redis.call('PTTL', key)
+  if ttl == -1 or (ttl >= 0 and ttl < t - now) then redis.call('PEXPIRE', key, t - now) end
+end
+
+-- handles lists the handle hashes of a session's head, prev and old.
+local function handles(head, prev, old)
+  local hs = {}
+  if head and head ~= '' then table.insert(hs, head) end
+  if prev and prev ~= '' then table.insert(hs, prev) end
+  if old and old ~= '' then
+    for h in string.gmatch(old, '%S+') do table.insert(hs, h) end
+  end
+  return hs
+end
+
+-- view returns a session's fields in the order Go reads them.
+local function view(k)
+  return redis.call('HMGET', k, 'id', 'user', 'client', 'profile', 'scope', 'role', 'stamp', 'created', 'refreshed', 'exp')
+end
+
+-- absent answers for a session without a live record.
+local function absent(id)
+  local u = redis.call('ZSCORE', revoked, id)
+  if u and tonumber(u) > now then return 'revoked' end
+  return 'notfound'
+end
+
+-- state returns 'live' with the session's fields (fs: field names), or
+-- 'revoked' or 'notfound'.
+local function state(id, fs)
+  local f = redis.call('HMGET', skey(id), 'state', 'exp', unpack(fs))
+  if f[1] == 'live' and tonumber(f[2]) > now then return 'live', f end
+  if f[1] == 'live' then return 'notfound', f end
+  return absent(id), f
+end
+
+local ended = {}
+
+-- finish ends session id for cause, remembered until t.
+local function finish(id, cause, t)
+  local k = skey(id)
+  local f = redis.call('HMGET', k, 'state', 'user', 'head', 'prev', 'old', 'until')
+  if f[1] == 'live' then
+    redis.call('HSET', k, 'state', 'ended', 'cause', cause, 'ended', now, 'until', t)
+    redis.call('HDEL', k, 'succ')
+    redis.call('ZREM', live, id)
+    redis.call('ZREM', ukey(f[2]), id)
+  elseif f[1] == 'ended' then
+    if tonumber(f[6]) > t then t = tonumber(f[6]) else redis.call('HSET', k, 'until', t) end
+  end
+  if f[1] then
+    for _, h in ipairs(handles(f[3], f[4], f[5])) do expireat(hkey(h), t) end
+    expireat(k, t)
+  end
+  if t > now then
+    local u = redis.call('ZSCORE', revoked, id)
+    if not u or tonumber(u) < t then redis.call('ZADD', revoked, t, id) end
+    extend(revoked, t)
+  end
+  table.insert(ended, {id = id, u = t})
+end
+
+-- publish tells every replica about the sessions ended, and returns
+-- what it told.
+local function publish()
+  if #ended == 0 then return '' end
+  redis.call('ZREMRANGEBYSCORE', revoked, '-inf', now)
+  local msg = cjson.encode(ended)
+  redis.call('PUBLISH', channel, msg)
+  return msg
+end
+`
+
+// script makes a Redis script of the prelude and body.
+func script(body string) *redis.Script { return redis.NewScript(luaPrelude + body) }
+
+// createScript: ARGV[5..14] = id, user, client, profile, scope, role,
+// stamp, created, refreshed, exp; ARGV[15] = handle hash; ARGV[16] =
+// limit (0: none); ARGV[17] = "1" to refuse beyond it. Answers ok (with
+// the evicted ids after ended), limit or exists.
+var createScript = script(`
+local id, user, hh = ARGV[5], ARGV[6], ARGV[15]
+local created, exp = tonumber(ARGV[12]), tonumber(ARGV[14])
+local max, refuse = tonumber(ARGV[16]), ARGV[17] == '1'
+local k = skey(id)
+local f = redis.call('HMGET', k, 'state', 'head')
+if f[1] then
+  if f[1] == 'live' and f[2] == hh then return {'ok', ''} end -- this Create again
+  return {'exists', ''}
+end
+if redis.call('ZSCORE', revoked, id) or redis.call('EXISTS', hkey(hh)) == 1 then return {'exists', ''} end
+local uk = ukey(user)
+local alive = {}
+for _, sid in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
+  local g = redis.call('HMGET', skey(sid), 'state', 'exp')
+  if g[1] == 'live' and tonumber(g[2]) > now then
+    table.insert(alive, {sid, tonumber(g[2])})
+  else
+    redis.call('ZREM', uk, sid)
+  end
+end
+if max > 0 and #alive >= max then
+  if refuse then return {'limit', ''} end
+  for i = 1, #alive - max + 1 do
+    local t = alive[i][2]
+    if revokefor > 0 then t = now + revokefor end
+    finish(alive[i][1], 'limit', t)
+  end
+end
+redis.call('HSET', k, 'id', id, 'user', user, 'client', ARGV[7], 'profile', ARGV[8], 'scope', ARGV[9],
+  'role', ARGV[10], 'stamp', ARGV[11], 'created', ARGV[12], 'refreshed', ARGV[13], 'exp', ARGV[14],
+  'state', 'live', 'head', hh)
+redis.call('PEXPIRE', k, exp - now)
+redis.call('SET', hkey(hh), id, 'PX', exp - now)
+redis.call('ZREMRANGEBYSCORE', live, '-inf', now)
+redis.call('ZADD', live, exp, id)
+extend(live, exp)
+redis.call('ZADD', uk, created, id)
+extend(uk, exp)
+return {'ok', publish()}
+`)
+
+// rotateScript: ARGV[5] = presented hash, ARGV[6] = next hash, ARGV[7] =
+// new expiry, ARGV[8] = reuse interval (ms), ARGV[9] = next sealed under
+// presented. Answers rotated (view), retry (view, sealed successor),
+// reused, revoked, notfound or exists.
+var rotateScript = script(`
+local hp, hn, exp, reuse = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local sid = redis.call('GET', hkey(hp))
+if not sid then return {'notfound', ''} end
+local st, f = state(sid, {'head', 'prev', 'old', 'used', 'succ', 'user'})
+if st ~= 'live' then return {st, ''} end
+local k = skey(sid)
+if f[3] == hp then
+  if redis.call('EXISTS', hkey(hn)) == 1 then return {'exists', ''} end
+  local old = {}
+  if f[4] and f[4] ~= '' then
+    table.insert(old, f[4])
+    if f[5] and f[5] ~= '' then
+      for h in string.gmatch(f[5], '%S+') do table.insert(old, h) end
+    end
+  end
+  while #old > kept do redis.call('DEL', hkey(table.remove(old))) end
+  redis.call('HSET', k, 'head', hn, 'prev', hp, 'old', table.concat(old, ' '), 'succ', ARGV[9],
+    'used', now, 'refreshed', now, 'exp', exp)
+  local ttl = exp - now
+  redis.call('PEXPIRE', k, ttl)
+  redis.call('SET', hkey(hn), sid, 'PX', ttl)
+  redis.call('PEXPIRE', hkey(hp), ttl)
+  for _, h in ipairs(old) do redis.call('PEXPIRE', hkey(h), ttl) end
+  redis.call('ZADD', live, exp, sid)
+  extend(live, exp)
+  extend(ukey(f[8]), exp)
+  return {'rotated', '', view(k)}
+end
+if f[4] == hp and now - tonumber(f[6]) <= reuse then
+  return {'retry', '', view(k), f[7]}
+end
+local t = tonumber(f[2])
+if revokefor > 0 then t = now + revokefor end
+finish(sid, 'reuse', t)
+return {'reused', publish()}
+`)
+
+// lookupScript: ARGV[5] = handle hash. Answers ok (view), revoked or
+// notfound.
+var lookupScript = script(`
+local sid = redis.call('GET', hkey(ARGV[5]))
+if not sid then return {'notfound', ''} end
+local st, f = state(sid, {'head'})
+if st ~= 'live' then return {st, ''} end
+if f[3] ~= ARGV[5] then return {'notfound', ''} end
+return {'ok', '', view(skey(sid))}
+`)
+
+// getScript: ARGV[5] = id. Answers ok (view), revoked or notfound.
+var getScript = script(`
+local st = state(ARGV[5], {})
+if st ~= 'live' then return {st, ''} end
+return {'ok', '', view(skey(ARGV[5]))}
+`)
+
+// updateScript: ARGV[5] = id, ARGV[6] = profile. Answers ok, revoked or
+// notfound.
+var updateScript = script(`
+local st = state(ARGV[5], {})
+if st ~= 'live' then return {st, ''} end
+redis.call('HSET', skey(ARGV[5]), 'profile', ARGV[6])
+return {'ok', ''}
+`)
+
+// revokeScript: ARGV[5] = cause, ARGV[6] = until, ARGV[7...] = ids.
+var revokeScript = script(`
+local t = tonumber(ARGV[6])
+for i = 7, #ARGV do
+  if ARGV[i] ~= '' then finish(ARGV[i], ARGV[5], t) end
+end
+return {'ok', publish()}
+`)
+
+// listScript: ARGV[5] = user. Answers ok with the views of the user's
+// live sessions, oldest first.
+var listScript = script(`
+local uk = ukey(ARGV[5])
+local out = {'ok', ''}
+for _, sid in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
+  if state(sid, {}) == 'live' then
+    table.insert(out, view(skey(sid)))
+  else
+    redis.call('ZREM', uk, sid)
+  end
+end
+return out
+`)
+
+// countScript answers ok with the number of live sessions.
+var countScript = script(`
+redis.call('ZREMRANGEBYSCORE', live, '-inf', now)
+return {'ok', '', redis.call('ZCARD', live)}
+`)
