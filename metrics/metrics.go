@@ -181,6 +181,11 @@ func (m *Metrics) SessionStore(up func() bool, active func() (int, error), revok
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
+	// Zero error counts are exposed from the start, so a rate() works
+	// before the first failure.
+	for _, op := range []string{"create", "rotate", "get", "lookup", "update", "revoke", "list", "count", "limit"} {
+		m.storeErrors.WithLabelValues(op)
+	}
 	m.reg.MustRegister(
 		gauge("tollgate_session_store_up", "1 while the session store answers.", func() float64 {
 			if up() {

@@ -79,14 +79,14 @@ func metricsGateway(t *testing.T) (*authGateway, *testkit.Key) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	down := ln.Addr().String()
 	ln.Close()
-	g := startAuthGateway(t, sourceDocClients+fmt.Sprintf(`
+	g := startTokenGatewayEnv(t, sourceDocClients+fmt.Sprintf(`
 upstreams:
   - {name: down, url: "http://%s"}
 routes:
   - {name: down, prefix: /down, upstream: down}
 trusted_issuers:
   - {issuer: https://partner.test, audiences: [partner-api], jwks_urls: [%q]}
-`, down, jwks.URL))
+`, down, jwks.URL), true, []string{"TOLLGATE_SESSION_STORE=memory"}) // so that the session collectors have samples
 	// Readiness waits for the remote JWKS.
 	waitFor(t, func() bool {
 		resp, err := http.Get("http://" + g.m.AdminAddr() + "/readyz")
@@ -218,6 +218,8 @@ func TestMetricsLintAndDashboards(t *testing.T) {
 	g, _ := metricsGateway(t)
 	// Some traffic, so that the vectors have samples.
 	valid := login(t, g)
+	_, refresh := oauthLogin(t, g, "someuser@24i.com", "qwerty123")
+	send(t, http.MethodPost, g.url+"/oauth/logout", "client_id=anonymous&refresh_token="+refresh, "Content-Type", "application/x-www-form-urlencoded")
 	send(t, http.MethodGet, g.url+"/x", "", "Authorization", "Bearer "+valid)
 	send(t, http.MethodGet, g.url+"/down/x", "", "Authorization", "Bearer "+valid)
 	send(t, http.MethodPost, g.url+"/oauth/token", "grant_type=password&client_id=anonymous&username=x&password=y")

@@ -177,14 +177,20 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 				t.Fatal("the rendered Deployment has no container")
 			}
 			for _, e := range doc.Spec.Template.Spec.Containers[0].Env {
-				if e.ValueFrom == nil {
+				switch {
+				case e.ValueFrom == nil:
 					env = append(env, e.Name+"="+e.Value)
+				case e.Name == "TOLLGATE_SESSION_STORE": // what the Secret would hold
+					env = append(env, e.Name+"=redis://redis.tollgate.svc:6379/0")
 				}
 			}
 		}
 	}
 	if configYAML == "" || len(env) == 0 {
 		t.Fatalf("rendered chart has no config (%d bytes) or env (%v)", len(configYAML), env)
+	}
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "TOLLGATE_SESSION_STORE=") }) {
+		t.Errorf("redis.enabled did not set TOLLGATE_SESSION_STORE: %v", env)
 	}
 	if !slices.Contains(env, "GOGC=200") {
 		t.Errorf("goRuntime.gogc did not reach the container: %v", env)
@@ -205,6 +211,9 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 			env[i] = k + "=" + keys
 		case "TOLLGATE_USERS_FILE":
 			env[i] = k + "=" + filepath.Join(dir, "users.yaml")
+		case "TOLLGATE_SESSION_STORE_PASSWORD_FILE":
+			env[i] = k + "=" + filepath.Join(dir, "redis-password")
+			writeFile(t, filepath.Join(dir, "redis-password"), "s3cret\n")
 		case "TOLLGATE_CONFIG_FILE":
 			env[i] = k + "=" + filepath.Join(dir, "tollgate.yaml")
 		}
