@@ -592,6 +592,7 @@ func (i *Issuer) refreshGrant(ctx context.Context, client *Client, g *grant) (*T
 		profile = user.DefaultProfile()
 	}
 	s.expires = time.Time{} // a refresh restarts the session's lifetime
+	s.renewal, s.askedOIDC = true, slices.Contains(strings.Fields(g.Scope), "openid")
 	return i.continueSession(ctx, client, user, s, scope, profile)
 }
 
@@ -602,6 +603,12 @@ type tokenSession struct {
 	// every token of the session carries (claim session_exp). Zero: the
 	// next pair may run a full refresh lifetime.
 	expires time.Time
+	// renewal marks a refresh: it gets an ID token only when the request
+	// asks for openid itself (OpenID Connect Core §12.2 lets a refresh
+	// answer go without one, and each costs a signature a renewing fleet
+	// pays on every refresh).
+	renewal   bool
+	askedOIDC bool
 }
 
 // sessionClaim carries the session's end in every token of a session, so
@@ -741,7 +748,7 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile string, s toke
 	default:
 		t.Refresh = handle
 	}
-	if slices.Contains(strings.Fields(scope), "openid") {
+	if slices.Contains(strings.Fields(scope), "openid") && (!s.renewal || s.askedOIDC) {
 		if err := i.mintID(t, c, u, sid, now, accessTTL, legacy); err != nil {
 			return nil, err
 		}

@@ -40,6 +40,9 @@ type SigningKey struct {
 	secret []byte // HMAC keys only
 }
 
+// Public returns the key's public half.
+func (k *SigningKey) Public() crypto.PublicKey { return k.signer.Public() }
+
 // keySnapshot is one immutable reading of the keys directory.
 type keySnapshot struct {
 	current *SigningKey // the newest key: it signs
@@ -284,12 +287,34 @@ func parseKeyFile(name string, data []byte) (*SigningKey, error) {
 	return &SigningKey{ID: kid, Algorithm: alg, File: name, method: jwt.GetSigningMethod(alg), signer: key}, nil
 }
 
-// GenerateKey makes a new private key for alg (ES256, RS256 or EdDSA) and
-// writes it into dir as PKCS#8 PEM, named by creation time so that it
-// becomes the newest key. It returns the file name and the kid.
+// DefaultRSABits is the size of RS256 keys keygen makes. 2048 bits:
+// NIST (SP 800-57) accepts it through 2030, it is what identity providers
+// (Keycloak, Dex) sign with, and signing keys here are rotated in months,
+// not kept for decades; a 3072-bit key costs about 3× the CPU per
+// signature (see docs/PERFORMANCE.md), which a fleet renewing its tokens
+// pays on every refresh.
+const DefaultRSABits = 2048
+
+// GenerateKey makes a new private key for alg (ES256, RS256 with
+// DefaultRSABits, or EdDSA) and writes it into dir as PKCS#8 PEM, named by
+// creation time so that it becomes the newest key. It returns the file
+// name and the kid.
 func GenerateKey(dir, alg string, now time.Time) (string, string, error) {
-	// RSA keys get 3072 bits: NIST's size for use past 2030.
-	key, err := jwk.Generate(alg, 3072)
+	return GenerateKeyBits(dir, alg, 0, now)
+}
+
+// GenerateKeyBits is GenerateKey with the RSA key size: 2048, 3072 or
+// 4096 for RS256 (0: DefaultRSABits); other algorithms take 0.
+func GenerateKeyBits(dir, alg string, bits int, now time.Time) (string, string, error) {
+	switch {
+	case alg == "RS256" && bits == 0:
+		bits = DefaultRSABits
+	case alg == "RS256" && bits != 2048 && bits != 3072 && bits != 4096:
+		return "", "", fmt.Errorf("RSA keys of %d bits: want 2048, 3072 or 4096", bits)
+	case alg != "RS256" && bits != 0:
+		return "", "", fmt.Errorf("-bits is for RS256 keys; %s keys have a fixed size", alg)
+	}
+	key, err := jwk.Generate(alg, bits)
 	if err != nil {
 		return "", "", err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -187,7 +189,8 @@ func (i *Issuer) refreshStored(ctx context.Context, client *Client, g *grant) (*
 	if profile != "" && !user.HasProfile(profile) {
 		profile = user.DefaultProfile()
 	}
-	return i.mint(client, user, i.narrowForUser(user, scope), profile, tokenSession{id: s.ID}, handle)
+	renewal := tokenSession{id: s.ID, renewal: true, askedOIDC: slices.Contains(strings.Fields(g.Scope), "openid")}
+	return i.mint(client, user, i.narrowForUser(user, scope), profile, renewal, handle)
 }
 
 // liveSession returns the stored session of a verified access token.

@@ -57,7 +57,7 @@ commands:
                  drains and stops
   demo           run a zero-configuration demo on 127.0.0.1 with an echo upstream
   check-config   validate the configuration, list every problem, and exit
-  keygen [-alg ES256|RS256|EdDSA] [-dir DIR]
+  keygen [-alg ES256|RS256|EdDSA] [-bits 2048|3072|4096] [-dir DIR]
                  write a new signing key (default: ES256 into
                  TOLLGATE_SIGNING_KEYS_DIR); it signs from the next reload on
   sessions list --user ID | sessions revoke --user ID | --session SID
@@ -194,6 +194,7 @@ func keygen(args, environ []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	alg := fs.String("alg", "ES256", "ES256, RS256 or EdDSA")
+	bits := fs.Int("bits", 0, fmt.Sprintf("RSA key size for RS256: 2048 (default, %d), 3072 or 4096", issuer.DefaultRSABits))
 	dir := fs.String("dir", "", "directory (default TOLLGATE_SIGNING_KEYS_DIR)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -205,7 +206,7 @@ func keygen(args, environ []string, stdout, stderr io.Writer) error {
 	if *dir == "" {
 		return errors.New("keygen: no directory: pass -dir or set TOLLGATE_SIGNING_KEYS_DIR")
 	}
-	file, kid, err := issuer.GenerateKey(*dir, *alg, time.Now())
+	file, kid, err := issuer.GenerateKeyBits(*dir, *alg, *bits, time.Now())
 	if err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}

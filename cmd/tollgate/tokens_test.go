@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -531,7 +532,16 @@ func TestOAuth2AndOIDCClients(t *testing.T) {
 	if err != nil {
 		t.Fatalf("discovery: %v", err)
 	}
-	idToken, _ := fresh.Extra("id_token").(string)
+	// A refresh that does not ask for openid gets no ID token (the cheap
+	// renewal, OIDC Core §12.2); the login's is verified.
+	if fresh.Extra("id_token") != nil {
+		t.Errorf("a refresh without scope=openid got an id_token")
+	}
+	resp, b := send(t, http.MethodPost, g.url+"/oauth/token", "grant_type=refresh_token&client_id=anonymous&scope=openid+profile&refresh_token="+fresh.RefreshToken)
+	idToken, _ := jsonObject(t, b)["id_token"].(string)
+	if resp.StatusCode != 200 || idToken == "" {
+		t.Fatalf("a refresh asking for openid: %d %s", resp.StatusCode, b)
+	}
 	idt, err := provider.Verifier(&oidc.Config{ClientID: "anonymous", Now: g.clock.Now}).Verify(ctx, idToken)
 	if err != nil {
 		t.Fatalf("id_token: %v", err)
@@ -696,8 +706,30 @@ func TestHashPasswordAndKeygen(t *testing.T) {
 	if err != nil || keys.Current().Algorithm != "RS256" || !strings.Contains(out.String(), keys.Current().ID) {
 		t.Fatalf("keygen output %q: %v", out.String(), err)
 	}
-	if err := run(t.Context(), []string{"keygen", "-alg", "none"}, []string{"TOLLGATE_SIGNING_KEYS_DIR=" + dir}, nil, &out, &errOut); err == nil {
-		t.Error("keygen accepted alg none")
+	if bits := keys.Current().Public().(*rsa.PublicKey).N.BitLen(); bits != issuer.DefaultRSABits {
+		t.Errorf("default RSA key of %d bits", bits)
+	}
+	for _, tc := range []struct {
+		args []string
+		bits int // 0: refused
+	}{
+		{[]string{"-alg", "RS256", "-bits", "4096"}, 4096},
+		{[]string{"-alg", "RS256", "-bits", "1024"}, 0},
+		{[]string{"-alg", "ES256", "-bits", "2048"}, 0},
+		{[]string{"-alg", "none"}, 0},
+	} {
+		d := t.TempDir()
+		err := run(t.Context(), append([]string{"keygen", "-dir", d}, tc.args...), nil, nil, &out, &errOut)
+		if tc.bits == 0 {
+			if err == nil {
+				t.Errorf("keygen %v accepted", tc.args)
+			}
+			continue
+		}
+		k, lerr := issuer.LoadKeys(issuer.KeysConfig{Dir: d}, nil, nil)
+		if err != nil || lerr != nil || k.Current().Public().(*rsa.PublicKey).N.BitLen() != tc.bits {
+			t.Errorf("keygen %v: %v %v", tc.args, err, lerr)
+		}
 	}
 	if err := run(t.Context(), []string{"keygen"}, nil, nil, &out, &errOut); err == nil {
 		t.Error("keygen without a directory succeeded")
