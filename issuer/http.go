@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -41,6 +42,9 @@ var endpoints = []endpoint{
 	{"GET /oauth/userinfo", "userinfo", "", (*Issuer).serveUserinfo},
 	{"POST /oauth/userinfo", "userinfo", "", (*Issuer).serveUserinfo},
 	{"GET /.well-known/openid-configuration", "discovery", "", (*Issuer).serveDiscovery},
+	{"GET /.well-known/oauth-authorization-server", "discovery", "", (*Issuer).serveDiscovery},
+	{"GET /auth/realms/{realm}/.well-known/openid-configuration", "keycloak_discovery", "", (*Issuer).serveDiscovery},
+	{"GET /realms/{realm}/.well-known/openid-configuration", "keycloak_discovery", "", (*Issuer).serveDiscovery},
 	{"GET /.well-known/jwks.json", "jwks", "", (*Issuer).serveJWKS},
 	{"POST /oauth/introspect", "introspect", "", (*Issuer).serveIntrospect},
 }
@@ -224,7 +228,7 @@ func (i *Issuer) serveOAuthToken(w http.ResponseWriter, r *http.Request, dialect
 	}
 	var t *Tokens
 	if err == nil {
-		t, err = i.exchange(r.Context(), g)
+		t, err = i.exchange(i.withIssuerOf(r), g)
 	}
 	i.observe(r, g, dialect, err)
 	if err != nil {
@@ -433,7 +437,7 @@ func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request, _ string)
 		return
 	}
 	tok, err := i.access.Verify(r.Context(), raw)
-	if err == nil && tok.Issuer != i.cfg.Issuer {
+	if err == nil && !i.isSelf(tok.Issuer) {
 		err = verifier.ErrWrongIssuer
 	}
 	if err != nil {
@@ -479,7 +483,7 @@ func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request, _ string)
 // this issuer has ended (answered from the store: the token endpoints may
 // afford the round trip the proxy avoids).
 func (i *Issuer) sessionEnded(ctx context.Context, tok *verifier.Token) (bool, error) {
-	if i.store == nil || tok.Issuer != i.cfg.Issuer {
+	if i.store == nil || !i.isSelf(tok.Issuer) {
 		return false, nil
 	}
 	_, err := i.liveSession(ctx, tok)
@@ -489,24 +493,49 @@ func (i *Issuer) sessionEnded(ctx context.Context, tok *verifier.Token) (bool, e
 	return err != nil, nil
 }
 
+// serveDiscovery answers OpenID Connect Discovery and RFC 8414 with one
+// document; at a configured realm's path (Keycloak-style) the realm URL is
+// the issuer and its endpoints are the realm's, as Keycloak's are, because
+// clients insist that the issuer they discovered is the tokens' iss.
 func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request, _ string) {
 	base := strings.TrimRight(i.cfg.Issuer, "/")
+	issuer, endpoints := i.cfg.Issuer, base
+	realm := r.PathValue("realm")
+	if realm != "" {
+		if !slices.Contains(i.cfg.Realms, realm) {
+			i.writeOAuthError(w, r, refuse(ErrNotEnabled, "no such realm"))
+			return
+		}
+		issuer = i.issuerFrom(i.withIssuerOf(r))
+		endpoints = issuer + "/protocol/openid-connect"
+	}
+	token, logout, revoke := base+"/oauth/token", base+"/oauth/logout", base+"/oauth/revoke"
+	if realm != "" {
+		token, logout, revoke = endpoints+"/token", endpoints+"/logout", endpoints+"/revoke"
+	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	doc := map[string]any{
-		"issuer":                                i.cfg.Issuer,
-		"token_endpoint":                        base + "/oauth/token",
-		"userinfo_endpoint":                     base + userinfoPath,
-		"jwks_uri":                              base + "/.well-known/jwks.json",
-		"introspection_endpoint":                base + "/oauth/introspect",
-		"revocation_endpoint":                   i.storeURL(base + "/oauth/revoke"),
-		"end_session_endpoint":                  i.storeURL(base + "/oauth/logout"),
-		"grant_types_supported":                 []string{"password", "refresh_token"},
-		"response_types_supported":              []string{"token", "id_token"},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": i.keys.Algorithms(),
-		"token_endpoint_auth_methods_supported": []string{"none", "client_secret_basic", "client_secret_post"},
-		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
-		"claims_supported":                      []string{"sub", "iss", "aud", "exp", "iat", "email", "preferred_username", "role", "profile", "sid"},
+		"issuer":                 issuer,
+		"token_endpoint":         token,
+		"userinfo_endpoint":      base + userinfoPath,
+		"jwks_uri":               base + "/.well-known/jwks.json",
+		"introspection_endpoint": base + "/oauth/introspect",
+		"revocation_endpoint":    i.storeURL(revoke),
+		"end_session_endpoint":   i.storeURL(logout),
+		"grant_types_supported":  []string{"password", "refresh_token"},
+		// No authorization endpoint is served, so no response type is
+		// advertised (OpenID Connect Discovery requires the field; RFC
+		// 8414 its values be ones the authorization endpoint serves).
+		"response_types_supported":                      []string{},
+		"subject_types_supported":                       []string{"public"},
+		"id_token_signing_alg_values_supported":         i.keys.Algorithms(),
+		"token_endpoint_auth_methods_supported":         []string{"none", "client_secret_basic", "client_secret_post"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic"},
+		"revocation_endpoint_auth_methods_supported":    i.storeAny([]string{"none", "client_secret_basic", "client_secret_post"}),
+		"scopes_supported":                              append(slices.Clone(standardScopes), slices.Sorted(maps.Keys(i.scopes))...),
+		"claims_supported":                              []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "email", "preferred_username", "role", "profile", "sid"},
+		"request_parameter_supported":                   false,
+		"claims_parameter_supported":                    false,
 	}
 	for k, v := range doc {
 		if v == nil {
@@ -514,6 +543,14 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request, _ string
 		}
 	}
 	writeJSON(w, http.StatusOK, doc)
+}
+
+// storeAny is v when a session store is on, else nil.
+func (i *Issuer) storeAny(v any) any {
+	if i.store == nil {
+		return nil
+	}
+	return v
 }
 
 // storeURL is u when a session store is on (the endpoint exists), else nil
@@ -555,18 +592,26 @@ func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request, _ strin
 		i.introspectStored(w, r, f["token"])
 		return
 	}
-	tok, err := i.access.Verify(r.Context(), f["token"])
-	kind := "access_token"
-	if err != nil {
-		tok, err = i.refresh.Verify(r.Context(), f["token"])
-		kind = "refresh_token"
+	// token_type_hint says where to look first (RFC 7662 §2.1).
+	verifiers := []AccessVerifier{i.access, i.refresh}
+	if f["token_type_hint"] == "refresh_token" {
+		verifiers = []AccessVerifier{i.refresh, i.access}
 	}
-	if err != nil || tok.Issuer != i.cfg.Issuer {
+	var tok *verifier.Token
+	for _, v := range verifiers {
+		if tok, err = v.Verify(r.Context(), f["token"]); err == nil {
+			break
+		}
+	}
+	if err != nil || !i.isSelf(tok.Issuer) {
 		writeJSON(w, http.StatusOK, map[string]any{"active": false})
 		return
 	}
-	resp := map[string]any{"active": true, "token_type": kind, "sub": tok.Subject, "iss": tok.Issuer,
+	resp := map[string]any{"active": true, "sub": tok.Subject, "iss": tok.Issuer,
 		"exp": tok.ExpiresAt.Unix(), "iat": tok.IssuedAt.Unix(), "aud": tok.Audience, "jti": tok.ID}
+	if tok.Claims["type"] != "refresh" {
+		resp["token_type"] = "Bearer" // RFC 7662: the RFC 6749 §7.1 type of an access token
+	}
 	for _, k := range []string{"client_id", "scope", "sid", "profile"} {
 		if v, ok := tok.Claims[k]; ok {
 			resp[k] = v

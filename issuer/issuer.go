@@ -84,6 +84,11 @@ type Client struct {
 	PartnerID string
 	// AccessTTL and RefreshTTL override the global lifetimes when non-zero.
 	AccessTTL, RefreshTTL time.Duration
+	// IDTokenAlg is the algorithm of this client's ID tokens (its
+	// registered id_token_signed_response_alg): a loaded key of it signs
+	// them. Empty means RS256 when an RS256 key is loaded, else the newest
+	// key's.
+	IDTokenAlg string
 	// SigningAlg "HS256" signs this client's tokens with the newest HMAC
 	// key (a *.jwk file in the keys directory), for legacy apps that verify
 	// tokens with a shared secret. Empty means the newest asymmetric key.
@@ -118,6 +123,13 @@ type Config struct {
 	// Realm is the realm of WWW-Authenticate challenges. Empty means
 	// "tollgate".
 	Realm string
+	// Realms are Keycloak-style realm names whose paths
+	// (/auth/realms/{realm}/…, /realms/{realm}/…) serve discovery and mint
+	// tokens with the realm URL as their issuer, as Keycloak does: clients
+	// that find the token endpoint through a realm's discovery document
+	// insist that the document's issuer and the tokens' match. Token
+	// requests to a realm not listed are served with Issuer as before.
+	Realms []string
 	// Scopes is the registry of scopes beyond the standard OpenID ones
 	// (openid, profile, email, offline_access). A scope nobody registered
 	// is refused with invalid_scope.
@@ -183,12 +195,15 @@ type Issuer struct {
 	legacy   LegacySessions   // nil: cookie_exchange disabled
 	bearer   *edge.Challenges // refusals of a bad Bearer token
 	scopes   map[string]*Scope
-	limits   loginLimits
-	store    Sessions // nil: stateless
-	storeCfg StoreConfig
-	sessObs  SessionObserver
-	waiting  atomic.Int64 // logins waiting for a slot of logins
-	warnings []string
+	// selfIssuers are the issuers of the tokens this issuer mints: the
+	// public URL and the configured realms' URLs.
+	selfIssuers []string
+	limits      loginLimits
+	store       Sessions // nil: stateless
+	storeCfg    StoreConfig
+	sessObs     SessionObserver
+	waiting     atomic.Int64 // logins waiting for a slot of logins
+	warnings    []string
 }
 
 // grantTypes are the grants a client may list.
@@ -251,6 +266,14 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	}
 	i.audience = []string{cfg.Audience}
 	errs = append(errs, i.loadScopes(cfg.Scopes)...)
+	for _, r := range cfg.Realms {
+		if r == "" || strings.ContainsAny(r, "/?#%{} ") {
+			errs = append(errs, fmt.Errorf("realm %q: want a plain path segment", r))
+		}
+	}
+	if keys != nil && !slices.Contains(keys.Algorithms(), "RS256") {
+		i.warnings = append(i.warnings, "no RS256 signing key: OpenID Connect Discovery requires RS256 among the ID token algorithms, and some clients (authlib) refuse the metadata without it; add one with `tollgate keygen -alg RS256` (ID tokens are then signed with it, access tokens with the newest key)")
+	}
 	if cfg.Clients != nil {
 		i.clients = map[string]*Client{}
 		for n, c := range cfg.Clients {
@@ -278,6 +301,9 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 			if c.SigningAlg == "HS256" && !keys.hasHMAC() {
 				errs = append(errs, fmt.Errorf("client %q: signing_alg HS256 needs an HMAC key (*.jwk) in the keys directory", c.ID))
 			}
+			if c.IDTokenAlg != "" && !slices.Contains([]string{"ES256", "RS256", "EdDSA"}, c.IDTokenAlg) {
+				errs = append(errs, fmt.Errorf("client %q: id_token_signing_alg %q is not ES256, RS256 or EdDSA", c.ID, c.IDTokenAlg))
+			}
 			if c.SigningAlg == "HS256" && i.store == nil {
 				errs = append(errs, fmt.Errorf("client %q: signing_alg HS256 needs a session store (TOLLGATE_SESSION_STORE): every holder of the shared secret can forge its tokens, and only a store can tell a forged session from a real one", c.ID))
 			}
@@ -300,10 +326,16 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	// removed signing key must retire its refresh tokens at once.
 	// Refresh tokens are never HMAC-signed, so none is accepted HMAC-signed:
 	// the legacy shared secret must not mint sessions.
-	rv, err := verifier.New(verifier.Config{CacheSize: -1, Issuers: []verifier.IssuerConfig{{
-		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer}, Algorithms: []string{"ES256", "RS256", "EdDSA"},
-		Sources: []verifier.KeySource{keys}, Refresh: true, MaxLifetime: i.maxRefreshTTL(),
-	}}}, logger, verifier.WithClock(func() time.Time { return i.now() }))
+	i.selfIssuers = SelfIssuers(cfg.Issuer, cfg.Realms)
+	var refreshIssuers []verifier.IssuerConfig
+	for _, iss := range i.selfIssuers {
+		refreshIssuers = append(refreshIssuers, verifier.IssuerConfig{
+			Issuer: iss, Audiences: []string{iss}, Algorithms: []string{"ES256", "RS256", "EdDSA"},
+			Sources: []verifier.KeySource{keys}, Refresh: true, MaxLifetime: i.maxRefreshTTL(),
+		})
+	}
+	rv, err := verifier.New(verifier.Config{CacheSize: -1, Issuers: refreshIssuers}, logger,
+		verifier.WithClock(func() time.Time { return i.now() }))
 	if err != nil {
 		return nil, err
 	}
@@ -312,6 +344,48 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 		i.logger.Warn("no clients configured: any client_id is accepted as a public client for password and refresh_token grants")
 	}
 	return i, nil
+}
+
+// SelfIssuers lists the issuers of tokens tollgate mints: its public URL
+// and, for each realm, the realm URL at both Keycloak paths
+// (base/auth/realms/{realm}, base/realms/{realm}). The proxy trusts them
+// all as tollgate's own.
+func SelfIssuers(base string, realms []string) []string {
+	out := []string{base}
+	b := strings.TrimRight(base, "/")
+	for _, r := range realms {
+		out = append(out, b+"/auth/realms/"+r, b+"/realms/"+r)
+	}
+	return out
+}
+
+// isSelf reports whether iss is one of this issuer's.
+func (i *Issuer) isSelf(iss string) bool { return slices.Contains(i.selfIssuers, iss) }
+
+// issuerKey carries, in a request's context, the issuer its tokens are
+// minted with: a realm's URL when the request came through a realm path.
+type issuerKey struct{}
+
+// withIssuerOf returns r's context with the issuer of the realm path it
+// came through, if that realm is configured.
+func (i *Issuer) withIssuerOf(r *http.Request) context.Context {
+	realm := r.PathValue("realm")
+	if realm == "" || !slices.Contains(i.cfg.Realms, realm) {
+		return r.Context()
+	}
+	prefix := "/realms/"
+	if strings.HasPrefix(r.URL.Path, "/auth/") {
+		prefix = "/auth/realms/"
+	}
+	return context.WithValue(r.Context(), issuerKey{}, strings.TrimRight(i.cfg.Issuer, "/")+prefix+realm)
+}
+
+// issuerFrom returns the issuer to mint with for a request's context.
+func (i *Issuer) issuerFrom(ctx context.Context) string {
+	if iss, ok := ctx.Value(issuerKey{}).(string); ok {
+		return iss
+	}
+	return i.cfg.Issuer
 }
 
 // maxRefreshTTL is the longest refresh token this issuer mints.
@@ -407,6 +481,9 @@ func (i *Issuer) Audiences() []string { return slices.Clone(i.audience) }
 type Tokens struct {
 	// Access, Refresh and ID are the signed tokens (ID only for openid).
 	Access, Refresh, ID string
+	// Issuer is their iss; AuthTime when the user authenticated.
+	Issuer   string
+	AuthTime time.Time
 	// RefreshID is the refresh token's jti.
 	RefreshID                  string
 	AccessExpires, RefreshExp  time.Time
@@ -609,6 +686,11 @@ type tokenSession struct {
 	// pays on every refresh).
 	renewal   bool
 	askedOIDC bool
+	// issuer is the iss of the tokens ("": the issuer's public URL).
+	issuer string
+	// authTime is when the user authenticated (the ID token's auth_time,
+	// the same across refreshes: OpenID Connect Core §12.2); zero: now.
+	authTime time.Time
 }
 
 // sessionClaim carries the session's end in every token of a session, so
@@ -626,6 +708,11 @@ func sessionOf(tok *verifier.Token) tokenSession {
 			s.expires = time.Unix(sec, 0)
 		}
 	}
+	if n, ok := tok.Claims["auth_time"].(json.Number); ok {
+		if sec, err := n.Int64(); err == nil {
+			s.authTime = time.Unix(sec, 0)
+		}
+	}
 	return s
 }
 
@@ -638,7 +725,7 @@ func (i *Issuer) startSession(ctx context.Context, c *Client, u *identity.User, 
 	if i.store != nil {
 		return i.startStoredSession(ctx, c, u, scope, profile)
 	}
-	return i.mint(c, u, scope, profile, tokenSession{id: newID()}, "")
+	return i.mint(c, u, scope, profile, tokenSession{id: newID(), issuer: i.issuerFrom(ctx)}, "")
 }
 
 // refreshTTL is the refresh token lifetime of c's sessions.
@@ -654,6 +741,7 @@ func (i *Issuer) refreshTTL(c *Client) time.Duration {
 // carries a session on ends here, so that a session is never forked. A
 // scope the user no longer may have (a role taken away) is dropped.
 func (i *Issuer) continueSession(ctx context.Context, c *Client, u *identity.User, s tokenSession, scope, profile string) (*Tokens, error) {
+	s.issuer = i.issuerFrom(ctx)
 	return i.mint(c, u, i.narrowForUser(u, scope), profile, s, "")
 }
 
@@ -695,6 +783,13 @@ func (i *Issuer) scope(c *Client, requested, original string) (string, error) {
 func (i *Issuer) mint(c *Client, u *identity.User, scope, profile string, s tokenSession, handle string) (*Tokens, error) {
 	now := i.now().Truncate(time.Second)
 	sid := s.id
+	iss := s.issuer
+	if iss == "" {
+		iss = i.cfg.Issuer
+	}
+	if s.authTime.IsZero() {
+		s.authTime = now
+	}
 	accessTTL, refreshTTL := i.cfg.AccessTTL, i.cfg.RefreshTTL
 	if c.AccessTTL > 0 {
 		accessTTL = c.AccessTTL
@@ -719,7 +814,7 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile string, s toke
 		access[k] = v
 	}
 	for k, v := range map[string]any{
-		"iss": i.cfg.Issuer, "sub": u.ID, "aud": aud, "iat": now.Unix(), "nbf": now.Unix(),
+		"iss": iss, "sub": u.ID, "aud": aud, "iat": now.Unix(), "nbf": now.Unix(),
 		"exp": now.Add(accessTTL).Unix(), "jti": newID(), "client_id": c.ID, "scope": scope,
 		"type": "access", "sid": sid, sessionClaim: sessionEnd,
 	} {
@@ -730,7 +825,7 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile string, s toke
 	setIf(access, "preferred_username", u.Username)
 	setIf(access, "role", u.Role)
 	setIf(access, "partnerId", u.PartnerID)
-	t := &Tokens{ClientID: c.ID, IssuedAt: now, AccessExpires: now.Add(accessTTL), RefreshExp: now.Add(refreshTTL), Scope: scope,
+	t := &Tokens{Issuer: iss, AuthTime: s.authTime, ClientID: c.ID, IssuedAt: now, AccessExpires: now.Add(accessTTL), RefreshExp: now.Add(refreshTTL), Scope: scope,
 		SessionID: sid, Profile: profile, User: u, AccessTTL: accessTTL, RefreshLifetime: refreshTTL}
 	legacy := c.SigningAlg == "HS256"
 	var err error
@@ -765,9 +860,9 @@ const accessOnly = "\x00access-only"
 func (i *Issuer) mintRefresh(t *Tokens, c *Client) error {
 	t.RefreshID = newID()
 	refresh := jwt.MapClaims{
-		"iss": i.cfg.Issuer, "sub": t.User.ID, "aud": i.cfg.Issuer, "iat": t.IssuedAt.Unix(), "nbf": t.IssuedAt.Unix(),
+		"iss": t.Issuer, "sub": t.User.ID, "aud": t.Issuer, "iat": t.IssuedAt.Unix(), "nbf": t.IssuedAt.Unix(),
 		"exp": t.RefreshExp.Unix(), "jti": t.RefreshID, "client_id": c.ID, "scope": t.Scope,
-		"type": "refresh", "sid": t.SessionID, sessionClaim: t.RefreshExp.Unix(),
+		"type": "refresh", "sid": t.SessionID, sessionClaim: t.RefreshExp.Unix(), "auth_time": t.AuthTime.Unix(),
 	}
 	setIf(refresh, "profile", t.Profile)
 	// Never with the shared HMAC key: whoever holds it could mint sessions.
@@ -776,16 +871,27 @@ func (i *Issuer) mintRefresh(t *Tokens, c *Client) error {
 	return err
 }
 
-// mintID signs an OpenID Connect ID token.
+// mintID signs an OpenID Connect ID token, with the newest RS256 key when
+// one is loaded (OpenID Connect's default algorithm, which every client
+// library can verify) or the client's registered algorithm; otherwise with
+// the newest key.
 func (i *Issuer) mintID(t *Tokens, c *Client, u *identity.User, sid string, now time.Time, accessTTL time.Duration, legacy bool) error {
 	id := jwt.MapClaims{
-		"iss": i.cfg.Issuer, "sub": u.ID, "aud": c.ID, "iat": now.Unix(), "exp": now.Add(accessTTL).Unix(),
-		"auth_time": now.Unix(), "sid": sid, "azp": c.ID,
+		"iss": t.Issuer, "sub": u.ID, "aud": c.ID, "iat": now.Unix(), "exp": now.Add(accessTTL).Unix(),
+		"auth_time": t.AuthTime.Unix(), "sid": sid, "azp": c.ID,
 	}
 	setIf(id, "email", u.Email)
 	setIf(id, "preferred_username", u.Username)
 	var err error
-	t.ID, err = i.keys.sign(id, "JWT", legacy)
+	if legacy {
+		t.ID, err = i.keys.sign(id, "JWT", true)
+		return err
+	}
+	alg := c.IDTokenAlg
+	if alg == "" {
+		alg = "RS256"
+	}
+	t.ID, err = i.keys.signWith(id, "JWT", alg)
 	return err
 }
 

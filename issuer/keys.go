@@ -157,10 +157,15 @@ func (k *Keys) Len() int { return k.snap.Load().set.Len() }
 // was removed.
 func (k *Keys) Current() *SigningKey { return k.snap.Load().current }
 
-// Algorithms lists the algorithms of the keys now loaded.
+// Algorithms lists the algorithms of the keys now loaded (those an ID
+// token may be signed with), RS256 first when loaded.
 func (k *Keys) Algorithms() []string {
 	var algs []string
 	for _, sk := range k.snap.Load().all {
+		if sk.Algorithm == "RS256" && !slices.Contains(algs, "RS256") {
+			algs = append([]string{"RS256"}, algs...)
+			continue
+		}
 		if !slices.Contains(algs, sk.Algorithm) {
 			algs = append(algs, sk.Algorithm)
 		}
@@ -187,6 +192,26 @@ func (k *Keys) sign(claims jwt.MapClaims, typ string, legacy bool) (string, erro
 	t.Header["kid"] = sk.ID
 	t.Header["typ"] = typ
 	return t.SignedString(key)
+}
+
+// signWith signs claims with the newest key of alg, or the newest key
+// when none of alg is loaded.
+func (k *Keys) signWith(claims jwt.MapClaims, typ, alg string) (string, error) {
+	s := k.snap.Load()
+	sk := s.current
+	if sk == nil {
+		return "", errNoKeys
+	}
+	for j := len(s.all) - 1; j >= 0; j-- {
+		if s.all[j].Algorithm == alg {
+			sk = s.all[j]
+			break
+		}
+	}
+	t := jwt.NewWithClaims(sk.method, claims)
+	t.Header["kid"] = sk.ID
+	t.Header["typ"] = typ
+	return t.SignedString(sk.signer)
 }
 
 // hasHMAC reports whether an HMAC key is loaded.

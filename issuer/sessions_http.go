@@ -21,7 +21,7 @@ func (i *Issuer) bearerSession(r *http.Request) (*verifier.Token, session.Sessio
 		return nil, session.Session{}, fromRefusal(i.bearer.InvalidRequest)
 	}
 	tok, err := i.access.Verify(r.Context(), raw)
-	if err == nil && tok.Issuer != i.cfg.Issuer {
+	if err == nil && !i.isSelf(tok.Issuer) {
 		err = verifier.ErrWrongIssuer
 	}
 	if err != nil {
@@ -139,14 +139,14 @@ func (i *Issuer) revokingClient(g *grant) (*Client, error) {
 func (i *Issuer) revokeToken(ctx context.Context, client *Client, token, hint string) error {
 	var s session.Session
 	var err error
-	if tok, verr := i.access.Verify(ctx, token); verr == nil && tok.Issuer == i.cfg.Issuer && hint != "refresh_token" {
+	if tok, verr := i.access.Verify(ctx, token); verr == nil && i.isSelf(tok.Issuer) && hint != "refresh_token" {
 		s, err = i.liveSession(ctx, tok)
 	} else {
 		s, err = i.store.Lookup(ctx, token)
 		if errors.Is(err, session.ErrNotFound) {
 			// An access token that no longer verifies (expired) still names
 			// its session: revoking it is harmless and what the client wants.
-			if tok, verr := i.access.Verify(ctx, token); verr == nil && tok.Issuer == i.cfg.Issuer {
+			if tok, verr := i.access.Verify(ctx, token); verr == nil && i.isSelf(tok.Issuer) {
 				s, err = i.liveSession(ctx, tok)
 			}
 		}
@@ -166,12 +166,12 @@ func (i *Issuer) revokeToken(ctx context.Context, client *Client, token, hint st
 func (i *Issuer) introspectStored(w http.ResponseWriter, r *http.Request, token string) {
 	ctx := r.Context()
 	inactive := map[string]any{"active": false}
-	if tok, err := i.access.Verify(ctx, token); err == nil && tok.Issuer == i.cfg.Issuer {
+	if tok, err := i.access.Verify(ctx, token); err == nil && i.isSelf(tok.Issuer) {
 		if _, err := i.liveSession(ctx, tok); err != nil {
 			writeJSON(w, http.StatusOK, inactive)
 			return
 		}
-		resp := map[string]any{"active": true, "token_type": "access_token", "sub": tok.Subject, "iss": tok.Issuer,
+		resp := map[string]any{"active": true, "token_type": "Bearer", "sub": tok.Subject, "iss": tok.Issuer,
 			"exp": tok.ExpiresAt.Unix(), "iat": tok.IssuedAt.Unix(), "aud": tok.Audience, "jti": tok.ID}
 		for _, k := range []string{"client_id", "scope", "sid", "profile"} {
 			if v, ok := tok.Claims[k]; ok {
@@ -186,7 +186,7 @@ func (i *Issuer) introspectStored(w http.ResponseWriter, r *http.Request, token 
 		writeJSON(w, http.StatusOK, inactive)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"active": true, "token_type": "refresh_token", "sub": s.UserID,
+	writeJSON(w, http.StatusOK, map[string]any{"active": true, "sub": s.UserID,
 		"iss": i.cfg.Issuer, "exp": s.Expires.Unix(), "iat": s.Refreshed.Unix(), "client_id": s.ClientID,
 		"scope": s.Scope, "sid": s.ID, "profile": s.Profile})
 }
@@ -261,5 +261,6 @@ func (i *Issuer) storedProfileToken(ctx context.Context, tok *verifier.Token, cl
 	if err := i.store.Update(ctx, s.ID, profile); err != nil {
 		return nil, storeError(err)
 	}
-	return i.mint(client, u, i.narrowForUser(u, s.Scope), profile, tokenSession{id: s.ID, expires: s.Expires}, accessOnly)
+	return i.mint(client, u, i.narrowForUser(u, s.Scope), profile, tokenSession{id: s.ID, expires: s.Expires,
+		issuer: tok.Issuer, authTime: s.Created}, accessOnly)
 }

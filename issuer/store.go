@@ -127,7 +127,7 @@ func (i *Issuer) startStoredSession(ctx context.Context, c *Client, u *identity.
 	if len(evicted) > 0 {
 		i.sessObs.SessionsRevoked(ctx, string(session.CauseLimit), len(evicted))
 	}
-	return i.mint(c, u, scope, profile, tokenSession{id: s.ID}, handle)
+	return i.mint(c, u, scope, profile, tokenSession{id: s.ID, issuer: i.issuerFrom(ctx), authTime: now}, handle)
 }
 
 // refreshStored rotates a one-time refresh handle and mints the next
@@ -189,7 +189,8 @@ func (i *Issuer) refreshStored(ctx context.Context, client *Client, g *grant) (*
 	if profile != "" && !user.HasProfile(profile) {
 		profile = user.DefaultProfile()
 	}
-	renewal := tokenSession{id: s.ID, renewal: true, askedOIDC: slices.Contains(strings.Fields(g.Scope), "openid")}
+	renewal := tokenSession{id: s.ID, renewal: true, askedOIDC: slices.Contains(strings.Fields(g.Scope), "openid"),
+		issuer: i.issuerFrom(ctx), authTime: s.Created}
 	return i.mint(client, user, i.narrowForUser(user, scope), profile, renewal, handle)
 }
 

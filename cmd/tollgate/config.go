@@ -184,6 +184,9 @@ type File struct {
 	CookieExchange   *FileCookieExchange `yaml:"cookie_exchange"`
 	// Realm is the WWW-Authenticate realm; default "tollgate".
 	Realm string `yaml:"realm"`
+	// Realms are the Keycloak-style realms tollgate serves discovery for,
+	// minting their tokens with the realm URL as issuer.
+	Realms []string `yaml:"realms"`
 	// Scopes registers the scopes tollgate grants beyond the standard
 	// OpenID ones.
 	Scopes []FileScope `yaml:"scopes"`
@@ -239,6 +242,7 @@ type FileClient struct {
 	AccessTokenTTL  time.Duration `yaml:"access_token_ttl"`
 	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
 	SigningAlg      string        `yaml:"signing_alg"`
+	IDTokenAlg      string        `yaml:"id_token_signing_alg"`
 }
 
 // FileLegacyLogin points the password grant at the legacy login endpoint.
@@ -617,7 +621,7 @@ func (c *Config) proxyConfig() proxy.Config {
 // section means an open registry; an empty list means no client at all.
 func (c *Config) issuerConfig() issuer.Config {
 	ic := issuer.Config{Issuer: c.PublicURL, Audience: c.TokenAudience, AccessTTL: c.AccessTokenTTL, RefreshTTL: c.RefreshTokenTTL,
-		Realm: c.File.Realm, MaxLoginQueue: c.MaxLoginQueue, TrustedProxies: c.trustedProxies()}
+		Realm: c.File.Realm, MaxLoginQueue: c.MaxLoginQueue, TrustedProxies: c.trustedProxies(), Realms: c.File.Realms}
 	for _, fs := range c.File.Scopes {
 		ic.Scopes = append(ic.Scopes, issuer.Scope{Name: fs.Name, Roles: fs.Roles, Users: fs.Users})
 	}
@@ -628,7 +632,7 @@ func (c *Config) issuerConfig() issuer.Config {
 		ic.Clients = append(ic.Clients, issuer.Client{
 			ID: fc.ID, Secret: fc.Secret, Grants: fc.Grants, Scopes: fc.Scopes, Audience: fc.Audience,
 			PartnerID: fc.PartnerID, AccessTTL: fc.AccessTokenTTL, RefreshTTL: fc.RefreshTokenTTL,
-			SigningAlg: fc.SigningAlg, Roles: fc.Roles,
+			SigningAlg: fc.SigningAlg, Roles: fc.Roles, IDTokenAlg: fc.IDTokenAlg,
 		})
 	}
 	return ic

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -62,14 +63,14 @@ func openStore(cfg *Config, logger *zap.Logger, now func() time.Time, opts ...se
 // one map lookup, no store round trip.
 type sessionGuard struct {
 	revoked  *session.Revoked
-	issuer   string
+	issuers  []string      // tollgate's own: its public URL and its realms'
 	maxStale time.Duration // 0: keep serving however old the set is
 	now      func() time.Time
 }
 
 // Check implements proxy.SessionCheck.
 func (g *sessionGuard) Check(tok *verifier.Token) error {
-	if tok.Issuer != g.issuer {
+	if !slices.Contains(g.issuers, tok.Issuer) {
 		return nil
 	}
 	if g.maxStale > 0 && g.now().Sub(g.revoked.Confirmed()) > g.maxStale {

@@ -137,19 +137,22 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		}
 		m.keys = keys
 		if keys != nil {
-			// Self-issued tokens verify against the in-process key set.
-			vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
-				Issuer: cfg.PublicURL, Audiences: cfg.selfAudiences(), Algorithms: issuer.SelfAlgorithms(),
-				Sources: []verifier.KeySource{keys}, MaxLifetime: cfg.selfMaxLifetime(),
-				// HS256 tokens are capped to their client's scopes and roles:
-				// every holder of the legacy secret can forge them.
-				Constrain: func(tok *verifier.Token) error {
-					if m.issuer == nil {
-						return nil
-					}
-					return m.issuer.ConstrainHMAC(tok)
-				},
-			})
+			// Self-issued tokens verify against the in-process key set: those
+			// of the public URL and of every configured realm.
+			for _, iss := range issuer.SelfIssuers(cfg.PublicURL, cfg.File.Realms) {
+				vc.Issuers = append(vc.Issuers, verifier.IssuerConfig{
+					Issuer: iss, Audiences: cfg.selfAudiences(), Algorithms: issuer.SelfAlgorithms(),
+					Sources: []verifier.KeySource{keys}, MaxLifetime: cfg.selfMaxLifetime(),
+					// HS256 tokens are capped to their client's scopes and roles:
+					// every holder of the legacy secret can forge them.
+					Constrain: func(tok *verifier.Token) error {
+						if m.issuer == nil {
+							return nil
+						}
+						return m.issuer.ConstrainHMAC(tok)
+					},
+				})
+			}
 			m.metrics.KeysLoaded(context.Background(), "self", keys.Len())
 		}
 	}
@@ -183,7 +186,8 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 	m.store, m.redis = store, redis
 	if store != nil {
 		rev := store.Revoked()
-		popts = append(popts, proxy.WithSessionCheck(&sessionGuard{revoked: rev, issuer: cfg.PublicURL, maxStale: cfg.RevocationMaxStale, now: m.now}))
+		popts = append(popts, proxy.WithSessionCheck(&sessionGuard{revoked: rev, issuers: issuer.SelfIssuers(cfg.PublicURL, cfg.File.Realms),
+			maxStale: cfg.RevocationMaxStale, now: m.now}))
 		up := func() bool { return true }
 		if redis != nil {
 			up = redis.Up
