@@ -56,6 +56,11 @@ func demo(ctx context.Context, reload <-chan os.Signal, environ []string, stdout
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// ES256 signs access tokens (the newest key); an RS256 key signs ID
+	// tokens, as OpenID Connect clients expect by default.
+	if _, _, err := issuer.GenerateKey(filepath.Join(dir, "keys"), "RS256", time.Now().Add(-time.Second)); err != nil {
+		return err
+	}
 	if _, _, err := issuer.GenerateKey(filepath.Join(dir, "keys"), "ES256", time.Now()); err != nil {
 		return err
 	}
