@@ -19,6 +19,14 @@
 // session remembers the handle before its current one and 16 older ones;
 // handles older still are unknown.
 //
+// Both stores also keep device authorization requests (RFC 8628,
+// DeviceCodes): the device polls with a device code made by
+// NewDeviceCode (32 random bytes, base64url, after "tgd_") while its user
+// signs in elsewhere and enters the user code made by NewUserCode (8 of
+// 20 consonants, "BDFH-KMNP"). PollDevice is RFC 8628's state machine in
+// one step. Limiting how many user codes a client may try is the
+// issuer's job, with a limit.Limiter ((*Redis).Limiter across replicas).
+//
 // A Redis store runs each operation as one Lua script, with every key
 // under one hash tag (KeyPrefix + "{sessions}:") so that the scripts work
 // on a Cluster too; every key expires with what it holds. Its Run
@@ -37,6 +45,11 @@
 //     interval revokes the whole session.
 //   - When the store cannot answer, sessions MUST NOT be created, rotated or
 //     ended as if it had: callers fail closed (ErrUnavailable).
-//   - A handle, a limiter key (a login name) or a Redis password MUST NOT
-//     be logged or put in an error.
+//   - A device code MUST NOT be stored: only its SHA-256. A user code is
+//     stored as is: it is no bearer credential, and a hash of its 35 bits
+//     would hide nothing.
+//   - An approved device code MUST yield tokens once: the poll that finds
+//     it approved marks it used in the same atomic operation.
+//   - A handle, a device code, a limiter key (a login name) or a Redis
+//     password MUST NOT be logged or put in an error.
 package session

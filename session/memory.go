@@ -16,21 +16,34 @@ const sweepEvery = time.Minute
 // Memory is a Store in this process's memory, for a single replica: its
 // sessions are lost when the process stops. It behaves as Redis does,
 // under one mutex, and stays bounded: expired sessions, ended ones past
-// their until and forgotten handles are dropped as they are met and in a
-// sweep every minute.
+// their until, forgotten handles and expired device requests are dropped
+// as they are met and in a sweep every minute.
 type Memory struct {
 	opts    options
 	revoked *Revoked
 
-	mu       sync.Mutex
-	sessions map[string]*record             // guarded by mu; live and ended sessions by id
-	handles  map[string]string              // guarded by mu; handle hash → session id
-	users    map[string]map[string]struct{} // guarded by mu; user id → ids of its live sessions
-	gone     map[string]int64               // guarded by mu; revoked id → until (Unix ms)
-	sweepAt  int64                          // guarded by mu; when the next sweep is due (Unix ms)
+	mu        sync.Mutex
+	sessions  map[string]*record             // guarded by mu; live and ended sessions by id
+	handles   map[string]string              // guarded by mu; handle hash → session id
+	users     map[string]map[string]struct{} // guarded by mu; user id → ids of its live sessions
+	gone      map[string]int64               // guarded by mu; revoked id → until (Unix ms)
+	devices   map[string]*deviceRecord       // guarded by mu; device code hash → request
+	userCodes map[string]string              // guarded by mu; user code → device code hash
+	sweepAt   int64                          // guarded by mu; when the next sweep is due (Unix ms)
 }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ Store       = (*Memory)(nil)
+	_ DeviceCodes = (*Memory)(nil)
+)
+
+// deviceRecord is a device authorization request as Memory keeps it.
+// Times are Unix milliseconds.
+type deviceRecord struct {
+	d      DeviceCode
+	exp    int64 // d.Expires
+	polled int64 // when the device last polled while pending; 0: never
+}
 
 // record is a session as Memory keeps it. Times are Unix milliseconds.
 type record struct {
@@ -52,12 +65,14 @@ type record struct {
 func NewMemory(now func() time.Time, opts ...Option) *Memory {
 	o := newOptions(append([]Option{WithClock(now)}, opts...))
 	return &Memory{
-		opts:     o,
-		revoked:  newRevoked(o.now, true),
-		sessions: map[string]*record{},
-		handles:  map[string]string{},
-		users:    map[string]map[string]struct{}{},
-		gone:     map[string]int64{},
+		opts:      o,
+		revoked:   newRevoked(o.now, true),
+		sessions:  map[string]*record{},
+		handles:   map[string]string{},
+		users:     map[string]map[string]struct{}{},
+		gone:      map[string]int64{},
+		devices:   map[string]*deviceRecord{},
+		userCodes: map[string]string{},
 	}
 }
 
@@ -348,4 +363,133 @@ func (m *Memory) sweep(now int64) {
 			delete(m.gone, id)
 		}
 	}
+	for dh, rec := range m.devices {
+		if rec.exp+deviceLinger.Milliseconds() <= now {
+			delete(m.devices, dh)
+		}
+	}
+	for uc := range m.userCodes {
+		m.byUserCode(uc, now) // forgets the code of an expired request
+	}
+}
+
+// CreateDevice implements DeviceCodes.
+func (m *Memory) CreateDevice(ctx context.Context, deviceCode string, d DeviceCode) (err error) {
+	defer m.opts.observe(ctx, "device_create", time.Now(), &err)
+	now := m.opts.now().UnixMilli()
+	if d, err = checkCreateDevice(deviceCode, d, now); err != nil {
+		return err
+	}
+	dh := hashHandle(deviceCode)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now)
+	if rec := m.devices[dh]; rec != nil {
+		if rec.d.UserCode == d.UserCode && rec.d.Status == DevicePending && rec.exp > now {
+			return nil // this CreateDevice again
+		}
+		return fmt.Errorf("%w: create device: the device code is in use", ErrInvalidArgument)
+	}
+	if _, err := m.byUserCode(d.UserCode, now); err == nil {
+		return fmt.Errorf("%w: create device: %w", ErrInvalidArgument, ErrUserCodeInUse)
+	}
+	m.devices[dh] = &deviceRecord{d: d, exp: d.Expires.UnixMilli()}
+	m.userCodes[d.UserCode] = dh
+	return nil
+}
+
+// DeviceByUserCode implements DeviceCodes.
+func (m *Memory) DeviceByUserCode(ctx context.Context, userCode string) (d DeviceCode, err error) {
+	defer m.opts.observe(ctx, "device_get", time.Now(), &err)
+	now := m.opts.now().UnixMilli()
+	uc, ok := NormalizeUserCode(userCode)
+	if !ok {
+		return DeviceCode{}, ErrNotFound
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now)
+	rec, err := m.byUserCode(uc, now)
+	if err != nil {
+		return DeviceCode{}, err
+	}
+	return rec.d, nil
+}
+
+// DecideDevice implements DeviceCodes.
+func (m *Memory) DecideDevice(ctx context.Context, userCode string, approve bool, userID, profile string) (err error) {
+	defer m.opts.observe(ctx, "device_decide", time.Now(), &err)
+	now := m.opts.now().UnixMilli()
+	if err := checkDecide(approve, userID); err != nil {
+		return err
+	}
+	uc, ok := NormalizeUserCode(userCode)
+	if !ok {
+		return ErrNotFound
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now)
+	rec, err := m.byUserCode(uc, now)
+	if err != nil {
+		return err
+	}
+	if rec.d.Status != DevicePending {
+		return ErrDeviceDecided
+	}
+	if approve {
+		rec.d.Status, rec.d.UserID, rec.d.Profile = DeviceApproved, userID, profile
+	} else {
+		rec.d.Status = DeviceDenied
+	}
+	return nil
+}
+
+// PollDevice implements DeviceCodes.
+func (m *Memory) PollDevice(ctx context.Context, deviceCode, clientID string) (d DeviceCode, err error) {
+	defer m.opts.observe(ctx, "device_poll", time.Now(), &err)
+	now := m.opts.now().UnixMilli()
+	dh := hashHandle(deviceCode)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now)
+	rec := m.devices[dh]
+	switch {
+	case rec == nil:
+		return DeviceCode{}, ErrNotFound
+	case rec.exp+deviceLinger.Milliseconds() <= now:
+		delete(m.devices, dh)
+		return DeviceCode{}, ErrNotFound
+	case rec.d.ClientID != clientID || rec.d.Status == DeviceUsed:
+		return DeviceCode{}, ErrNotFound
+	case rec.exp <= now:
+		return rec.d, ErrDeviceExpired
+	case rec.d.Status == DeviceDenied:
+		return rec.d, ErrAccessDenied
+	case rec.d.Status == DeviceApproved:
+		rec.d.Status = DeviceUsed
+		return rec.d, nil
+	}
+	last := rec.polled
+	rec.polled = now
+	if last != 0 && now-last < rec.d.Interval.Milliseconds() {
+		rec.d.Interval += slowDownStep
+		return rec.d, ErrSlowDown
+	}
+	return rec.d, ErrAuthorizationPending
+}
+
+// byUserCode returns the unexpired request of user code uc (normalised),
+// forgetting the code once its request has expired. m.mu must be held.
+func (m *Memory) byUserCode(uc string, now int64) (*deviceRecord, error) {
+	dh, ok := m.userCodes[uc]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	rec := m.devices[dh]
+	if rec == nil || rec.exp <= now {
+		delete(m.userCodes, uc)
+		return nil, ErrNotFound
+	}
+	return rec, nil
 }

@@ -9,8 +9,9 @@ import (
 // an error counter.
 type Observer interface {
 	// StoreCall reports one operation: op is create, rotate, get,
-	// lookup, update, revoke, list, count or limit (a Limiter's Take or
-	// Give); d is how long it took; err is what it returned (nil, or an
+	// lookup, update, revoke, list, count, limit (a Limiter's Take or
+	// Give), device_create, device_get, device_decide or device_poll; d
+	// is how long it took; err is what it returned (nil, or an
 	// error to match with errors.Is: ErrUnavailable is the store failing,
 	// the others are answers).
 	StoreCall(ctx context.Context, op string, d time.Duration, err error)

@@ -82,7 +82,10 @@ type Redis struct {
 	running    atomic.Bool // Run is running
 }
 
-var _ Store = (*Redis)(nil)
+var (
+	_ Store       = (*Redis)(nil)
+	_ DeviceCodes = (*Redis)(nil)
+)
 
 // NewRedis returns a store in the Redis cfg describes, reporting every
 // problem of cfg (ErrInvalidConfig). It does not connect: the first
@@ -359,6 +362,64 @@ func (r *Redis) Count(ctx context.Context) (n int, err error) {
 	return int(c), nil
 }
 
+// CreateDevice implements DeviceCodes.
+func (r *Redis) CreateDevice(ctx context.Context, deviceCode string, d DeviceCode) (err error) {
+	defer r.opts.observe(ctx, "device_create", time.Now(), &err)
+	now := r.opts.now().UnixMilli()
+	if d, err = checkCreateDevice(deviceCode, d, now); err != nil {
+		return err
+	}
+	_, err = r.eval(ctx, "device_create", createDeviceScript, now, hashHandle(deviceCode), d.UserCode,
+		d.ClientID, d.Scope, d.Created.UnixMilli(), d.Expires.UnixMilli(), d.Interval.Milliseconds(), d.DeviceName)
+	return err
+}
+
+// DeviceByUserCode implements DeviceCodes.
+func (r *Redis) DeviceByUserCode(ctx context.Context, userCode string) (d DeviceCode, err error) {
+	defer r.opts.observe(ctx, "device_get", time.Now(), &err)
+	uc, ok := NormalizeUserCode(userCode)
+	if !ok {
+		return DeviceCode{}, ErrNotFound
+	}
+	ans, err := r.eval(ctx, "device_get", deviceByUserCodeScript, r.opts.now().UnixMilli(), uc)
+	if err != nil {
+		return DeviceCode{}, err
+	}
+	return ans.device(0)
+}
+
+// DecideDevice implements DeviceCodes.
+func (r *Redis) DecideDevice(ctx context.Context, userCode string, approve bool, userID, profile string) (err error) {
+	defer r.opts.observe(ctx, "device_decide", time.Now(), &err)
+	if err := checkDecide(approve, userID); err != nil {
+		return err
+	}
+	uc, ok := NormalizeUserCode(userCode)
+	if !ok {
+		return ErrNotFound
+	}
+	status := DeviceDenied
+	if approve {
+		status = DeviceApproved
+	}
+	_, err = r.eval(ctx, "device_decide", decideDeviceScript, r.opts.now().UnixMilli(), uc, string(status), userID, profile)
+	return err
+}
+
+// PollDevice implements DeviceCodes.
+func (r *Redis) PollDevice(ctx context.Context, deviceCode, clientID string) (d DeviceCode, err error) {
+	defer r.opts.observe(ctx, "device_poll", time.Now(), &err)
+	ans, err := r.eval(ctx, "device_poll", pollDeviceScript, r.opts.now().UnixMilli(), hashHandle(deviceCode), clientID)
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
+		return DeviceCode{}, err
+	}
+	d, derr := ans.device(0)
+	if derr != nil {
+		return DeviceCode{}, derr
+	}
+	return d, err
+}
+
 // answer is what a script answered.
 type answer struct {
 	status string
@@ -413,6 +474,20 @@ func (r *Redis) eval(ctx context.Context, op string, s *redis.Script, now int64,
 		return ans, ErrLimitReached
 	case "exists":
 		return ans, fmt.Errorf("%w: %s: session id or handle in use", ErrInvalidArgument, op)
+	case "devexists":
+		return ans, fmt.Errorf("%w: %s: the device code is in use", ErrInvalidArgument, op)
+	case "codeinuse":
+		return ans, fmt.Errorf("%w: %s: %w", ErrInvalidArgument, op, ErrUserCodeInUse)
+	case "decided":
+		return ans, ErrDeviceDecided
+	case "pending":
+		return ans, ErrAuthorizationPending
+	case "slowdown":
+		return ans, ErrSlowDown
+	case "denied":
+		return ans, ErrAccessDenied
+	case "expired":
+		return ans, ErrDeviceExpired
 	}
 	return ans, fmt.Errorf("%w: %s: answered %v", ErrUnavailable, op, res)
 }
@@ -448,6 +523,34 @@ func (a answer) session(i int) (Session, error) {
 	}
 	return Session{ID: f[0], UserID: f[1], ClientID: f[2], Profile: f[3], Scope: f[4], Role: f[5], PasswordStamp: f[6],
 		Created: time.UnixMilli(ms[0]), Refreshed: time.UnixMilli(ms[1]), Expires: time.UnixMilli(ms[2])}, nil
+}
+
+// device reads the device request view at a.rest[i].
+func (a answer) device(i int) (DeviceCode, error) {
+	var f [10]string
+	var v []any
+	if i < len(a.rest) {
+		v, _ = a.rest[i].([]any)
+	}
+	if len(v) != len(f) {
+		return DeviceCode{}, fmt.Errorf("%w: a device request of %d fields", ErrUnavailable, len(v))
+	}
+	for j := range f {
+		var ok bool
+		if f[j], ok = v[j].(string); !ok {
+			return DeviceCode{}, fmt.Errorf("%w: a device request with field %d missing", ErrUnavailable, j)
+		}
+	}
+	var ms [3]int64
+	for j := range ms {
+		var err error
+		if ms[j], err = strconv.ParseInt(f[2+j], 10, 64); err != nil {
+			return DeviceCode{}, fmt.Errorf("%w: a device request time: %w", ErrUnavailable, err)
+		}
+	}
+	return DeviceCode{ClientID: f[0], Scope: f[1], Created: time.UnixMilli(ms[0]), Expires: time.UnixMilli(ms[1]),
+		Interval: time.Duration(ms[2]) * time.Millisecond, Status: DeviceStatus(f[5]), UserID: f[6], Profile: f[7],
+		DeviceName: f[8], UserCode: f[9]}, nil
 }
 
 // setUp records whether Redis answered, logging the changes.

@@ -95,7 +95,27 @@ func exercise(t *testing.T, st Store, clock *testkit.Clock) []string {
 	if _, err := st.Rotate(ctx, replaced, handle(), clock.Now().Add(time.Hour), reuse); !errors.Is(err, ErrReused) {
 		t.Fatalf("reuse: %v", err)
 	}
+	// Device requests: one used, one pending.
+	dc := st.(DeviceCodes)
+	for i := range 2 {
+		d := deviceFixture(clock)
+		code := mustCreateDevice(t, dc, d)
+		used = append(used, code)
+		wantPoll(t, dc, code, "tv", ErrAuthorizationPending)
+		if i == 0 {
+			if err := dc.DecideDevice(ctx, d.UserCode, true, "u1", "p1"); err != nil {
+				t.Fatal(err)
+			}
+			clock.Add(5 * time.Second)
+			wantPoll(t, dc, code, "tv", nil)
+		}
+	}
 	return used
+}
+
+// secretBody returns a handle or device code without its prefix.
+func secretBody(s string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(s, HandlePrefix), DeviceCodePrefix)
 }
 
 // dump returns every key of the store's database with its value.
@@ -147,12 +167,14 @@ func TestRedisDumpHoldsNoHandleAndEveryKeyExpires(t *testing.T) {
 		}
 	}
 	for _, h := range used {
-		if body := strings.TrimPrefix(h, HandlePrefix); strings.Contains(text.String(), body) {
-			t.Errorf("the dump holds handle %s", h)
+		if strings.Contains(text.String(), secretBody(h)) {
+			t.Errorf("the dump holds handle or device code %s", h)
 		}
 	}
-	// It does hold the sessions, and the handles' hashes.
-	for _, want := range []string{"tollgate:{sessions}:s:s2", "tollgate:{sessions}:h:" + hashHandle(used[1]), "tollgate:limit:login:"} {
+	// It does hold the sessions, the handles' hashes and the device
+	// codes'.
+	for _, want := range []string{"tollgate:{sessions}:s:s2", "tollgate:{sessions}:h:" + hashHandle(used[1]), "tollgate:limit:login:",
+		"tollgate:{sessions}:dev:" + hashHandle(used[len(used)-1]), "tollgate:{sessions}:uc:"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("the dump lacks %s:\n%s", want, text.String())
 		}
@@ -162,19 +184,47 @@ func TestRedisDumpHoldsNoHandleAndEveryKeyExpires(t *testing.T) {
 	}
 }
 
+func TestRedisDeviceKeysExpireWithTheRequest(t *testing.T) {
+	ctx := context.Background()
+	clock := testkit.NewClock(start)
+	r := newTestRedis(t, testkit.Redis(t), clock, RedisConfig{})
+	d := deviceFixture(clock)
+	d.Expires = clock.Now().Add(15 * time.Minute)
+	dc := mustCreateDevice(t, r, d)
+	wantPoll(t, r, dc, "tv", ErrAuthorizationPending)
+	ttl := func(key string) time.Duration {
+		t.Helper()
+		d, err := r.client.PTTL(ctx, r.base+key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	// Real time passes between the calls: a second of slack.
+	if got, want := ttl("dev:"+hashHandle(dc)), 15*time.Minute+deviceLinger; got <= want-time.Second || got > want {
+		t.Errorf("the request expires in %v, want %v", got, want)
+	}
+	if got, want := ttl("uc:"+d.UserCode), 15*time.Minute; got <= want-time.Second || got > want {
+		t.Errorf("the user code expires in %v, want %v", got, want)
+	}
+}
+
 func TestMemoryHoldsNoHandle(t *testing.T) {
 	clock := testkit.NewClock(start)
 	m := NewMemory(clock.Now)
 	used := exercise(t, m, clock)
 	m.mu.Lock()
-	text := fmt.Sprintf("%+v %+v %+v", m.sessions, m.handles, m.users)
+	text := fmt.Sprintf("%+v %+v %+v %+v %+v", m.sessions, m.handles, m.users, m.devices, m.userCodes)
 	for _, rec := range m.sessions {
+		text += fmt.Sprintf("%+v", *rec)
+	}
+	for _, rec := range m.devices {
 		text += fmt.Sprintf("%+v", *rec)
 	}
 	m.mu.Unlock()
 	for _, h := range used {
-		if strings.Contains(text, strings.TrimPrefix(h, HandlePrefix)) {
-			t.Errorf("memory holds handle %s", h)
+		if strings.Contains(text, secretBody(h)) {
+			t.Errorf("memory holds handle or device code %s", h)
 		}
 	}
 }
@@ -212,6 +262,12 @@ func TestRedisStoppedAndRestarted(t *testing.T) {
 		"count":  func() error { _, err := a.Count(ctx); return err },
 		"take":   func() error { _, _, err := lim.Take(ctx, "alice"); return err },
 		"give":   func() error { return lim.Give(ctx, "alice") },
+		"device_create": func() error {
+			return a.CreateDevice(ctx, NewDeviceCode(), deviceFixture(clock))
+		},
+		"device_get":    func() error { _, err := a.DeviceByUserCode(ctx, "BDFH-KMNP"); return err },
+		"device_decide": func() error { return a.DecideDevice(ctx, "BDFH-KMNP", true, "u1", "p1") },
+		"device_poll":   func() error { _, err := a.PollDevice(ctx, NewDeviceCode(), "tv"); return err },
 	}
 	for name, call := range calls {
 		began := time.Now()

@@ -19,6 +19,11 @@ import (
 //	base u:<user>   sorted set: the user's live session ids by creation
 //	base live       sorted set: live session ids by expiry (Count)
 //	base revoked    sorted set: revoked session ids by until
+//	base dev:<hash> hash: a device authorization request, by its device
+//	                code's SHA-256 (fields below); expires a little after
+//	                the request (deviceLinger)
+//	base uc:<code>  string: the device code hash of a user code
+//	                ("BDFH-KMNP"); expires with its request
 //
 // A session hash has id, user, client, profile, scope, role, stamp,
 // created, refreshed, exp (times in Unix milliseconds), state (live or
@@ -26,6 +31,11 @@ import (
 // replaced), old (older ones, newest first, space-separated), used (when
 // prev was replaced), succ (head sealed under prev's handle), and once
 // ended cause, ended and until.
+//
+// A device request hash has client, scope, created, exp, interval (ms),
+// status (pending, approved, denied or used), user, profile, name, ucode
+// (the user code) and polled (when it was last polled while pending; 0:
+// never).
 //
 // Every script has KEYS[1] = base live (for routing) and ARGV[1] = base,
 // ARGV[2] = now (Unix ms, the caller's clock), ARGV[3] = the revocation
@@ -268,4 +278,93 @@ return out
 var countScript = script(`
 redis.call('ZREMRANGEBYSCORE', live, '-inf', now)
 return {'ok', '', redis.call('ZCARD', live)}
+`)
+
+// devicePrelude follows luaPrelude in the device scripts.
+var devicePrelude = `
+local linger, step = ` + strconv.FormatInt(deviceLinger.Milliseconds(), 10) + `, ` + strconv.FormatInt(slowDownStep.Milliseconds(), 10) + `
+local function dkey(h) return base .. 'dev:' .. h end
+local function ckey(c) return base .. 'uc:' .. c end
+
+-- dview returns a request's fields in the order Go reads them.
+local function dview(k)
+  return redis.call('HMGET', k, 'client', 'scope', 'created', 'exp', 'interval', 'status', 'user', 'profile', 'name', 'ucode')
+end
+
+-- byusercode returns the key of the unexpired request of user code c, or
+-- nil.
+local function byusercode(c)
+  local h = redis.call('GET', ckey(c))
+  if not h then return nil end
+  local k = dkey(h)
+  local f = redis.call('HMGET', k, 'exp', 'ucode')
+  if f[1] and tonumber(f[1]) > now and f[2] == c then return k end
+  return nil
+end
+`
+
+// deviceScript makes a Redis script of the preludes and body.
+func deviceScript(body string) *redis.Script { return script(devicePrelude + body) }
+
+// createDeviceScript: ARGV[5] = device code hash, ARGV[6] = user code,
+// ARGV[7..12] = client, scope, created, exp, interval, name. Answers ok,
+// codeinuse or devexists.
+var createDeviceScript = deviceScript(`
+local dh, uc, exp = ARGV[5], ARGV[6], tonumber(ARGV[10])
+local k = dkey(dh)
+local f = redis.call('HMGET', k, 'ucode', 'status', 'exp')
+if f[1] then
+  if f[1] == uc and f[2] == 'pending' and tonumber(f[3]) > now then return {'ok', ''} end -- this CreateDevice again
+  return {'devexists', ''}
+end
+if byusercode(uc) then return {'codeinuse', ''} end
+redis.call('HSET', k, 'client', ARGV[7], 'scope', ARGV[8], 'created', ARGV[9], 'exp', ARGV[10],
+  'interval', ARGV[11], 'status', 'pending', 'user', '', 'profile', '', 'name', ARGV[12], 'ucode', uc, 'polled', 0)
+redis.call('PEXPIRE', k, exp + linger - now)
+redis.call('SET', ckey(uc), dh, 'PX', exp - now)
+return {'ok', ''}
+`)
+
+// deviceByUserCodeScript: ARGV[5] = user code. Answers ok (view) or
+// notfound.
+var deviceByUserCodeScript = deviceScript(`
+local k = byusercode(ARGV[5])
+if not k then return {'notfound', ''} end
+return {'ok', '', dview(k)}
+`)
+
+// decideDeviceScript: ARGV[5] = user code, ARGV[6] = approved or denied,
+// ARGV[7] = user, ARGV[8] = profile. Answers ok, decided or notfound.
+var decideDeviceScript = deviceScript(`
+local k = byusercode(ARGV[5])
+if not k then return {'notfound', ''} end
+if redis.call('HGET', k, 'status') ~= 'pending' then return {'decided', ''} end
+if ARGV[6] == 'approved' then
+  redis.call('HSET', k, 'status', 'approved', 'user', ARGV[7], 'profile', ARGV[8])
+else
+  redis.call('HSET', k, 'status', 'denied')
+end
+return {'ok', ''}
+`)
+
+// pollDeviceScript: ARGV[5] = device code hash, ARGV[6] = client. Answers
+// ok (view; the request is now used), notfound, or expired, denied,
+// slowdown or pending (view).
+var pollDeviceScript = deviceScript(`
+local k = dkey(ARGV[5])
+local f = redis.call('HMGET', k, 'client', 'exp', 'status', 'polled', 'interval')
+if not f[1] or tonumber(f[2]) + linger <= now or f[1] ~= ARGV[6] or f[3] == 'used' then return {'notfound', ''} end
+if tonumber(f[2]) <= now then return {'expired', '', dview(k)} end
+if f[3] == 'denied' then return {'denied', '', dview(k)} end
+if f[3] == 'approved' then
+  redis.call('HSET', k, 'status', 'used')
+  return {'ok', '', dview(k)}
+end
+local last, interval = tonumber(f[4]), tonumber(f[5])
+redis.call('HSET', k, 'polled', now)
+if last ~= 0 and now - last < interval then
+  redis.call('HSET', k, 'interval', interval + step)
+  return {'slowdown', '', dview(k)}
+end
+return {'pending', '', dview(k)}
 `)

@@ -95,6 +95,85 @@ type Store interface {
 	Count(ctx context.Context) (int, error)
 }
 
+// DeviceStatus is where a device authorization request (RFC 8628)
+// stands. A request has no expired status: past DeviceCode.Expires it is
+// expired whatever its status.
+type DeviceStatus string
+
+// Statuses of a device authorization request.
+const (
+	DevicePending  DeviceStatus = "pending"  // waiting for the user to decide
+	DeviceApproved DeviceStatus = "approved" // the user said yes: the next poll gets tokens
+	DeviceDenied   DeviceStatus = "denied"   // the user said no
+	DeviceUsed     DeviceStatus = "used"     // tokens were handed out: the device code is spent
+)
+
+// DeviceCode is a device authorization request (RFC 8628): a device
+// without a browser polls with its device code (kept only as a hash)
+// while the user signs in elsewhere and enters the user code.
+type DeviceCode struct {
+	// UserCode is what the user enters, as NewUserCode makes it
+	// ("BDFH-KMNP"). It is kept as is: it is no bearer credential (it
+	// only names a request for a signed-in user to decide) and a hash of
+	// so few bits would hide nothing.
+	UserCode string
+	// ClientID and Scope are the client that asked and what for.
+	ClientID, Scope string
+	// Created is when the request was made (zero: now); Expires is when
+	// its codes stop working (expires_in).
+	Created, Expires time.Time
+	// Interval is the least time between two polls (zero:
+	// DefaultDeviceInterval); every slow_down raises it by 5s.
+	Interval time.Duration
+	// Status is where the request stands; CreateDevice makes it
+	// DevicePending.
+	Status DeviceStatus
+	// UserID and Profile are who approved it and the profile they chose,
+	// set by DecideDevice.
+	UserID, Profile string
+	// DeviceName is what the device said it is, if anything (shown to
+	// the user; the issuer bounds its length).
+	DeviceName string
+}
+
+// DeviceCodes keeps device authorization requests (RFC 8628 §3.2-3.5).
+// Implementations are safe for concurrent use and every method is one
+// atomic operation on the store. Limiting guesses of user codes is the
+// caller's job, with a limit.Limiter shared by the replicas
+// ((*Redis).Limiter).
+type DeviceCodes interface {
+	// CreateDevice records a pending request under deviceCode (only its
+	// hash is kept) and d.UserCode (any form NormalizeUserCode takes).
+	// A user code must be unique among unexpired requests: one in use
+	// is ErrUserCodeInUse (also ErrInvalidArgument), and the caller
+	// tries again with a new one. The same call again is no error.
+	CreateDevice(ctx context.Context, deviceCode string, d DeviceCode) error
+	// DeviceByUserCode returns the unexpired request of a user code, in
+	// any status, for the page where the user decides (ErrNotFound when
+	// there is none).
+	DeviceByUserCode(ctx context.Context, userCode string) (DeviceCode, error)
+	// DecideDevice approves a pending request for userID with profile,
+	// or denies it. A request already decided (or used) is
+	// ErrDeviceDecided; an unknown or expired one ErrNotFound.
+	DecideDevice(ctx context.Context, userCode string, approve bool, userID, profile string) error
+	// PollDevice answers the device's token request (RFC 8628 §3.5) with
+	// the request's state, changing it in the same step:
+	//   - an unknown device code, another client's, or one already used:
+	//     ErrNotFound (invalid_grant);
+	//   - expired: ErrDeviceExpired (expired_token);
+	//   - denied: ErrAccessDenied (access_denied);
+	//   - approved: no error, and the request is now DeviceUsed, so that
+	//     tokens are handed out once;
+	//   - pending, polled sooner than Interval after the previous poll:
+	//     ErrSlowDown (slow_down), and Interval is raised by 5s for every
+	//     later poll;
+	//   - pending: ErrAuthorizationPending (authorization_pending).
+	// A pending poll is remembered, a slow one too. The DeviceCode
+	// returned is the request as the poll left it, but for ErrNotFound
+	// (zero).
+	PollDevice(ctx context.Context, deviceCode, clientID string) (DeviceCode, error)
+}
+
 // Errors of the package, matched with errors.Is.
 var (
 	// ErrNotFound: no such session or refresh handle.
@@ -115,4 +194,23 @@ var (
 	// (an empty id or handle, an expiry already past, a session id or
 	// handle already in use): a bug in the caller.
 	ErrInvalidArgument = errors.New("session: invalid argument")
+
+	// ErrUserCodeInUse: CreateDevice was given the user code of an
+	// unexpired request; it comes with ErrInvalidArgument.
+	ErrUserCodeInUse = errors.New("session: user code in use")
+	// ErrDeviceDecided: the device authorization request was already
+	// approved or denied.
+	ErrDeviceDecided = errors.New("session: device authorization already decided")
+	// ErrAuthorizationPending: the user has not decided yet (RFC 8628
+	// authorization_pending).
+	ErrAuthorizationPending = errors.New("session: device authorization pending")
+	// ErrSlowDown: the device polled sooner than its interval allows; the
+	// interval is now 5s longer (RFC 8628 slow_down).
+	ErrSlowDown = errors.New("session: device polling too fast")
+	// ErrAccessDenied: the user denied the device (RFC 8628
+	// access_denied).
+	ErrAccessDenied = errors.New("session: device authorization denied")
+	// ErrDeviceExpired: the device code has expired (RFC 8628
+	// expired_token).
+	ErrDeviceExpired = errors.New("session: device code expired")
 )

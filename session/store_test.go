@@ -15,6 +15,7 @@ import (
 // replicated is a store as the suite sees it.
 type replicated interface {
 	Store
+	DeviceCodes
 	Revoked() *Revoked
 }
 
@@ -628,6 +629,8 @@ func testContract(t *testing.T, open opener) {
 			t.Errorf("observed\n%q\nwant\n%q", got, want)
 		}
 	})
+
+	testDeviceContract(t, open)
 }
 
 func TestMemory(t *testing.T) {
