@@ -9,8 +9,18 @@
 //
 //	go run ./cmd/tollgate-bench [-duration 5s] [-conns 32] [-tokens 100000] [-idle 10000]
 //	                            [-profile DIR] [-alg ES256|EdDSA|RS256] [-tollgate PATH]
+//	                            [-store memory|redis|all] [-no-id-token] [-redis-server PATH]
 //
-// The harness MUST only listen on and send traffic to 127.0.0.1, and MUST
-// stay bounded in time (-duration is at most a minute per scenario). It is
-// a development tool: it is not part of the tollgate binary or its image.
+// -store adds, to the same run, the refresh grant against a gateway with a
+// session store (memory, and Redis: a redis-server the harness starts on a
+// unix socket in its temporary directory) and the hot token against the
+// Redis gateway once 10,000 revoked sessions are in its revoked set.
+// Refresh tokens are then one-time handles: each load connection logs in
+// once and presents, each time, the refresh token the previous answer
+// returned. -no-id-token logs in without openid for the refresh scenarios.
+//
+// The harness MUST only listen on and send traffic to 127.0.0.1 and the
+// unix socket of its own redis-server, and MUST stay bounded in time
+// (-duration is at most a minute per scenario). It is a development tool:
+// it is not part of the tollgate binary or its image.
 package main

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,8 +58,8 @@ var keygenOutput = regexp.MustCompile(`^wrote (.+) \((\S+), kid (\S+)\)\n?$`)
 
 // startGateway runs `tollgate serve` (the binary bin) with a fresh signing
 // key and users file in dir, both made by bin itself, and waits until its
-// /readyz answers 200.
-func startGateway(ctx context.Context, bin, dir, upstream, alg string, pprof bool) (*gateway, error) {
+// /readyz answers 200. env adds settings (NAME=value) to the harness's.
+func startGateway(ctx context.Context, bin, dir, upstream, alg string, pprof bool, env ...string) (*gateway, error) {
 	keys := filepath.Join(dir, "keys")
 	out, err := exec.CommandContext(ctx, bin, "keygen", "-alg", alg, "-dir", keys).Output()
 	if err != nil {
@@ -97,6 +98,7 @@ func startGateway(ctx context.Context, bin, dir, upstream, alg string, pprof boo
 		"TOLLGATE_PUBLIC_URL=http://"+addr, "TOLLGATE_SIGNING_KEYS_DIR="+keys,
 		"TOLLGATE_USERS_FILE="+users, "TOLLGATE_LOG_LEVEL=warn", "TOLLGATE_SHUTDOWN_DELAY=0s",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -174,10 +176,20 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// loginScope is the scope the refresh scenarios log in with under
+// -no-id-token: without openid, so that no grant mints an id_token.
+const loginScope = "profile"
+
 // login runs the password grant as the bench user and returns the tokens.
-func login(ctx context.Context, client *http.Client, base string) (refresh, access string, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/oauth/token",
-		strings.NewReader("grant_type=password&client_id=anonymous&username="+benchUser+"&password="+benchPassword))
+// scope "" asks for the issuer's default scope (openid profile); any other
+// scope must not contain openid, and the answer must then hold no
+// id_token.
+func login(ctx context.Context, client *http.Client, base, scope string) (refresh, access string, err error) {
+	body := "grant_type=password&client_id=anonymous&username=" + benchUser + "&password=" + benchPassword
+	if scope != "" {
+		body += "&scope=" + url.QueryEscape(scope)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/oauth/token", strings.NewReader(body))
 	if err != nil {
 		return "", "", err
 	}
@@ -190,6 +202,7 @@ func login(ctx context.Context, client *http.Client, base string) (refresh, acce
 	var out struct {
 		AccessToken  string `json:"access_token"`
 		RefreshToken string `json:"refresh_token"`
+		IDToken      string `json:"id_token"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
 		return "", "", fmt.Errorf("bench login: %d %v", resp.StatusCode, err)
@@ -197,7 +210,34 @@ func login(ctx context.Context, client *http.Client, base string) (refresh, acce
 	if out.AccessToken == "" || out.RefreshToken == "" {
 		return "", "", errors.New("bench login: no access or refresh token in the response")
 	}
+	if scope != "" && out.IDToken != "" {
+		return "", "", fmt.Errorf("bench login: scope %q without openid, and yet an id_token", scope)
+	}
 	return out.RefreshToken, out.AccessToken, nil
+}
+
+// loginMany logs in n times (a few at a time: the per-user login limit
+// allows 10 attempts in flight, and argon2id has 2 cores) and returns
+// the n refresh tokens, each of its own session.
+func loginMany(ctx context.Context, client *http.Client, base, scope string, n int) ([]string, error) {
+	out := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	const parallel = 4
+	for w := range parallel {
+		wg.Go(func() {
+			for i := w; i < n; i += parallel {
+				out[i], _, errs[i] = login(ctx, client, base, scope)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // mintMany signs n distinct access tokens the gateway accepts, in

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,8 +16,28 @@ import (
 	"time"
 )
 
-// request builds the i-th request of a scenario.
+// request builds the i-th request of a scenario (i counts the requests of
+// all its connections).
 type request func(i int) (*http.Request, error)
+
+// sender is what one load connection sends: next builds its requests, and
+// answer, when not nil, reads the body of each successful answer, which
+// the connection's next request may depend on (a refresh chain presents
+// the refresh token the previous answer returned). An error from answer
+// counts the request as failed.
+type sender struct {
+	next   request
+	answer func(body []byte) error
+}
+
+// load gives connection c (0 ≤ c < conns) of a scenario its sender, once,
+// before the clock starts. A sender is used by its connection only, so it
+// may keep state without locks.
+type load func(c int) sender
+
+// shared is the load of a scenario whose requests depend on nothing but
+// their number: every connection sends from next.
+func shared(next request) load { return func(int) sender { return sender{next: next} } }
 
 type result struct {
 	name              string
@@ -24,15 +45,28 @@ type result struct {
 	rps               float64
 	p50, p99, p999    time.Duration
 	cpuPer10k, rssMiB float64
+	// sidecarCPUPer10k is the CPU of a process the one under test relies
+	// on (redis-server), per 10k requests; 0 when there is none.
+	sidecarCPUPer10k float64
 }
 
-// drive sends requests on conns connections for d and measures the
-// process under test.
-func drive(ctx context.Context, client *http.Client, proc *child, next request, conns int, d time.Duration) (result, error) {
+// drive sends the requests of l on conns connections for d and measures
+// the process under test, and the CPU of sidecar if not nil.
+func drive(ctx context.Context, client *http.Client, proc, sidecar *child, l load, conns int, d time.Duration) (result, error) {
 	var r result
+	senders := make([]sender, conns)
+	for c := range senders {
+		senders[c] = l(c)
+	}
 	cpu0, err := proc.cpu()
 	if err != nil {
 		return r, err
+	}
+	var side0 float64
+	if sidecar != nil {
+		if side0, err = sidecar.cpu(); err != nil {
+			return r, err
+		}
 	}
 	deadline := time.Now().Add(d)
 	var seq atomic.Int64
@@ -40,11 +74,12 @@ func drive(ctx context.Context, client *http.Client, proc *child, next request, 
 	lat := make([][]time.Duration, conns)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for c := range conns {
+	for c, s := range senders {
 		wg.Go(func() {
 			buf := make([]time.Duration, 0, 1<<16)
+			var body bytes.Buffer
 			for time.Now().Before(deadline) && ctx.Err() == nil && len(buf) < 1<<20 {
-				req, err := next(int(seq.Add(1)))
+				req, err := s.next(int(seq.Add(1)))
 				if err != nil {
 					failed.Add(1)
 					return
@@ -55,11 +90,22 @@ func drive(ctx context.Context, client *http.Client, proc *child, next request, 
 					failed.Add(1)
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
+				if s.answer == nil || resp.StatusCode >= 400 {
+					io.Copy(io.Discard, resp.Body)
+				} else {
+					body.Reset()
+					_, err = body.ReadFrom(resp.Body)
+				}
 				resp.Body.Close()
-				if resp.StatusCode >= 400 {
+				if err != nil || resp.StatusCode >= 400 {
 					failed.Add(1)
 					continue
+				}
+				if s.answer != nil {
+					if err := s.answer(body.Bytes()); err != nil {
+						failed.Add(1)
+						continue
+					}
 				}
 				buf = append(buf, time.Since(t0))
 			}
@@ -71,6 +117,14 @@ func drive(ctx context.Context, client *http.Client, proc *child, next request, 
 	cpu1, err := proc.cpu()
 	if err != nil {
 		return r, err
+	}
+	var sideCPU float64
+	if sidecar != nil {
+		side1, err := sidecar.cpu()
+		if err != nil {
+			return r, err
+		}
+		sideCPU = side1 - side0
 	}
 	var all []time.Duration
 	for _, l := range lat {
@@ -85,6 +139,7 @@ func drive(ctx context.Context, client *http.Client, proc *child, next request, 
 	r.rps = float64(r.requests) / elapsed.Seconds()
 	r.p50, r.p99, r.p999 = pct(0.50), pct(0.99), pct(0.999)
 	r.cpuPer10k = (cpu1 - cpu0) / float64(r.requests) * 10000
+	r.sidecarCPUPer10k = sideCPU / float64(r.requests) * 10000
 	r.rssMiB = proc.rss() / (1 << 20)
 	return r, nil
 }

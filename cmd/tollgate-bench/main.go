@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -56,9 +57,12 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	conns := fs.Int("conns", 32, "concurrent keep-alive connections")
 	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cache-miss scenario")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
-	profiles := fs.String("profile", "", "directory for CPU profiles of scenarios (c) and (e) (empty: none)")
+	profiles := fs.String("profile", "", "directory for CPU profiles of the gateway in scenarios (c) and (e), and in the -store ones (empty: none)")
 	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
 	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
+	store := fs.String("store", "", "add the session store scenarios: memory, redis or all (empty: none)")
+	noIDToken := fs.Bool("no-id-token", false, "refresh scenarios log in with scope "+loginScope+" (no openid), so no id_token is minted")
+	redisBin := fs.String("redis-server", "redis-server", "redis-server binary for -store redis (run on a unix socket in a temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -73,6 +77,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *conns <= 0 || *tokens <= 0 {
 		return errors.New("-conns and -tokens must be positive")
+	}
+	withMemory, withRedis := *store == storeMemory || *store == storeAll, *store == storeRedis || *store == storeAll
+	if *store != "" && !withMemory && !withRedis {
+		return fmt.Errorf("-store %q: want memory, redis or all", *store)
 	}
 	raiseFileLimit()
 	self, err := os.Executable()
@@ -109,9 +117,16 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer gw.stop()
 
 	client := newLoadClient(*conns)
-	refresh, access, err := login(ctx, client, gw.url)
+	refresh, access, err := login(ctx, client, gw.url, "")
 	if err != nil {
 		return err
+	}
+	scope, refreshNote := "", ""
+	if *noIDToken {
+		scope, refreshNote = loginScope, ", no id_token"
+		if refresh, _, err = login(ctx, client, gw.url, scope); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stderr, "minting %d tokens for the cache-miss scenario…\n", *tokens)
 	many, err := mintMany(gw.key, *alg, gw.kid, gw.url, *tokens)
@@ -137,27 +152,83 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return req, err
 		}
 	}
-	scenarios := []struct {
-		name, profile string
-		proc          *child
-		req           request
-	}{
-		{"(a) direct upstream", "", upstream, get(upstream.url, nil)},
-		{"(b) bare httputil.ReverseProxy", "", bare, get(bare.url, hot)},
-		{"(c) tollgate, one hot token", "c", gw.child, get(gw.url, hot)},
-		{fmt.Sprintf("(d) tollgate, %d distinct %s tokens", len(many), *alg), "", gw.child, get(gw.url, many)},
-		{fmt.Sprintf("(e) refresh grant, %s", *alg), "e", gw.child, post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh)},
-		{"(f) password grant (argon2id default)", "", gw.child, post("grant_type=password&client_id=anonymous&username=" + benchUser + "&password=" + benchPassword)},
+	type scenario struct {
+		id, name string
+		proc     *child
+		admin    string // admin listener to take a CPU profile from (-profile); "": none
+		sidecar  *child // a process proc relies on, whose CPU is reported too
+		load     load
 	}
-	var results []result
+	scenarios := []scenario{
+		{"a", "(a) direct upstream", upstream, "", nil, shared(get(upstream.url, nil))},
+		{"b", "(b) bare httputil.ReverseProxy", bare, "", nil, shared(get(bare.url, hot))},
+		{"c", "(c) tollgate, one hot token", gw.child, gw.admin, nil, shared(get(gw.url, hot))},
+		{"d", fmt.Sprintf("(d) tollgate, %d distinct %s tokens", len(many), *alg), gw.child, "", nil, shared(get(gw.url, many))},
+		{"e", fmt.Sprintf("(e) refresh grant, %s%s", *alg, refreshNote), gw.child, gw.admin, nil, shared(post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh))},
+		{"f", "(f) password grant (argon2id default)", gw.child, "", nil, shared(post("grant_type=password&client_id=anonymous&username=" + benchUser + "&password=" + benchPassword))},
+	}
+	// The store scenarios run next to the one they are compared with, so
+	// that the machine's drift between them is least.
+	after := func(id string, s scenario) {
+		i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.id == id })
+		scenarios = slices.Insert(scenarios, i+1, s)
+	}
+	if withRedis {
+		redis, storeURL, err := startRedis(ctx, *redisBin, filepath.Join(dir, "redis"))
+		if err != nil {
+			return err
+		}
+		defer redis.stop()
+		gwr, err := startGateway(ctx, bin, filepath.Join(dir, "gateway-redis"), upstream.url, *alg, *profiles != "",
+			"TOLLGATE_SESSION_STORE="+storeURL)
+		if err != nil {
+			return err
+		}
+		defer gwr.stop()
+		fmt.Fprintf(stderr, "revoking %d sessions in Redis, %d logins…\n", revokedSessions, *conns+1)
+		if err := seedRevoked(ctx, storeURL, revokedSessions); err != nil {
+			return err
+		}
+		if err := waitRevoked(ctx, gwr.admin, revokedSessions); err != nil {
+			return err
+		}
+		_, access, err := login(ctx, client, gwr.url, "")
+		if err != nil {
+			return err
+		}
+		handles, err := loginMany(ctx, client, gwr.url, scope, *conns)
+		if err != nil {
+			return err
+		}
+		// (e-memory), inserted after (e) below, comes before (e-redis).
+		after("e", scenario{"e-redis", "(e-redis) refresh grant, Redis store on a unix socket", gwr.child, gwr.admin, redis, refreshChains(ctx, gwr.url, handles)})
+		after("c", scenario{"c-revoked", fmt.Sprintf("(c-revoked) tollgate, one hot token, store on with %dk revoked sessions", revokedSessions/1000),
+			gwr.child, gwr.admin, redis, shared(get(gwr.url, []string{"Bearer " + access}))})
+	}
+	if withMemory {
+		gwm, err := startGateway(ctx, bin, filepath.Join(dir, "gateway-memory"), upstream.url, *alg, *profiles != "",
+			"TOLLGATE_SESSION_STORE=memory")
+		if err != nil {
+			return err
+		}
+		defer gwm.stop()
+		fmt.Fprintf(stderr, "%d logins on the memory store…\n", *conns)
+		handles, err := loginMany(ctx, client, gwm.url, scope, *conns)
+		if err != nil {
+			return err
+		}
+		after("e", scenario{"e-memory", "(e-memory) refresh grant, memory store", gwm.child, gwm.admin, nil, refreshChains(ctx, gwm.url, handles)})
+	}
+	results := map[string]result{}
+	var table []result
 	for _, s := range scenarios {
 		fmt.Fprintf(stderr, "%s: %s…\n", s.name, *duration)
 		var profiled chan error
-		if *profiles != "" && s.profile != "" {
+		if *profiles != "" && s.admin != "" {
 			profiled = make(chan error, 1)
-			go func() { profiled <- cpuProfile(ctx, gw.admin, *duration, filepath.Join(*profiles, s.profile+".pprof")) }()
+			go func() { profiled <- cpuProfile(ctx, s.admin, *duration, filepath.Join(*profiles, s.id+".pprof")) }()
 		}
-		r, err := drive(ctx, client, s.proc, s.req, *conns, *duration)
+		r, err := drive(ctx, client, s.proc, s.sidecar, s.load, *conns, *duration)
 		if profiled != nil {
 			if perr := <-profiled; perr != nil {
 				fmt.Fprintf(stderr, "profile of %s: %v\n", s.name, perr)
@@ -167,9 +238,14 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		r.name = s.name
-		results = append(results, r)
+		results[s.id] = r
+		table = append(table, r)
 	}
-	printTable(stdout, results, results[1])
+	printTable(stdout, table, results["b"])
+	if *store != "" {
+		fmt.Fprintln(stdout)
+		printStoreRatios(stdout, results)
+	}
 	if *idle > 0 {
 		perConn, n, err := freshIdleMemory(ctx, bin, filepath.Join(dir, "idle"), upstream.url, *alg, *idle)
 		if err != nil {
