@@ -42,17 +42,32 @@ kubeconform -strict -summary -skip ServiceMonitor,PrometheusRule \
 	-schema-location "$work/schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
 	"$work/default.yaml" "$work/full.yaml"
 
-echo "== redis-server (the session store's tests run a real one)"
-if ! command -v redis-server >/dev/null; then
-	sudo=""
+# need installs Debian packages for commands the tests run for real; a
+# missing one fails the run here, it never turns into a skipped test.
+need() {
+	local cmd=$1 pkg=$2
+	if command -v "$cmd" >/dev/null; then
+		return
+	fi
+	local sudo=""
 	if [ "$(id -u)" -ne 0 ]; then
 		sudo=sudo
 	fi
-	$sudo apt-get update
-	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
-fi
+	if [ -z "${apt_updated:-}" ]; then
+		$sudo apt-get update
+		apt_updated=1
+	fi
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg"
+}
+
+echo "== redis-server (the session store's tests run a real one)"
+need redis-server redis-server
 # The package's own server is not used: each test starts its own.
 redis-server --version
+
+echo "== chromium (the device sign-in page is tested in a real browser)"
+need chromium chromium
+chromium --version
 
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...

@@ -64,6 +64,16 @@ var storeEndpoints = []endpoint{
 	{"DELETE /api/auth/v1/sessions/{id}", "end_session", "jsonapi", (*Issuer).serveEndSession},
 }
 
+// deviceEndpoints exist with the device authorization grant (RFC 8628).
+var deviceEndpoints = []endpoint{
+	{"POST /oauth/device/code", "device_code", "oauth", (*Issuer).serveDeviceCode},
+	{"POST /auth/realms/{realm}/protocol/openid-connect/auth/device", "keycloak_device_code", "keycloak", (*Issuer).serveDeviceCode},
+	{"POST /realms/{realm}/protocol/openid-connect/auth/device", "keycloak_device_code", "keycloak", (*Issuer).serveDeviceCode},
+	{"GET /device", "device_page", "", (*Issuer).serveDevicePage},
+	{"POST /device", "device_page", "", (*Issuer).serveDevicePage},
+	{"GET /oauth/device/qr", "device_qr", "", (*Issuer).serveDeviceQR},
+}
+
 const userinfoPath = "/oauth/userinfo"
 
 // Endpoints returns the issuer's endpoints for the public listener's
@@ -73,6 +83,9 @@ func (i *Issuer) Endpoints() []edge.Endpoint {
 	all := endpoints
 	if i.store != nil {
 		all = append(slices.Clone(endpoints), storeEndpoints...)
+	}
+	if i.deviceFlow != nil {
+		all = append(slices.Clone(all), deviceEndpoints...)
 	}
 	out := make([]edge.Endpoint, 0, len(all))
 	for _, e := range all {
@@ -184,7 +197,8 @@ func oauthGrant(r *http.Request, body []byte) (*grant, error) {
 			login = f["email"] // docs/CLIENTS.md §4.1
 		}
 		g = &grant{Type: f["grant_type"], ClientID: f["client_id"], ClientSecret: f["client_secret"],
-			Username: login, Password: f["password"], RefreshToken: f["refresh_token"], Scope: f["scope"]}
+			Username: login, Password: f["password"], RefreshToken: f["refresh_token"], Scope: f["scope"],
+			DeviceCode: f["device_code"]}
 	}
 	g.PartnerID = r.URL.Query().Get("partnerId")
 	if id, secret, ok := basicAuth(r); ok {
@@ -509,20 +523,26 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request, _ string
 		issuer = i.issuerFrom(i.withIssuerOf(r))
 		endpoints = issuer + "/protocol/openid-connect"
 	}
-	token, logout, revoke := base+"/oauth/token", base+"/oauth/logout", base+"/oauth/revoke"
+	token, logout, revoke, device := base+"/oauth/token", base+"/oauth/logout", base+"/oauth/revoke", base+"/oauth/device/code"
 	if realm != "" {
-		token, logout, revoke = endpoints+"/token", endpoints+"/logout", endpoints+"/revoke"
+		token, logout, revoke, device = endpoints+"/token", endpoints+"/logout", endpoints+"/revoke", endpoints+"/auth/device"
+	}
+	grants := []string{"password", "refresh_token"}
+	var deviceEndpoint any
+	if i.deviceFlow != nil {
+		grants, deviceEndpoint = append(grants, deviceGrantType), device
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	doc := map[string]any{
-		"issuer":                 issuer,
-		"token_endpoint":         token,
-		"userinfo_endpoint":      base + userinfoPath,
-		"jwks_uri":               base + "/.well-known/jwks.json",
-		"introspection_endpoint": base + "/oauth/introspect",
-		"revocation_endpoint":    i.storeURL(revoke),
-		"end_session_endpoint":   i.storeURL(logout),
-		"grant_types_supported":  []string{"password", "refresh_token"},
+		"issuer":                        issuer,
+		"token_endpoint":                token,
+		"userinfo_endpoint":             base + userinfoPath,
+		"jwks_uri":                      base + "/.well-known/jwks.json",
+		"introspection_endpoint":        base + "/oauth/introspect",
+		"revocation_endpoint":           i.storeURL(revoke),
+		"end_session_endpoint":          i.storeURL(logout),
+		"grant_types_supported":         grants,
+		"device_authorization_endpoint": deviceEndpoint,
 		// No authorization endpoint is served, so no response type is
 		// advertised (OpenID Connect Discovery requires the field; RFC
 		// 8414 its values be ones the authorization endpoint serves).

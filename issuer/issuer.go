@@ -200,14 +200,16 @@ type Issuer struct {
 	selfIssuers []string
 	limits      loginLimits
 	store       Sessions // nil: stateless
+	deviceFlow  *device  // nil: no device authorization grant
 	storeCfg    StoreConfig
 	sessObs     SessionObserver
 	waiting     atomic.Int64 // logins waiting for a slot of logins
 	warnings    []string
 }
 
-// grantTypes are the grants a client may list.
-var grantTypes = []string{"password", "refresh_token", "login_with_token", "cookie_exchange"}
+// grantTypes are the grants a client may list ("device_code" is an alias
+// of RFC 8628's URN).
+var grantTypes = []string{"password", "refresh_token", "login_with_token", "cookie_exchange", deviceGrantType, "device_code"}
 
 // Warnings lists what an operator should know about this configuration
 // (for check-config and the start-up log).
@@ -313,12 +315,22 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 			if len(c.Grants) == 0 {
 				c.Grants = []string{"password", "refresh_token"}
 			}
+			c.Grants = slices.Clone(c.Grants)
+			for n, g := range c.Grants {
+				if g == "device_code" {
+					c.Grants[n] = deviceGrantType
+				}
+			}
 			if c.Audience != "" && !slices.Contains(i.audience, c.Audience) {
 				i.audience = append(i.audience, c.Audience)
 			}
 			i.clients[c.ID] = &c
 		}
 	}
+	if i.deviceFlow != nil && i.store == nil {
+		errs = append(errs, errors.New("the device flow needs a session store (TOLLGATE_SESSION_STORE): its codes live there"))
+	}
+	errs = append(errs, i.setUpDevice()...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -503,6 +515,7 @@ type grant struct {
 	Username     string
 	Password     string
 	RefreshToken string
+	DeviceCode   string // RFC 8628
 	Scope        string
 	PartnerID    string // the partnerId query parameter (docs/CLIENTS.md §4.1)
 	clientIP     netip.Addr
@@ -554,6 +567,10 @@ func (i *Issuer) Login(ctx context.Context, clientID, login, password string) (*
 func (i *Issuer) exchange(ctx context.Context, g *grant) (*Tokens, error) {
 	switch g.Type {
 	case "password", "refresh_token":
+	case deviceGrantType:
+		if i.deviceFlow == nil {
+			return nil, refuse(ErrUnsupportedGrantType, "the device flow needs a session store")
+		}
 	case "":
 		return nil, refuse(ErrInvalidRequest, "grant_type is required")
 	default:
@@ -563,8 +580,11 @@ func (i *Issuer) exchange(ctx context.Context, g *grant) (*Tokens, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g.Type == "password" {
+	switch g.Type {
+	case "password":
 		return i.passwordGrant(ctx, client, g)
+	case deviceGrantType:
+		return i.deviceGrant(ctx, client, g)
 	}
 	return i.refreshGrant(ctx, client, g)
 }

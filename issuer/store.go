@@ -50,12 +50,16 @@ type SessionObserver interface {
 	SessionEvent(ctx context.Context, event string)
 	// SessionsRevoked counts n sessions ended for cause.
 	SessionsRevoked(ctx context.Context, cause string, n int)
+	// DeviceEvent counts a device-flow event: issued, approved, denied,
+	// expired, slow_down, wrong_code.
+	DeviceEvent(ctx context.Context, event string)
 }
 
 type nopSessionObserver struct{}
 
 func (nopSessionObserver) SessionEvent(context.Context, string)         {}
 func (nopSessionObserver) SessionsRevoked(context.Context, string, int) {}
+func (nopSessionObserver) DeviceEvent(context.Context, string)          {}
 
 // WithSessionStore keeps sessions in store: refresh tokens become opaque
 // one-time handles, and logout, revocation and session listing work. obs

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tollgate/tollgate/session"
 )
 
 // BuildInfo identifies the running binary.
@@ -44,6 +46,7 @@ type Metrics struct {
 	backend        *prometheus.CounterVec
 	backendTime    *prometheus.HistogramVec
 	sessionEvents  *prometheus.CounterVec
+	deviceEvents   *prometheus.CounterVec
 	revocations    *prometheus.CounterVec
 	storeTime      *prometheus.HistogramVec
 	storeErrors    *prometheus.CounterVec
@@ -115,6 +118,8 @@ func New(info BuildInfo) *Metrics {
 			"Duration of calls to identity backends, by backend.", "backend"),
 		sessionEvents: counter("tollgate_session_events_total",
 			"Session events: created, rotated (a refresh), retried (a used refresh token within the reuse interval), reuse_detected.", "event"),
+		deviceEvents: counter("tollgate_device_events_total",
+			"Device sign-in (RFC 8628) events: issued, approved, denied, expired, slow_down, wrong_code.", "event"),
 		revocations: counter("tollgate_sessions_revoked_total",
 			"Sessions ended, by cause (logout, revoke, reuse, limit, password_change, operator).", "cause"),
 		storeTime: histogram("tollgate_session_store_duration_seconds",
@@ -129,7 +134,7 @@ func New(info BuildInfo) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.duration, m.inFlight, m.auth, m.upstream, m.upstreamTime, m.upstreamErrors,
 		m.issued, m.tokenErrors, m.loginFailures, m.keysLoaded, m.jwksFetches, m.kidSuppressed, m.jwksStale, m.reloads,
-		m.backend, m.backendTime, m.sessionEvents, m.revocations, m.storeTime, m.storeErrors,
+		m.backend, m.backendTime, m.sessionEvents, m.deviceEvents, m.revocations, m.storeTime, m.storeErrors,
 		jwksAge{m},
 	)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -161,6 +166,11 @@ func (m *Metrics) SessionEvent(_ context.Context, event string) {
 	m.sessionEvents.WithLabelValues(event).Inc()
 }
 
+// DeviceEvent counts a device sign-in event (issuer.SessionObserver).
+func (m *Metrics) DeviceEvent(_ context.Context, event string) {
+	m.deviceEvents.WithLabelValues(event).Inc()
+}
+
 // SessionsRevoked counts ended sessions by cause.
 func (m *Metrics) SessionsRevoked(_ context.Context, cause string, n int) {
 	m.revocations.WithLabelValues(cause).Add(float64(n))
@@ -169,7 +179,9 @@ func (m *Metrics) SessionsRevoked(_ context.Context, cause string, n int) {
 // StoreCall records one session store operation (session.Observer).
 func (m *Metrics) StoreCall(_ context.Context, op string, d time.Duration, err error) {
 	m.storeTime.WithLabelValues(op).Observe(d.Seconds())
-	if err != nil {
+	// The store's other errors are answers (not found, pending, used):
+	// only an unavailable store is a failure.
+	if errors.Is(err, session.ErrUnavailable) {
 		m.storeErrors.WithLabelValues(op).Inc()
 	}
 }
@@ -183,8 +195,12 @@ func (m *Metrics) SessionStore(up func() bool, active func() (int, error), revok
 	}
 	// Zero error counts are exposed from the start, so a rate() works
 	// before the first failure.
-	for _, op := range []string{"create", "rotate", "get", "lookup", "update", "revoke", "list", "count", "limit"} {
+	for _, op := range []string{"create", "rotate", "get", "lookup", "update", "revoke", "list", "count", "limit",
+		"device_create", "device_get", "device_decide", "device_poll"} {
 		m.storeErrors.WithLabelValues(op)
+	}
+	for _, event := range []string{"issued", "approved", "denied", "expired", "slow_down", "wrong_code"} {
+		m.deviceEvents.WithLabelValues(event)
 	}
 	m.reg.MustRegister(
 		gauge("tollgate_session_store_up", "1 while the session store answers.", func() float64 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/tollgate/tollgate/session"
 )
 
 func TestLabelsStayBounded(t *testing.T) {
@@ -121,5 +122,26 @@ func TestChildrenConcurrent(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.inFlight); got != 0 {
 		t.Errorf("in flight %v", got)
+	}
+}
+
+// TestStoreErrorsAreFailuresOnly: the store's answers (a handle not
+// found, a device still pending) are not failures; an unavailable store
+// is, however it is wrapped.
+func TestStoreErrorsAreFailuresOnly(t *testing.T) {
+	m := New(BuildInfo{})
+	ctx := t.Context()
+	m.StoreCall(ctx, "lookup", time.Millisecond, session.ErrNotFound)
+	m.StoreCall(ctx, "device_poll", time.Millisecond, session.ErrAuthorizationPending)
+	m.StoreCall(ctx, "device_poll", time.Millisecond, nil)
+	if n := testutil.CollectAndCount(m.storeErrors); n != 0 {
+		t.Errorf("answers counted as store errors: %d series", n)
+	}
+	m.StoreCall(ctx, "device_poll", time.Millisecond, fmt.Errorf("poll: %w", session.ErrUnavailable))
+	if got := testutil.ToFloat64(m.storeErrors.WithLabelValues("device_poll")); got != 1 {
+		t.Errorf("an unavailable store counted %v times, want 1", got)
+	}
+	if got := testutil.CollectAndCount(m.storeTime); got != 2 {
+		t.Errorf("store durations for %d operations, want 2", got)
 	}
 }

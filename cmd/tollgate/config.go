@@ -144,6 +144,19 @@ type Config struct {
 	// own tokens while its revoked-session set has not been confirmed for
 	// longer (the store unreachable); 0 keeps serving.
 	RevocationMaxStale time.Duration `env:"REVOCATION_MAX_STALE" envDefault:"0s"`
+	// DeviceCodeTTL and DeviceInterval are the device sign-in's (RFC 8628)
+	// code lifetime and polling interval; DevicePageURL is the public base
+	// URL of its page (default TOLLGATE_PUBLIC_URL); DeviceProduct and
+	// DeviceLogoFile brand the page. The device flow is on with a session
+	// store.
+	DeviceCodeTTL  time.Duration `env:"DEVICE_CODE_TTL" envDefault:"10m"`
+	DeviceInterval time.Duration `env:"DEVICE_INTERVAL" envDefault:"5s"`
+	DevicePageURL  string        `env:"DEVICE_PAGE_URL"`
+	DeviceProduct  string        `env:"DEVICE_PRODUCT"`
+	DeviceLogoFile string        `env:"DEVICE_LOGO_FILE"`
+	// DeviceCodeGuesses is how many wrong user codes a client IP may enter
+	// per hour on the device page.
+	DeviceCodeGuesses int `env:"DEVICE_CODE_GUESSES" envDefault:"20"`
 	// BodyIdleTimeout and BodyMinRate cut off request bodies that trickle
 	// in: nothing for BodyIdleTimeout, or less than BodyMinRate bytes/s on
 	// average after it. Long uploads at a decent rate are never cut.
@@ -193,6 +206,10 @@ type File struct {
 	// StripHeaders replaces the list of inbound headers removed before
 	// forwarding besides the identity headers (nil: the default list).
 	StripHeaders []string `yaml:"strip_headers"`
+	// DeviceTexts overrides the device sign-in page's strings (by name,
+	// see README) to translate or brand it; DeviceLang is its language tag.
+	DeviceTexts map[string]string `yaml:"device_texts"`
+	DeviceLang  string            `yaml:"device_lang"`
 }
 
 // FileScope is a registered scope, optionally restricted to roles or
@@ -500,6 +517,14 @@ func (c *Config) check() []error {
 	}
 	if c.MaxSessionsPerUser < 0 || c.RefreshReuseInterval < 0 || c.RevocationMaxStale < 0 {
 		errs = append(errs, errors.New("TOLLGATE_MAX_SESSIONS_PER_USER, TOLLGATE_REFRESH_REUSE_INTERVAL and TOLLGATE_REVOCATION_MAX_STALE must not be negative"))
+	}
+	if c.DeviceCodeTTL <= 0 || c.DeviceInterval <= 0 || c.DeviceCodeGuesses < 0 {
+		errs = append(errs, errors.New("TOLLGATE_DEVICE_CODE_TTL and TOLLGATE_DEVICE_INTERVAL must be positive, TOLLGATE_DEVICE_CODE_GUESSES not negative"))
+	}
+	if c.DevicePageURL != "" {
+		if _, err := httpurl.Parse(c.DevicePageURL); err != nil {
+			errs = append(errs, fmt.Errorf("TOLLGATE_DEVICE_PAGE_URL: %w", err))
+		}
 	}
 	if c.JWKSNewKIDFetches < 0 {
 		errs = append(errs, errors.New("TOLLGATE_JWKS_NEW_KID_FETCHES: must not be negative (0 turns it off)"))

@@ -26,6 +26,7 @@ const (
 	demoPassword = "demo-password"
 	demoPartner  = "10000"
 	demoClient   = "1d29e6d7-18cf-407d-a064-e4f8c4baefab" // the client_id of docs/CLIENTS.md §4.1
+	demoTV       = "demo-tv"                              // a set-top box signing in with the device flow
 )
 
 // demo runs the gateway with an ephemeral signing key, a demo user and a
@@ -48,6 +49,11 @@ func demo(ctx context.Context, reload <-chan os.Signal, environ []string, stdout
 	}
 	if !set("LOG_FORMAT") {
 		cfg.LogFormat = "console"
+	}
+	if !set("SESSION_STORE") {
+		// Sessions in memory: one-time refresh tokens, logout and the
+		// device sign-in work without a Redis.
+		cfg.SessionStore = "memory"
 	}
 	cfg.ShutdownDelay = 0 // no load balancer to warn
 
@@ -84,6 +90,7 @@ func demo(ctx context.Context, reload <-chan os.Signal, environ []string, stdout
 	cfg.File.Clients = []FileClient{
 		{ID: "anonymous", Grants: []string{"password", "refresh_token"}},
 		{ID: demoClient, Grants: []string{"password", "refresh_token"}, PartnerID: demoPartner},
+		{ID: demoTV, Grants: []string{"urn:ietf:params:oauth:grant-type:device_code", "refresh_token"}},
 	}
 	if err := errors.Join(cfg.check()...); err != nil {
 		ln.Close()
@@ -126,7 +133,7 @@ func printDemo(ctx context.Context, m *Main, stdout io.Writer) error {
 	}
 	return demoText.Execute(stdout, map[string]string{
 		"Public": m.cfg.PublicURL, "Admin": "http://" + m.AdminAddr(), "Token": valid.Access, "Expired": expired.Access,
-		"Refresh": valid.Refresh, "User": demoUser, "Password": demoPassword, "Partner": demoPartner, "Client": demoClient,
+		"Refresh": valid.Refresh, "User": demoUser, "Password": demoPassword, "Partner": demoPartner, "Client": demoClient, "TV": demoTV,
 	})
 }
 
@@ -165,7 +172,15 @@ curl {{.Public}}/oauth/userinfo -H "Authorization:Bearer $TOKEN"
 curl -s {{.Public}}/.well-known/openid-configuration
 curl -s {{.Public}}/.well-known/jwks.json
 
-# 8. Metrics and readiness.
+# 8. Sign a TV box in without a keyboard (device flow, RFC 8628). The box asks for a code:
+curl -s {{.Public}}/oauth/device/code -d client_id={{.TV}} -d scope=openid -d device_name='Living room TV'
+#    Open its verification_uri_complete in a browser (on a phone: the QR code at
+#    {{.Public}}/oauth/device/qr?user_code=USER_CODE), sign in as {{.User}} / {{.Password}}
+#    and allow. Meanwhile the box polls every interval seconds with its device_code;
+#    authorization_pending until you allow, then its tokens:
+curl -s {{.Public}}/oauth/token -d grant_type=urn:ietf:params:oauth:grant-type:device_code -d client_id={{.TV}} -d device_code=DEVICE_CODE
+
+# 9. Metrics and readiness.
 curl -s {{.Admin}}/metrics | grep tollgate_
 curl -s {{.Admin}}/readyz
 `))

@@ -29,12 +29,15 @@ func TestDemo(t *testing.T) {
 		}
 	})
 
-	var public, token, refresh, expired string
+	var public, token, refresh, expired, deviceCurl string
 	publicRE := regexp.MustCompile(`public listener: (http://\S+)`)
 	expiredRE := regexp.MustCompile(`Authorization: Bearer (ey[^' ]+)'`)
 	sc := bufio.NewScanner(pr)
-	for sc.Scan() && (public == "" || token == "" || refresh == "" || expired == "") {
+	for sc.Scan() && (public == "" || token == "" || refresh == "" || expired == "" || deviceCurl == "") {
 		line := sc.Text()
+		if strings.Contains(line, "/oauth/device/code") {
+			deviceCurl = line
+		}
 		if m := publicRE.FindStringSubmatch(line); m != nil {
 			public = m[1]
 		}
@@ -92,5 +95,29 @@ func TestDemo(t *testing.T) {
 		" grant_type=refresh_token& client_id=anonymous& refresh_token="+refresh, "Content-Type", "application/x-www-form-urlencoded")
 	if resp.StatusCode != http.StatusOK || jsonObject(t, body)["access_token"] == nil {
 		t.Errorf("refresh with the printed token: %d %s", resp.StatusCode, body)
+	}
+
+	// Step 8, the device sign-in: the box's request as printed, the
+	// viewer's approval on the page, the box's poll.
+	if !strings.Contains(deviceCurl, "client_id="+demoTV) {
+		t.Fatalf("no device walk-through: %q", deviceCurl)
+	}
+	resp, body = send(t, http.MethodPost, public+"/oauth/device/code", "client_id="+demoTV+"&scope=openid&device_name=Living+room+TV",
+		"Content-Type", "application/x-www-form-urlencoded")
+	code := jsonObject(t, body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(code["verification_uri_complete"].(string), public+"/device?user_code=") {
+		t.Fatalf("device code: %d %s", resp.StatusCode, body)
+	}
+	resp, page := send(t, http.MethodPost, public+"/device", "csrf=c&step=decide&decision=approve&username="+demoUser+"&password="+demoPassword+
+		"&user_code="+code["user_code"].(string), "Content-Type", "application/x-www-form-urlencoded", "Cookie", "tollgate_device_csrf=c")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "signed in") {
+		t.Fatalf("approval: %d %s", resp.StatusCode, page)
+	}
+	resp, body = send(t, http.MethodPost, public+"/oauth/token", "grant_type=urn:ietf:params:oauth:grant-type:device_code&client_id="+demoTV+
+		"&device_code="+code["device_code"].(string), "Content-Type", "application/x-www-form-urlencoded")
+	if tv := jsonObject(t, body); resp.StatusCode != http.StatusOK || tv["id_token"] == nil {
+		t.Fatalf("the box's poll: %d %s", resp.StatusCode, body)
+	} else if resp := call(tv["access_token"].(string)); resp.StatusCode != http.StatusOK {
+		t.Errorf("the box's token: %d", resp.StatusCode)
 	}
 }

@@ -18,6 +18,12 @@ import (
 // started with the same settings.
 func replicas(t *testing.T, n int, redisURL string, env ...string) ([]*authGateway, func() *authGateway) {
 	t.Helper()
+	return replicasWith(t, sourceDocClients, n, redisURL, env...)
+}
+
+// replicasWith is replicas with a configuration file of clients.
+func replicasWith(t *testing.T, clients string, n int, redisURL string, env ...string) ([]*authGateway, func() *authGateway) {
+	t.Helper()
 	dir := t.TempDir()
 	keys, users := filepath.Join(dir, "keys"), filepath.Join(dir, "users.yaml")
 	if _, _, err := issuer.GenerateKey(keys, "ES256", time.Now()); err != nil {
@@ -28,7 +34,7 @@ func replicas(t *testing.T, n int, redisURL string, env ...string) ([]*authGatew
 	}
 	shared := append([]string{"TOLLGATE_SESSION_STORE=" + redisURL, "TOLLGATE_SIGNING_KEYS_DIR=" + keys,
 		"TOLLGATE_USERS_FILE=" + users, "TOLLGATE_PUBLIC_URL=https://tollgate.test"}, env...)
-	start := func() *authGateway { return startTokenGatewayEnv(t, sourceDocClients, true, shared) }
+	start := func() *authGateway { return startTokenGatewayEnv(t, clients, true, shared) }
 	var gs []*authGateway
 	for range n {
 		gs = append(gs, start())

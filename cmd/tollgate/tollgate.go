@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -208,6 +209,14 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		opts := []issuer.Option{issuer.WithClock(m.now), issuer.WithObserver(m.metrics), issuer.WithLoginLimits(m.loginLimits(cfg))}
 		if m.store != nil {
 			opts = append(opts, issuer.WithSessionStore(m.store, cfg.storeConfig(), m.metrics))
+			dev, err := m.deviceOption(cfg)
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				opts = append(opts, dev)
+			}
+		} else {
+			m.warnings = append(m.warnings, "device sign-in (RFC 8628) is off: its codes need a session store (TOLLGATE_SESSION_STORE)")
 		}
 		exOpts, err := m.buildExchanges(cfg, logger)
 		if err != nil {
@@ -375,6 +384,35 @@ func (m *Main) Reload(why string) error {
 		m.logger.Info("nothing to reload: no users file and no signing keys directory")
 	}
 	return errors.Join(errs...)
+}
+
+// deviceOption turns the device sign-in on, its codes in the session
+// store and its wrong-code limit per client IP shared like the login
+// limits.
+func (m *Main) deviceOption(cfg *Config) (issuer.Option, error) {
+	dc := issuer.DeviceConfig{CodeTTL: cfg.DeviceCodeTTL, Interval: cfg.DeviceInterval, PageURL: cfg.DevicePageURL,
+		Product: cfg.DeviceProduct, Texts: cfg.File.DeviceTexts, Lang: cfg.File.DeviceLang}
+	if cfg.DeviceLogoFile != "" {
+		logo, err := os.ReadFile(cfg.DeviceLogoFile)
+		if err != nil {
+			return nil, fmt.Errorf("TOLLGATE_DEVICE_LOGO_FILE: %w", err)
+		}
+		dc.LogoSVG = logo
+	}
+	var guesses limit.Limiter
+	if cfg.DeviceCodeGuesses > 0 {
+		lc := limit.Config{Burst: cfg.DeviceCodeGuesses, Every: time.Hour / time.Duration(cfg.DeviceCodeGuesses)}
+		if m.redis != nil {
+			guesses = m.redis.Limiter(lc, "device_codes")
+		} else {
+			guesses = limit.New(lc, m.now)
+		}
+	}
+	codes, ok := m.store.(issuer.DeviceCodes)
+	if !ok {
+		return nil, errors.New("the session store keeps no device codes")
+	}
+	return issuer.WithDevice(codes, dc, guesses), nil
 }
 
 // loginLimits builds the brute-force limits of the password grant.
