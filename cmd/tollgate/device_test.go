@@ -212,6 +212,13 @@ func TestDeviceFlowStateMachine(t *testing.T) {
 	if c, out := poll(t, g, "stb-box", dc); c != 400 || out["error"] != "expired_token" {
 		t.Errorf("after expiry: %d %v", c, out)
 	}
+	// The Keycloak paths, with and without /auth, answer the same.
+	for _, path := range []string{"/auth/realms/platform/protocol/openid-connect/auth/device", "/realms/platform/protocol/openid-connect/auth/device"} {
+		resp, b := send(t, http.MethodPost, g.url+path, "client_id=stb-box", "Content-Type", "application/x-www-form-urlencoded")
+		if out := jsonObject(t, b); resp.StatusCode != 200 || out["device_code"] == nil || out["user_code"] == nil {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, b)
+		}
+	}
 	// A client that does not list the grant.
 	resp, b := send(t, http.MethodPost, g.url+"/oauth/device/code", "client_id=anonymous", "Content-Type", "application/x-www-form-urlencoded")
 	if resp.StatusCode != 400 || jsonObject(t, b)["error"] != "unauthorized_client" {
