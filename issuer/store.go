@@ -20,7 +20,7 @@ import (
 // and *session.Redis satisfy it.
 type Sessions interface {
 	Create(ctx context.Context, s session.Session, handle string, limit session.Limit) ([]string, error)
-	Rotate(ctx context.Context, presented, next string, expires time.Time, reuse time.Duration) (session.Rotation, error)
+	Rotate(ctx context.Context, presented, next, clientID string, expires time.Time, reuse time.Duration) (session.Rotation, error)
 	Get(ctx context.Context, id string) (session.Session, error)
 	Lookup(ctx context.Context, handle string) (session.Session, error)
 	Update(ctx context.Context, id, profile string) error
@@ -84,6 +84,8 @@ func storeError(err error) error {
 		return refuse(ErrInvalidGrant, "the session limit is reached: sign out on another device first").because(err)
 	case errors.Is(err, session.ErrReused):
 		return refuse(ErrInvalidGrant, "the refresh token was already used; the session is ended").because(err)
+	case errors.Is(err, session.ErrWrongClient):
+		return refuse(ErrInvalidGrant, "the refresh token was issued to another client").because(err)
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrRevoked):
 		return refuse(ErrInvalidGrant, "the refresh token is not valid").because(err)
 	}
@@ -135,21 +137,14 @@ func (i *Issuer) startStoredSession(ctx context.Context, c *Client, u *identity.
 }
 
 // refreshStored rotates a one-time refresh handle and mints the next
-// pair. A retry within the reuse interval gets a fresh access token and
-// the same successor handle; a handle used after it ends the session.
+// pair, in one store operation that also checks the session's client: a
+// handle presented through another client changes nothing. A retry
+// within the reuse interval gets a fresh access token and the same
+// successor handle; a handle used after it ends the session, whichever
+// client presents it.
 func (i *Issuer) refreshStored(ctx context.Context, client *Client, g *grant) (*Tokens, error) {
-	s, err := i.store.Lookup(ctx, g.RefreshToken)
-	if err != nil && !errors.Is(err, session.ErrNotFound) {
-		return nil, storeError(err)
-	}
-	// A used handle is not found by Lookup; Rotate tells a retry from
-	// theft. Only a live session's client is checked here: a handle
-	// presented through another client changes nothing.
-	if err == nil && s.ClientID != client.ID {
-		return nil, refuse(ErrInvalidGrant, "the refresh token was issued to another client")
-	}
 	next := session.NewHandle()
-	rot, err := i.store.Rotate(ctx, g.RefreshToken, next, i.now().Add(i.refreshTTL(client)), i.storeCfg.ReuseInterval)
+	rot, err := i.store.Rotate(ctx, g.RefreshToken, next, client.ID, i.now().Add(i.refreshTTL(client)), i.storeCfg.ReuseInterval)
 	switch {
 	case errors.Is(err, session.ErrReused):
 		i.sessObs.SessionEvent(ctx, "reuse_detected")
@@ -160,10 +155,7 @@ func (i *Issuer) refreshStored(ctx context.Context, client *Client, g *grant) (*
 	case err != nil:
 		return nil, storeError(err)
 	}
-	s = rot.Session
-	if s.ClientID != client.ID {
-		return nil, refuse(ErrInvalidGrant, "the refresh token was issued to another client")
-	}
+	s := rot.Session
 	handle := next
 	if rot.Successor != "" {
 		handle = rot.Successor

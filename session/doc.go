@@ -15,7 +15,9 @@
 // base64url, after "tgr_"). A rotation replaces the presented handle with
 // the next one; presented again within the reuse interval it gives back
 // the same successor (a client's retry, two threads refreshing at once),
-// later — or any older handle — it revokes the session (CauseReuse). A
+// later — or any older handle — it revokes the session (CauseReuse),
+// whichever client presents it. A live handle presented through another
+// client than its session's changes nothing (ErrWrongClient). A
 // session remembers the handle before its current one and 16 older ones;
 // handles older still are unknown.
 //

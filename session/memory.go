@@ -123,7 +123,7 @@ func (m *Memory) Create(ctx context.Context, s Session, handle string, limit Lim
 }
 
 // Rotate implements Store.
-func (m *Memory) Rotate(ctx context.Context, presented, next string, expires time.Time, reuse time.Duration) (rot Rotation, err error) {
+func (m *Memory) Rotate(ctx context.Context, presented, next, clientID string, expires time.Time, reuse time.Duration) (rot Rotation, err error) {
 	defer m.opts.observe(ctx, "rotate", time.Now(), &err)
 	now := m.opts.now().UnixMilli()
 	if err := checkRotate(presented, next, expires, now); err != nil {
@@ -137,35 +137,40 @@ func (m *Memory) Rotate(ctx context.Context, presented, next string, expires tim
 	if err != nil {
 		return Rotation{}, err
 	}
-	switch {
-	case rec.head == hp:
-		if m.handles[hn] != "" {
-			return Rotation{}, fmt.Errorf("%w: rotate: the next handle is in use", ErrInvalidArgument)
-		}
-		if rec.prev != "" {
-			rec.old = append([]string{rec.prev}, rec.old...)
-			for len(rec.old) > keptHandles {
-				delete(m.handles, rec.old[len(rec.old)-1])
-				rec.old = rec.old[:len(rec.old)-1]
-			}
-		}
-		rec.prev, rec.head = hp, hn
-		rec.succ, rec.used = sealSuccessor(presented, next), now
-		rec.exp = expires.UnixMilli()
-		rec.s.Refreshed, rec.s.Expires = time.UnixMilli(now), time.UnixMilli(rec.exp)
-		m.handles[hn] = rec.s.ID
-		return Rotation{Session: rec.s}, nil
-	case rec.prev == hp && now-rec.used <= reuse.Milliseconds():
+	retry := rec.prev == hp && now-rec.used <= reuse.Milliseconds()
+	if rec.head != hp && !retry {
+		// Theft, whichever client presents it.
+		ended := map[string]int64{}
+		m.end(rec.s.ID, CauseReuse, m.opts.selfRevokeUntil(now, rec.exp), now, ended)
+		m.revoked.add(ended)
+		return Rotation{}, ErrReused
+	}
+	if rec.s.ClientID != clientID {
+		return Rotation{}, ErrWrongClient
+	}
+	if retry {
 		succ, err := openSuccessor(presented, rec.succ)
 		if err != nil {
 			return Rotation{}, fmt.Errorf("%w: rotate: open the successor: %w", ErrUnavailable, err)
 		}
 		return Rotation{Session: rec.s, Successor: succ}, nil
 	}
-	ended := map[string]int64{}
-	m.end(rec.s.ID, CauseReuse, m.opts.selfRevokeUntil(now, rec.exp), now, ended)
-	m.revoked.add(ended)
-	return Rotation{}, ErrReused
+	if m.handles[hn] != "" {
+		return Rotation{}, fmt.Errorf("%w: rotate: the next handle is in use", ErrInvalidArgument)
+	}
+	if rec.prev != "" {
+		rec.old = append([]string{rec.prev}, rec.old...)
+		for len(rec.old) > keptHandles {
+			delete(m.handles, rec.old[len(rec.old)-1])
+			rec.old = rec.old[:len(rec.old)-1]
+		}
+	}
+	rec.prev, rec.head = hp, hn
+	rec.succ, rec.used = sealSuccessor(presented, next), now
+	rec.exp = expires.UnixMilli()
+	rec.s.Refreshed, rec.s.Expires = time.UnixMilli(now), time.UnixMilli(rec.exp)
+	m.handles[hn] = rec.s.ID
+	return Rotation{Session: rec.s}, nil
 }
 
 // Get implements Store.

@@ -262,13 +262,13 @@ func (r *Redis) Create(ctx context.Context, s Session, handle string, limit Limi
 }
 
 // Rotate implements Store.
-func (r *Redis) Rotate(ctx context.Context, presented, next string, expires time.Time, reuse time.Duration) (rot Rotation, err error) {
+func (r *Redis) Rotate(ctx context.Context, presented, next, clientID string, expires time.Time, reuse time.Duration) (rot Rotation, err error) {
 	defer r.opts.observe(ctx, "rotate", time.Now(), &err)
 	now := r.opts.now().UnixMilli()
 	if err := checkRotate(presented, next, expires, now); err != nil {
 		return Rotation{}, err
 	}
-	ans, err := r.eval(ctx, "rotate", rotateScript, now, hashHandle(presented), hashHandle(next),
+	ans, err := r.eval(ctx, "rotate", rotateScript, now, hashHandle(presented), hashHandle(next), clientID,
 		expires.UnixMilli(), max(reuse.Milliseconds(), 0), sealSuccessor(presented, next))
 	if err != nil {
 		return Rotation{}, err
@@ -470,6 +470,8 @@ func (r *Redis) eval(ctx context.Context, op string, s *redis.Script, now int64,
 		return ans, ErrRevoked
 	case "reused":
 		return ans, ErrReused
+	case "wrongclient":
+		return ans, ErrWrongClient
 	case "limit":
 		return ans, ErrLimitReached
 	case "exists":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,10 +90,10 @@ func exercise(t *testing.T, st Store, clock *testkit.Clock) []string {
 	}
 	clock.Add(reuse + time.Millisecond)
 	first, next := used[0], handle()
-	if _, err := st.Rotate(ctx, first, next, clock.Now().Add(time.Hour), reuse); !errors.Is(err, ErrRevoked) { // s0 was evicted
+	if _, err := st.Rotate(ctx, first, next, "stb", clock.Now().Add(time.Hour), reuse); !errors.Is(err, ErrRevoked) { // s0 was evicted
 		t.Fatalf("rotate in an evicted session: %v", err)
 	}
-	if _, err := st.Rotate(ctx, replaced, handle(), clock.Now().Add(time.Hour), reuse); !errors.Is(err, ErrReused) {
+	if _, err := st.Rotate(ctx, replaced, handle(), "stb", clock.Now().Add(time.Hour), reuse); !errors.Is(err, ErrReused) {
 		t.Fatalf("reuse: %v", err)
 	}
 	// Device requests: one used, one pending.
@@ -209,6 +210,178 @@ func TestRedisDeviceKeysExpireWithTheRequest(t *testing.T) {
 	}
 }
 
+// keyExpiries follows when keys expire by a test's clock. Redis counts a
+// TTL in real time from when a script set it, while the test's clock
+// jumps ahead; so a followed key is left with a mark for a TTL, an
+// expiry in 2100 (no script reads a handle key's TTL): a key that has
+// lost its mark was set since, to expire its TTL after the clock's now.
+type keyExpiries struct {
+	r     *Redis
+	clock *testkit.Clock
+	at    map[string]time.Time // key → its expiry by the clock
+}
+
+// expiryMark is the expiry keyExpiries leaves on a key it follows.
+var expiryMark = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// of returns when key expires by the clock, and marks it. Call it after
+// every operation that may set the key; it is early by the real time
+// since then.
+func (e *keyExpiries) of(t *testing.T, key string) time.Time {
+	t.Helper()
+	ctx := context.Background()
+	ttl, err := e.r.client.PTTL(ctx, key).Result()
+	if err != nil || ttl < 0 {
+		t.Fatalf("key %s: PTTL %d, %v", key, ttl, err)
+	}
+	if ttl < time.Until(expiryMark)-24*time.Hour { // set since it was marked
+		e.at[key] = e.clock.Now().Add(ttl)
+		if err := e.r.client.ExpireAt(ctx, key, expiryMark).Err(); err != nil { // EXPIREAT: no PEXPIRE counted
+			t.Fatal(err)
+		}
+	}
+	return e.at[key]
+}
+
+// wantHandleKeys checks the keys of a session's handles, oldest first, the
+// last its head, when the session expires at exp: the head's expires with
+// it; every replaced one's after it (its reuse is detected while the
+// session lives), but no more than twice the refresh lifetime (an hour)
+// from now.
+func wantHandleKeys(t *testing.T, r *Redis, e *keyExpiries, handles []string, exp time.Time) {
+	t.Helper()
+	now := e.clock.Now()
+	const slack = time.Second // real time between an operation and the check
+	for i, h := range handles {
+		got := e.of(t, r.base+"h:"+hashHandle(h))
+		head := i == len(handles)-1
+		switch {
+		case head && (got.Before(exp.Add(-slack)) || got.After(exp)):
+			t.Errorf("the head's key expires in %v, want with its session in %v", got.Sub(now), exp.Sub(now))
+		case !head && got.Before(exp.Add(-slack)):
+			t.Errorf("handle %d of %d: its key expires in %v, before its session in %v", i, len(handles), got.Sub(now), exp.Sub(now))
+		case !head && got.After(now.Add(2*time.Hour)):
+			t.Errorf("handle %d of %d: its key expires in %v, more than twice the refresh lifetime", i, len(handles), got.Sub(now))
+		}
+	}
+}
+
+// pexpires returns how many PEXPIREs the server has run.
+func pexpires(tb testing.TB, r *Redis) int {
+	tb.Helper()
+	info, err := r.client.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		rest, ok := strings.CutPrefix(line, "cmdstat_pexpire:calls=")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return n
+	}
+	return 0
+}
+
+// TestRedisReplacedHandlesOutliveTheirSession: the key of every handle a
+// session remembers lives as long as the session, however it is
+// refreshed, without a rotation extending them all each time.
+func TestRedisReplacedHandlesOutliveTheirSession(t *testing.T) {
+	clock := testkit.NewClock(start)
+	r := newTestRedis(t, testkit.Redis(t), clock, RedisConfig{})
+	keys := &keyExpiries{r: r, clock: clock, at: map[string]time.Time{}}
+	hs := []string{NewHandle()}
+	s := fixture(clock, "s1", "u1")
+	mustCreate(t, r, s, hs[0], Limit{})
+	wantHandleKeys(t, r, keys, hs, s.Expires)
+	rotate := func(after time.Duration) {
+		t.Helper()
+		clock.Add(after)
+		next := NewHandle()
+		rot := mustRotate(t, r, clock, hs[len(hs)-1], next)
+		hs = append(hs, next)
+		wantHandleKeys(t, r, keys, hs[max(0, len(hs)-keptHandles-2):], rot.Session.Expires)
+	}
+	// Refreshed at uneven intervals, never letting the session (an hour)
+	// lapse.
+	for i := range 60 {
+		rotate([]time.Duration{time.Minute, 59 * time.Minute, 10 * time.Minute, time.Second, 45 * time.Minute, 30 * time.Minute, 50 * time.Minute}[i%7])
+	}
+	// Refreshed every 5 minutes, as an access token of that life makes a
+	// client do: the replaced handles' keys are extended once an hour, not
+	// at every rotation (17 PEXPIREs).
+	before := pexpires(t, r)
+	const n = 48
+	for range n {
+		rotate(5 * time.Minute)
+	}
+	if per := float64(pexpires(t, r)-before) / n; per > 4 {
+		t.Errorf("%.1f PEXPIREs per rotation, want at most 4", per)
+	}
+}
+
+// legacyRotateScript is the rotation of the version before hold, which
+// extended every replaced handle's key on each rotation (its other
+// answers left out). During a rolling upgrade, replicas of both versions
+// rotate the same sessions.
+var legacyRotateScript = script(`
+local hp, hn, exp = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local sid = redis.call('GET', hkey(hp))
+local st, f = state(sid, {'head', 'prev', 'old', 'used', 'succ', 'user'})
+if st ~= 'live' or f[3] ~= hp then return {'notfound', ''} end
+local k = skey(sid)
+local old = {}
+if f[4] and f[4] ~= '' then
+  table.insert(old, f[4])
+  if f[5] and f[5] ~= '' then
+    for h in string.gmatch(f[5], '%S+') do table.insert(old, h) end
+  end
+end
+while #old > kept do redis.call('DEL', hkey(table.remove(old))) end
+redis.call('HSET', k, 'head', hn, 'prev', hp, 'old', table.concat(old, ' '), 'succ', ARGV[9],
+  'used', now, 'refreshed', now, 'exp', exp)
+local ttl = exp - now
+redis.call('PEXPIRE', k, ttl)
+redis.call('SET', hkey(hn), sid, 'PX', ttl)
+redis.call('PEXPIRE', hkey(hp), ttl)
+for _, h in ipairs(old) do redis.call('PEXPIRE', hkey(h), ttl) end
+redis.call('ZADD', live, exp, sid)
+extend(live, exp)
+extend(ukey(f[8]), exp)
+return {'rotated', '', view(k)}
+`)
+
+// TestRedisRotationByAnOlderReplica: a rotation by a replica of the
+// previous version, which sets every replaced handle's key to the
+// session's expiry and keeps no hold, does not leave them shorter-lived
+// than the session after this version's next rotation.
+func TestRedisRotationByAnOlderReplica(t *testing.T) {
+	ctx := context.Background()
+	clock := testkit.NewClock(start)
+	r := newTestRedis(t, testkit.Redis(t), clock, RedisConfig{})
+	keys := &keyExpiries{r: r, clock: clock, at: map[string]time.Time{}}
+	hs := []string{NewHandle(), NewHandle(), NewHandle(), NewHandle()}
+	s := fixture(clock, "s1", "u1")
+	mustCreate(t, r, s, hs[0], Limit{})
+	wantHandleKeys(t, r, keys, hs[:1], s.Expires)
+	rot := mustRotate(t, r, clock, hs[0], hs[1]) // holds the replaced keys for two hours
+	wantHandleKeys(t, r, keys, hs[:2], rot.Session.Expires)
+	clock.Add(10 * time.Minute)
+	exp := clock.Now().Add(time.Hour)
+	if _, err := r.eval(ctx, "rotate", legacyRotateScript, clock.Now().UnixMilli(), hashHandle(hs[1]), hashHandle(hs[2]),
+		exp.UnixMilli(), reuse.Milliseconds(), sealSuccessor(hs[1], hs[2])); err != nil {
+		t.Fatal(err)
+	}
+	wantHandleKeys(t, r, keys, hs[:3], exp) // the older replica cut them back to an hour
+	clock.Add(10 * time.Minute)
+	rot = mustRotate(t, r, clock, hs[2], hs[3])
+	wantHandleKeys(t, r, keys, hs, rot.Session.Expires)
+}
+
 func TestMemoryHoldsNoHandle(t *testing.T) {
 	clock := testkit.NewClock(start)
 	m := NewMemory(clock.Now)
@@ -251,7 +424,7 @@ func TestRedisStoppedAndRestarted(t *testing.T) {
 			return err
 		},
 		"rotate": func() error {
-			_, err := a.Rotate(ctx, h, NewHandle(), clock.Now().Add(time.Hour), reuse)
+			_, err := a.Rotate(ctx, h, NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 			return err
 		},
 		"get":    func() error { _, err := a.Get(ctx, "s1"); return err },

@@ -15,7 +15,8 @@ import (
 //	base s:<id>     hash: a session (fields below); expires with it, or
 //	                when an ended one is forgotten (its until)
 //	base h:<hash>   string: the session id of a handle, by the handle's
-//	                SHA-256; expires with its session
+//	                SHA-256; the head's expires with its session, a
+//	                replaced one's at its session's hold (below)
 //	base u:<user>   sorted set: the user's live session ids by creation
 //	base live       sorted set: live session ids by expiry (Count)
 //	base revoked    sorted set: revoked session ids by until
@@ -29,8 +30,21 @@ import (
 // created, refreshed, exp (times in Unix milliseconds), state (live or
 // ended), head (hash of the current handle), prev (of the handle head
 // replaced), old (older ones, newest first, space-separated), used (when
-// prev was replaced), succ (head sealed under prev's handle), and once
-// ended cause, ended and until.
+// prev was replaced), succ (head sealed under prev's handle), hold and
+// holdhead (below), and once ended cause, ended and until.
+//
+// A replaced handle must be found as long as its session lives, for its
+// reuse to be detected, and the session's expiry moves with every
+// rotation. Rather than extend every replaced handle's key at each
+// rotation (up to 17 PEXPIREs), a rotation extends them all only when the
+// new expiry passes hold, and then to hold = exp + (exp - now); otherwise
+// it gives only the handle it replaces the same hold. So every replaced
+// handle's key lives until hold, which is past exp, and at most one
+// refresh lifetime past the end of a session that expires (an ended
+// session's keys go at its until). The user's set and live are extended
+// to hold as well. hold is trusted only while holdhead is head: a
+// rotation by an older tollgate, which keeps no hold, leaves holdhead
+// behind, and the next rotation extends them all again.
 //
 // A device request hash has client, scope, created, exp, interval (ms),
 // status (pending, approved, denied or used), user, profile, name, ucode
@@ -182,45 +196,48 @@ return {'ok', publish()}
 `)
 
 // rotateScript: ARGV[5] = presented hash, ARGV[6] = next hash, ARGV[7] =
-// new expiry, ARGV[8] = reuse interval (ms), ARGV[9] = next sealed under
-// presented. Answers rotated (view), retry (view, sealed successor),
-// reused, revoked, notfound or exists.
+// client, ARGV[8] = new expiry, ARGV[9] = reuse interval (ms), ARGV[10] =
+// next sealed under presented. Answers rotated (view), retry (view,
+// sealed successor), reused, wrongclient, revoked, notfound or exists.
 var rotateScript = script(`
-local hp, hn, exp, reuse = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local hp, hn, client, exp, reuse = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 local sid = redis.call('GET', hkey(hp))
 if not sid then return {'notfound', ''} end
-local st, f = state(sid, {'head', 'prev', 'old', 'used', 'succ', 'user'})
+local st, f = state(sid, {'head', 'prev', 'old', 'used', 'succ', 'user', 'client', 'hold', 'holdhead'})
 if st ~= 'live' then return {st, ''} end
+local retry = f[4] == hp and now - tonumber(f[6]) <= reuse
+if f[3] ~= hp and not retry then -- theft, whichever client presents it
+  local t = tonumber(f[2])
+  if revokefor > 0 then t = now + revokefor end
+  finish(sid, 'reuse', t)
+  return {'reused', publish()}
+end
+if f[9] ~= client then return {'wrongclient', ''} end
 local k = skey(sid)
-if f[3] == hp then
-  if redis.call('EXISTS', hkey(hn)) == 1 then return {'exists', ''} end
-  local old = {}
-  if f[4] and f[4] ~= '' then
-    table.insert(old, f[4])
-    if f[5] and f[5] ~= '' then
-      for h in string.gmatch(f[5], '%S+') do table.insert(old, h) end
-    end
+if retry then return {'retry', '', view(k), f[7]} end
+if redis.call('EXISTS', hkey(hn)) == 1 then return {'exists', ''} end
+local old = {}
+if f[4] and f[4] ~= '' then
+  table.insert(old, f[4])
+  if f[5] and f[5] ~= '' then
+    for h in string.gmatch(f[5], '%S+') do table.insert(old, h) end
   end
-  while #old > kept do redis.call('DEL', hkey(table.remove(old))) end
-  redis.call('HSET', k, 'head', hn, 'prev', hp, 'old', table.concat(old, ' '), 'succ', ARGV[9],
-    'used', now, 'refreshed', now, 'exp', exp)
-  local ttl = exp - now
-  redis.call('PEXPIRE', k, ttl)
-  redis.call('SET', hkey(hn), sid, 'PX', ttl)
-  redis.call('PEXPIRE', hkey(hp), ttl)
-  for _, h in ipairs(old) do redis.call('PEXPIRE', hkey(h), ttl) end
-  redis.call('ZADD', live, exp, sid)
-  extend(live, exp)
-  extend(ukey(f[8]), exp)
-  return {'rotated', '', view(k)}
 end
-if f[4] == hp and now - tonumber(f[6]) <= reuse then
-  return {'retry', '', view(k), f[7]}
+while #old > kept do redis.call('DEL', hkey(table.remove(old))) end
+local hold = tonumber(f[10]) or 0
+if f[11] ~= hp or hold < exp then
+  hold = exp + (exp - now)
+  for _, h in ipairs(old) do redis.call('PEXPIRE', hkey(h), hold - now) end
 end
-local t = tonumber(f[2])
-if revokefor > 0 then t = now + revokefor end
-finish(sid, 'reuse', t)
-return {'reused', publish()}
+redis.call('HSET', k, 'head', hn, 'prev', hp, 'old', table.concat(old, ' '), 'succ', ARGV[10],
+  'used', now, 'refreshed', now, 'exp', exp, 'hold', hold, 'holdhead', hn)
+redis.call('PEXPIRE', k, exp - now)
+redis.call('SET', hkey(hn), sid, 'PX', exp - now)
+redis.call('PEXPIRE', hkey(hp), hold - now)
+redis.call('ZADD', live, exp, sid)
+extend(live, hold)
+extend(ukey(f[8]), hold)
+return {'rotated', '', view(k)}
 `)
 
 // lookupScript: ARGV[5] = handle hash. Answers ok (view), revoked or

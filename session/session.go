@@ -72,9 +72,12 @@ type Store interface {
 	// the session to expires. Presented again within reuse after it was
 	// used, the same successor comes back (Rotation.Successor) and nothing
 	// changes; presented after that, or any older handle, the session is
-	// revoked (CauseReuse) and ErrReused returned. An unknown handle is
+	// revoked (CauseReuse) and ErrReused returned, whichever client
+	// presents it. The session must be clientID's: its current handle, or
+	// one used within reuse, presented for another client is
+	// ErrWrongClient and changes nothing. An unknown handle is
 	// ErrNotFound, a handle of an ended session ErrRevoked.
-	Rotate(ctx context.Context, presented, next string, expires time.Time, reuse time.Duration) (Rotation, error)
+	Rotate(ctx context.Context, presented, next, clientID string, expires time.Time, reuse time.Duration) (Rotation, error)
 	// Get returns a live session by id (ErrNotFound when there is none,
 	// ErrRevoked when it ended).
 	Get(ctx context.Context, id string) (Session, error)
@@ -183,6 +186,9 @@ var (
 	// ErrReused: a used refresh handle came back after the reuse interval;
 	// the session is now revoked.
 	ErrReused = errors.New("session: refresh token reused")
+	// ErrWrongClient: a refresh handle was presented for another client
+	// than its session's; nothing changed.
+	ErrWrongClient = errors.New("session: refresh token of another client")
 	// ErrLimitReached: the user has Limit.Max live sessions and the policy
 	// refuses new ones.
 	ErrLimitReached = errors.New("session: session limit reached")

@@ -76,7 +76,7 @@ func mustCreate(t testing.TB, st Store, s Session, handle string, limit Limit) [
 
 func mustRotate(t testing.TB, st Store, clock *testkit.Clock, presented, next string) Rotation {
 	t.Helper()
-	rot, err := st.Rotate(context.Background(), presented, next, clock.Now().Add(time.Hour), reuse)
+	rot, err := st.Rotate(context.Background(), presented, next, "stb", clock.Now().Add(time.Hour), reuse)
 	if err != nil {
 		t.Fatalf("rotate: %v", err)
 	}
@@ -227,11 +227,11 @@ func testContract(t *testing.T, open opener) {
 		mustCreate(t, a, fixture(clock, "s1", "u1"), h0, Limit{})
 		mustRotate(t, a, clock, h0, h1)
 		clock.Add(reuse + time.Millisecond)
-		_, err := a.Rotate(ctx, h0, NewHandle(), clock.Now().Add(time.Hour), reuse)
+		_, err := a.Rotate(ctx, h0, NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "reuse", err, ErrReused)
 		_, err = a.Get(ctx, "s1")
 		wantErr(t, "get", err, ErrRevoked)
-		_, err = b.Rotate(ctx, h1, NewHandle(), clock.Now().Add(time.Hour), reuse)
+		_, err = b.Rotate(ctx, h1, NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "rotate the successor", err, ErrRevoked)
 		_, err = b.Lookup(ctx, h1)
 		wantErr(t, "lookup the successor", err, ErrRevoked)
@@ -250,11 +250,90 @@ func testContract(t *testing.T, open opener) {
 		mustCreate(t, a, fixture(clock, "s1", "u1"), h0, Limit{})
 		mustRotate(t, a, clock, h0, h1)
 		mustRotate(t, a, clock, h1, h2)
-		_, err := b.Rotate(ctx, h0, NewHandle(), clock.Now().Add(time.Hour), reuse)
+		_, err := b.Rotate(ctx, h0, NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "older handle", err, ErrReused)
 		_, err = a.Lookup(ctx, h2)
 		wantErr(t, "lookup of the head", err, ErrRevoked)
 		wantRevokedEverywhere(t, b, a, "s1")
+	})
+
+	t.Run("another client's handle changes nothing", func(t *testing.T) {
+		t.Parallel()
+		clock := testkit.NewClock(start)
+		a, b := open(t, clock)
+		s, h0, h1 := fixture(clock, "s1", "u1"), NewHandle(), NewHandle()
+		mustCreate(t, a, s, h0, Limit{})
+		clock.Add(time.Minute)
+		_, err := b.Rotate(ctx, h0, h1, "web", clock.Now().Add(time.Hour), reuse)
+		wantErr(t, "the current handle through another client", err, ErrWrongClient)
+		got, err := a.Lookup(ctx, h0)
+		if err != nil {
+			t.Fatalf("the current handle after another client's attempt: %v", err)
+		}
+		sameSession(t, got, s) // neither refreshed nor extended
+		_, err = a.Lookup(ctx, h1)
+		wantErr(t, "lookup of the refused next handle", err, ErrNotFound)
+		// The session's own client rotates it as if nothing had happened:
+		// a fresh rotation (not a retry), to the same next handle.
+		rot := mustRotate(t, a, clock, h0, h1)
+		if rot.Successor != "" {
+			t.Errorf("the owner's rotation is a retry of successor %q", rot.Successor)
+		}
+		s.Refreshed, s.Expires = clock.Now(), clock.Now().Add(time.Hour)
+		sameSession(t, rot.Session, s)
+		if a.Revoked().Contains("s1") || b.Revoked().Contains("s1") {
+			t.Error("another client's attempt revoked the session")
+		}
+	})
+
+	t.Run("another client's retry changes nothing", func(t *testing.T) {
+		t.Parallel()
+		clock := testkit.NewClock(start)
+		a, b := open(t, clock)
+		h0, h1 := NewHandle(), NewHandle()
+		mustCreate(t, a, fixture(clock, "s1", "u1"), h0, Limit{})
+		first := mustRotate(t, a, clock, h0, h1)
+		clock.Add(reuse) // within the interval
+		_, err := b.Rotate(ctx, h0, NewHandle(), "web", clock.Now().Add(time.Hour), reuse)
+		wantErr(t, "the used handle through another client", err, ErrWrongClient)
+		rot := mustRotate(t, a, clock, h0, NewHandle())
+		if rot.Successor != h1 {
+			t.Fatalf("the owner's retry: successor %q, want the first rotation's", rot.Successor)
+		}
+		sameSession(t, rot.Session, first.Session)
+		_, err = b.Rotate(ctx, h1, NewHandle(), "web", clock.Now().Add(time.Hour), reuse)
+		wantErr(t, "the successor through another client", err, ErrWrongClient)
+		if rot := mustRotate(t, a, clock, h1, NewHandle()); rot.Successor != "" {
+			t.Errorf("the owner's rotation of the successor is a retry of %q", rot.Successor)
+		}
+		if a.Revoked().Contains("s1") || b.Revoked().Contains("s1") {
+			t.Error("another client's attempts revoked the session")
+		}
+	})
+
+	t.Run("a used handle revokes, whichever client presents it", func(t *testing.T) {
+		t.Parallel()
+		clock := testkit.NewClock(start)
+		a, b := open(t, clock)
+		// s1: its last used handle after the interval; s2: an older one
+		// within it.
+		h1 := []string{NewHandle(), NewHandle()}
+		h2 := []string{NewHandle(), NewHandle(), NewHandle()}
+		mustCreate(t, a, fixture(clock, "s1", "u1"), h1[0], Limit{})
+		mustCreate(t, a, fixture(clock, "s2", "u1"), h2[0], Limit{})
+		mustRotate(t, a, clock, h1[0], h1[1])
+		clock.Add(reuse + time.Millisecond)
+		mustRotate(t, a, clock, h2[0], h2[1])
+		mustRotate(t, a, clock, h2[1], h2[2])
+		for _, c := range []struct {
+			id, used, head string
+		}{{"s1", h1[0], h1[1]}, {"s2", h2[0], h2[2]}} {
+			_, err := b.Rotate(ctx, c.used, NewHandle(), "web", clock.Now().Add(time.Hour), reuse)
+			wantErr(t, c.id+": a used handle through another client", err, ErrReused)
+			_, err = a.Rotate(ctx, c.head, NewHandle(), "web", clock.Now().Add(time.Hour), reuse)
+			wantErr(t, c.id+": its head through another client", err, ErrRevoked)
+			wantRevokedEverywhere(t, b, a, c.id)
+		}
 	})
 
 	t.Run("only the last handles are remembered", func(t *testing.T) {
@@ -268,12 +347,12 @@ func testContract(t *testing.T, open opener) {
 			mustRotate(t, a, clock, hs[i], hs[i+1])
 		}
 		// head hs[19], prev hs[18], kept hs[17]…hs[2]; hs[1], hs[0] forgotten.
-		_, err := a.Rotate(ctx, hs[1], NewHandle(), clock.Now().Add(time.Hour), reuse)
+		_, err := a.Rotate(ctx, hs[1], NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "a forgotten handle", err, ErrNotFound)
 		if _, err := a.Get(ctx, "s1"); err != nil {
 			t.Fatalf("a forgotten handle ended the session: %v", err)
 		}
-		_, err = a.Rotate(ctx, hs[2], NewHandle(), clock.Now().Add(time.Hour), reuse)
+		_, err = a.Rotate(ctx, hs[2], NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "the oldest kept handle", err, ErrReused)
 	})
 
@@ -282,7 +361,7 @@ func testContract(t *testing.T, open opener) {
 		clock := testkit.NewClock(start)
 		a, _ := open(t, clock)
 		mustCreate(t, a, fixture(clock, "s1", "u1"), NewHandle(), Limit{})
-		_, err := a.Rotate(ctx, NewHandle(), NewHandle(), clock.Now().Add(time.Hour), reuse)
+		_, err := a.Rotate(ctx, NewHandle(), NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "rotate", err, ErrNotFound)
 		_, err = a.Lookup(ctx, NewHandle())
 		wantErr(t, "lookup", err, ErrNotFound)
@@ -307,7 +386,7 @@ func testContract(t *testing.T, open opener) {
 		}
 		_, err := a.Get(ctx, "s1")
 		wantErr(t, "get", err, ErrRevoked)
-		_, err = a.Rotate(ctx, h, NewHandle(), clock.Now().Add(time.Hour), reuse)
+		_, err = a.Rotate(ctx, h, NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "rotate", err, ErrRevoked)
 		_, err = a.Lookup(ctx, h)
 		wantErr(t, "lookup", err, ErrRevoked)
@@ -333,7 +412,7 @@ func testContract(t *testing.T, open opener) {
 		clock.Add(15*time.Minute + time.Millisecond)
 		_, err = a.Get(ctx, "s1")
 		wantErr(t, "get after until", err, ErrNotFound)
-		_, err = a.Rotate(ctx, h, NewHandle(), clock.Now().Add(time.Hour), reuse)
+		_, err = a.Rotate(ctx, h, NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "rotate after until", err, ErrNotFound)
 	})
 
@@ -451,7 +530,7 @@ func testContract(t *testing.T, open opener) {
 		wantErr(t, "get", err, ErrNotFound)
 		_, err = a.Lookup(ctx, h0)
 		wantErr(t, "lookup", err, ErrNotFound)
-		_, err = a.Rotate(ctx, h0, NewHandle(), clock.Now().Add(time.Hour), reuse)
+		_, err = a.Rotate(ctx, h0, NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "rotate", err, ErrNotFound)
 		wantErr(t, "update", a.Update(ctx, "s1", "p"), ErrNotFound)
 		if list, _ := a.List(ctx, "u1"); !slices.Equal(ids(list), []string{"s2"}) {
@@ -492,9 +571,9 @@ func testContract(t *testing.T, open opener) {
 		if evicted, err := a.Create(ctx, fixture(clock, "s1", "u1"), h, Limit{}); err != nil || len(evicted) != 0 {
 			t.Errorf("the same Create again (a retried call): %v %v", evicted, err)
 		}
-		_, err = a.Rotate(ctx, h, h, clock.Now().Add(time.Hour), reuse)
+		_, err = a.Rotate(ctx, h, h, "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "rotate to itself", err, ErrInvalidArgument)
-		_, err = a.Rotate(ctx, h, NewHandle(), clock.Now(), reuse)
+		_, err = a.Rotate(ctx, h, NewHandle(), "stb", clock.Now(), reuse)
 		wantErr(t, "rotate into the past", err, ErrInvalidArgument)
 		if _, err := a.Get(ctx, "s1"); err != nil {
 			t.Errorf("the refused calls changed the session: %v", err)
@@ -509,7 +588,7 @@ func testContract(t *testing.T, open opener) {
 		mustCreate(t, a, fixture(clock, "s1", "u1"), h0, Limit{})
 		mustRotate(t, a, clock, h0, NewHandle())
 		clock.Add(time.Minute)
-		_, err := a.Rotate(ctx, h0, NewHandle(), clock.Now().Add(time.Hour), reuse)
+		_, err := a.Rotate(ctx, h0, NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 		wantErr(t, "reuse", err, ErrReused)
 		clock.Add(2 * time.Minute)
 		_, err = a.Get(ctx, "s1")
@@ -536,7 +615,7 @@ func testContract(t *testing.T, open opener) {
 			}
 			wg.Go(func() {
 				next := NewHandle()
-				rot, err := st.Rotate(ctx, h0, next, clock.Now().Add(time.Hour), reuse)
+				rot, err := st.Rotate(ctx, h0, next, "stb", clock.Now().Add(time.Hour), reuse)
 				results[i] = result{next, rot, err}
 			})
 		}
@@ -586,7 +665,7 @@ func testContract(t *testing.T, open opener) {
 				st = b
 			}
 			wg.Go(func() {
-				_, errs[i] = st.Rotate(ctx, h0, NewHandle(), clock.Now().Add(time.Hour), reuse)
+				_, errs[i] = st.Rotate(ctx, h0, NewHandle(), "stb", clock.Now().Add(time.Hour), reuse)
 			})
 		}
 		wg.Wait()
