@@ -9,7 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/tracing"
 )
 
 const requestIDHeader = "X-Request-Id"
@@ -38,6 +41,8 @@ type Edge struct {
 
 	bodyIdle    time.Duration // 0: bodies are not guarded
 	bodyMinRate int64
+
+	tracer *tracing.Tracer // nil: trace context is propagated, nothing recorded
 }
 
 // Option configures optional Edge behaviour.
@@ -49,6 +54,13 @@ type Option func(*Edge)
 // turns it off.
 func WithBodyTimeouts(idle time.Duration, minRate int64) Option {
 	return func(e *Edge) { e.bodyIdle, e.bodyMinRate = idle, minRate }
+}
+
+// WithTracer records a server span per request with t. Without it the
+// envelope still continues (or starts) each request's trace, for the
+// upstream to see.
+func WithTracer(t *tracing.Tracer) Option {
+	return func(e *Edge) { e.tracer = t }
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -93,6 +105,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info.requestID[0] = e.newID()
 	}
 	w.Header()[requestIDHeader] = info.requestID[:]
+	e.tracer.StartServer(r.Context(), &info.Span, headerValue(r.Header, "Traceparent"), headerValue(r.Header, "Tracestate"))
 	r = r.WithContext(&x.ctx)
 	e.guardBody(w, r, &x.body)
 	e.obs.RequestStarted(r.Context())
@@ -139,6 +152,7 @@ func (e *Edge) log(r *http.Request, sw *statusWriter, info *Info, start time.Tim
 		status = StatusClientClosed
 	}
 	e.obs.RequestDone(r.Context(), info.Route, r.Method, status, time.Since(start))
+	e.endSpan(r, info, status)
 	ce := e.logger.Check(zap.InfoLevel, "request")
 	if ce == nil {
 		return
@@ -156,16 +170,64 @@ func (e *Edge) log(r *http.Request, sw *statusWriter, info *Info, start time.Tim
 		zap.String("user", info.User),
 		zap.String("auth", info.Auth),
 		zap.String("aborted", info.Aborted),
+		zap.String("trace_id", info.Span.TraceID()),
+		zap.String("span_id", info.Span.SpanID()),
 	)
+}
+
+// endSpan names the server span by its route and ends it with what the
+// access log says — never the query string, a header or a token.
+func (e *Edge) endSpan(r *http.Request, info *Info, status int) {
+	s := &info.Span
+	if !s.Recorded() {
+		s.End(status, "") // returns at once when not recording
+		return
+	}
+	name := r.Method
+	if info.Route != "" {
+		name += " " + info.Route
+	}
+	s.SetName(name)
+	s.SetAttributes(
+		attribute.String("http.request.method", r.Method),
+		attribute.String("http.route", info.Route),
+		attribute.String("url.path", r.URL.Path),
+		attribute.String("tollgate.request_id", info.requestID[0]),
+		attribute.String("tollgate.auth", info.Auth),
+	)
+	if info.Upstream != "" {
+		s.SetAttributes(attribute.String("tollgate.upstream", info.Upstream))
+	}
+	if info.Aborted != "" {
+		s.SetAttributes(attribute.String("tollgate.aborted", info.Aborted))
+	}
+	if info.User != "" && e.tracer.UserID() {
+		s.SetAttributes(attribute.String("enduser.id", info.User))
+	}
+	s.End(status, "")
+}
+
+// headerValue is the first value of a canonical header name, without
+// the allocation of Header.Get's canonicalisation.
+func headerValue(h http.Header, name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // LogFields returns the fields that tie a log line to the request
 // carrying ctx (its request ID), so error logs join the access log.
 func LogFields(ctx context.Context) []zap.Field {
-	if id := RequestID(ctx); id != "" {
-		return []zap.Field{zap.String("request_id", id)}
+	info := InfoFrom(ctx)
+	if info == nil || info.requestID[0] == "" {
+		return nil
 	}
-	return nil
+	fields := []zap.Field{zap.String("request_id", info.requestID[0])}
+	if id := info.Span.TraceID(); id != "" {
+		fields = append(fields, zap.String("trace_id", id), zap.String("span_id", info.Span.SpanID()))
+	}
+	return fields
 }
 
 func saneRequestID(id string) bool {

@@ -217,9 +217,13 @@ func BenchmarkEdge(b *testing.B) {
 		{"bare", ok},
 		{"edge", edge.New(ok, zap.NewNop(), nil)},
 		{"edge+metrics", edge.New(ok, zap.NewNop(), metrics.New(metrics.BuildInfo{}))},
+		{"edge+traceparent", edge.New(ok, zap.NewNop(), nil)},
 	} {
 		b.Run(h.name, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, "/channels/1", nil)
+			if h.name == "edge+traceparent" {
+				req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+			}
 			b.ReportAllocs()
 			for b.Loop() {
 				rec := httptest.NewRecorder()

@@ -3,6 +3,8 @@ package edge
 import (
 	"context"
 	"time"
+
+	"github.com/tollgate/tollgate/tracing"
 )
 
 // StatusClientClosed is logged when the client went away before an answer
@@ -36,6 +38,12 @@ type Info struct {
 	Token any
 	// UpstreamStart is when the upstream round trip began.
 	UpstreamStart time.Time
+	// Span is the request's server span: the trace it belongs to, which
+	// calls made for it continue (tracing.FromContext finds it).
+	Span tracing.Span
+	// UpstreamSpan is the upstream call's span while spans are recorded;
+	// nil otherwise.
+	UpstreamSpan *tracing.Span
 }
 
 // RequestID is the request's ID, as sent back to the client and
@@ -57,8 +65,11 @@ type infoCtx struct {
 }
 
 func (c *infoCtx) Value(key any) any {
-	if key == (infoKey{}) {
+	switch key {
+	case infoKey{}:
 		return &c.info
+	case tracing.ContextKey{}:
+		return &c.info.Span
 	}
 	return c.Context.Value(key)
 }

@@ -29,9 +29,16 @@ func (nopBackendObserver) BackendCall(context.Context, string, time.Duration, er
 type BackendOption func(*backendOptions)
 
 type backendOptions struct {
-	client *http.Client
-	obs    BackendObserver
-	now    func() time.Time
+	client    *http.Client
+	transport http.RoundTripper // nil: http.DefaultTransport
+	obs       BackendObserver
+	now       func() time.Time
+}
+
+// WithBackendTransport sends backend calls through rt (tracing wraps the
+// default transport here).
+func WithBackendTransport(rt http.RoundTripper) BackendOption {
+	return func(o *backendOptions) { o.transport = rt }
 }
 
 // WithBackendObserver receives backend calls.
@@ -58,7 +65,8 @@ func newBackendOptions(timeout time.Duration, opts []BackendOption) backendOptio
 		opt(&o)
 	}
 	o.client = &http.Client{
-		Timeout: timeout,
+		Transport: o.transport,
+		Timeout:   timeout,
 		// Redirects are not followed: a backend that redirects is
 		// misconfigured, and following could leak credentials.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -15,10 +15,12 @@ import (
 	"strconv"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/edge"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/tracing"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -665,17 +667,26 @@ func (i *Issuer) observe(r *http.Request, g *grant, dialect string, err error) {
 	if g != nil && slices.Contains([]string{"password", "refresh_token", "login_with_token", "cookie_exchange", "profile"}, g.Type) {
 		grantType = g.Type
 	}
-	if grantType == "login_with_token" {
+	switch {
+	case grantType == "login_with_token":
 		grantType = "token_exchange" // the metric's label since it was first counted
-	}
-	if err != nil {
-		e := errorOf(err)
-		i.obs.TokenError(r.Context(), grantType, e.Code, e.Reason)
-		return
+	case g != nil && g.Type == deviceGrantType:
+		grantType = "device_code"
 	}
 	client := "unregistered"
-	if i.clients != nil && i.clients[g.ClientID] != nil {
+	if g != nil && i.clients != nil && i.clients[g.ClientID] != nil {
 		client = g.ClientID
+	}
+	// The request's span says what was asked and how it ended; never a
+	// credential, a user or a claim.
+	span := tracing.FromContext(r.Context())
+	span.SetAttributes(attribute.String("tollgate.grant", grantType), attribute.String("tollgate.client", client),
+		attribute.String("tollgate.dialect", dialect))
+	if err != nil {
+		e := errorOf(err)
+		span.SetAttributes(attribute.String("tollgate.token_error", e.Code))
+		i.obs.TokenError(r.Context(), grantType, e.Code, e.Reason)
+		return
 	}
 	i.obs.TokenIssued(r.Context(), grantType, client, dialect)
 }

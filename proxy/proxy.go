@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/edge"
@@ -336,6 +338,16 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	if info.RequestID() != "" {
 		out[requestIDHeader] = info.RequestIDHeader()
 	}
+	// The upstream continues the request's trace, whatever the client
+	// sent: its parent is the upstream call's span when spans are
+	// recorded, the request's own span otherwise (no allocation).
+	if info.Span.Recorded() {
+		info.UpstreamSpan = info.Span.StartChild(pr.In.Context(), "upstream "+rt.Upstream, trace.SpanKindClient,
+			attribute.String("tollgate.upstream", rt.Upstream), attribute.String("server.address", target.Host))
+		info.UpstreamSpan.Inject(out)
+	} else {
+		info.Span.Inject(out)
+	}
 	for _, h := range identity {
 		out[h.name] = h.values
 	}
@@ -424,6 +436,7 @@ func (p *Proxy) upstreamDone(rt *route, resp *http.Response) {
 	var d time.Duration
 	if info != nil {
 		d = time.Since(info.UpstreamStart)
+		info.UpstreamSpan.End(resp.StatusCode, "")
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols || info == nil {
 		p.observer.Upstream(ctx, rt.Upstream, resp.StatusCode, d, "")
@@ -484,6 +497,7 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 	if errors.Is(r.Context().Err(), context.Canceled) {
 		if info != nil {
 			info.Status = edge.StatusClientClosed
+			info.UpstreamSpan.End(0, "canceled")
 		}
 		if ce := p.logger.Check(zap.DebugLevel, "client went away"); ce != nil {
 			ce.Write(zap.String("route", rt.Name), zap.String("upstream", rt.Upstream))
@@ -494,6 +508,7 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 	var d time.Duration
 	if info != nil {
 		d = time.Since(info.UpstreamStart)
+		info.UpstreamSpan.End(0, kind)
 	}
 	p.observer.Upstream(r.Context(), rt.Upstream, 0, d, kind)
 	p.logger.Warn("upstream request failed", append(edge.LogFields(r.Context()),

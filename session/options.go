@@ -2,7 +2,12 @@ package session
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/tollgate/tollgate/tracing"
 )
 
 // Observer is told of every store operation, for a latency histogram and
@@ -82,6 +87,14 @@ func (nopObserver) StoreCall(context.Context, string, time.Duration, error) {}
 
 // observe reports an operation that started at start; call it deferred
 // with a pointer to the operation's named error.
+// A call made for a recorded request is a span of its trace too.
 func (o *options) observe(ctx context.Context, op string, start time.Time, err *error) {
 	o.observer.StoreCall(ctx, op, time.Since(start), *err)
+	if span := tracing.FromContext(ctx); span.Recorded() {
+		errType := ""
+		if errors.Is(*err, ErrUnavailable) {
+			errType = "unavailable" // the store's answers (not found, pending) are not failures
+		}
+		span.RecordChild(ctx, "session "+op, start, errType, attribute.String("db.operation.name", op))
+	}
 }

@@ -157,6 +157,12 @@ type Config struct {
 	// DeviceCodeGuesses is how many wrong user codes a client IP may enter
 	// per hour on the device page.
 	DeviceCodeGuesses int `env:"DEVICE_CODE_GUESSES" envDefault:"20"`
+	// TraceUserID adds the verified user's ID (enduser.id) to request
+	// spans. Off by default: it is personal data.
+	TraceUserID bool `env:"TRACE_USER_ID" envDefault:"false"`
+	// otel holds the OpenTelemetry SDK's own variables (OTEL_*), which
+	// configure tracing as they do in every SDK (see tracingConfig).
+	otel map[string]string
 	// BodyIdleTimeout and BodyMinRate cut off request bodies that trickle
 	// in: nothing for BodyIdleTimeout, or less than BodyMinRate bytes/s on
 	// average after it. Long uploads at a decent rate are never cut.
@@ -356,6 +362,12 @@ func parseConfig(environ []string) (*Config, []string, []error) {
 		}
 		cfg = Config{}
 		env.ParseWithOptions(&cfg, env.Options{Prefix: envPrefix, Environment: rest}) // its errors are reported above
+	}
+	cfg.otel = map[string]string{}
+	for k, v := range vars {
+		if strings.HasPrefix(k, "OTEL_") {
+			cfg.otel[k] = v
+		}
 	}
 	if cfg.ConfigFile != "" {
 		f, ferrs := readFile(cfg.ConfigFile)

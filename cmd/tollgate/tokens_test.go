@@ -88,6 +88,12 @@ func startTokenGateway(t *testing.T, clients string, usersFile bool, extraKeys .
 // startTokenGatewayEnv is startTokenGateway with more TOLLGATE_ variables.
 func startTokenGatewayEnv(t *testing.T, clients string, usersFile bool, extraEnv []string, extraKeys ...func(dir string)) *authGateway {
 	t.Helper()
+	return startTokenGatewayWith(t, clients, usersFile, extraEnv, nil, extraKeys...)
+}
+
+// startTokenGatewayWith is startTokenGatewayEnv with options of Main's.
+func startTokenGatewayWith(t *testing.T, clients string, usersFile bool, extraEnv []string, opts []mainOption, extraKeys ...func(dir string)) *authGateway {
+	t.Helper()
 	dir := t.TempDir()
 	g := &authGateway{clock: testkit.NewClock(time.Now()), keysDir: filepath.Join(dir, "keys"), users: filepath.Join(dir, "users.yaml")}
 	if _, _, err := issuer.GenerateKey(g.keysDir, "ES256", time.Now()); err != nil {
@@ -131,7 +137,7 @@ func startTokenGatewayEnv(t *testing.T, clients string, usersFile bool, extraEnv
 	core, logs := observer.New(zap.DebugLevel) // every line, debug included: tests look for secrets in them
 	g.logs = logs
 	logger := zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)).Core(), core))
-	m, err := NewMain(cfg, logger, withClock(g.clock.Now))
+	m, err := NewMain(cfg, logger, append([]mainOption{withClock(g.clock.Now)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

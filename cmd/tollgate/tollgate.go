@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/edge"
@@ -23,6 +25,7 @@ import (
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/session"
+	"github.com/tollgate/tollgate/tracing"
 	"github.com/tollgate/tollgate/verifier"
 )
 
@@ -49,6 +52,9 @@ type Main struct {
 	// it is Redis.
 	store sessionStore
 	redis *session.Redis
+	// tracer records spans when an OTLP exporter is configured; trace
+	// context is propagated either way.
+	tracer *tracing.Tracer
 	// warnings are what an operator should know about the configuration:
 	// check-config prints them, serve logs them.
 	warnings []string
@@ -67,6 +73,8 @@ type Main struct {
 	closeErr  error
 	// now is the clock of the verifier and the token endpoints.
 	now func() time.Time
+	// spanExporter, if set, replaces the configured exporter (tests).
+	spanExporter sdktrace.SpanExporter
 	// wrapUpstream, if set, wraps the upstream transport (tests).
 	wrapUpstream func(http.RoundTripper) http.RoundTripper
 }
@@ -105,6 +113,12 @@ func withUpstreamTransport(wrap func(http.RoundTripper) http.RoundTripper) mainO
 	return func(m *Main) { m.wrapUpstream = wrap }
 }
 
+// withSpanExporter records every span into exp, synchronously, whatever
+// the OTEL_* variables say (tests).
+func withSpanExporter(exp sdktrace.SpanExporter) mainOption {
+	return func(m *Main) { m.spanExporter = exp }
+}
+
 // NewMain builds every part of the gateway from cfg without listening: key
 // files are read, routes and header mappings checked. Every problem is
 // reported at once. check-config stops here.
@@ -114,6 +128,14 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		o(m)
 	}
 	var errs []error
+	tcfg, err := tracingConfig(context.Background(), cfg.otel, buildInfo().Version, cfg.TraceUserID)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if m.spanExporter != nil {
+		tcfg.Exporter, tcfg.Synchronous = m.spanExporter, true
+	}
+	m.tracer = tracing.New(tcfg)
 	vc := cfg.verifierConfig()
 	if cfg.SigningKeysDir != "" {
 		keys, err := issuer.LoadKeys(issuer.KeysConfig{Dir: cfg.SigningKeysDir, PollInterval: cfg.ReloadInterval}, logger,
@@ -157,7 +179,8 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 			m.metrics.KeysLoaded(context.Background(), "self", keys.Len())
 		}
 	}
-	v, err := verifier.New(vc, logger, verifier.WithClock(m.now), verifier.WithObserver(m.metrics))
+	v, err := verifier.New(vc, logger, verifier.WithClock(m.now), verifier.WithObserver(m.metrics),
+		verifier.WithHTTPClient(&http.Client{Transport: &tracing.Transport{Tracer: m.tracer, Name: "jwks"}}))
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -231,6 +254,7 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
+		m.tracer.Shutdown(context.Background())
 		return nil, err
 	}
 	m.issuer = iss
@@ -244,11 +268,12 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 	if iss != nil {
 		// Token endpoints in process, everything else to the proxy.
 		if public, err = edge.NewDispatch(iss.Endpoints(), p); err != nil {
+			m.tracer.Shutdown(context.Background())
 			return nil, err
 		}
 	}
 	m.public = &http.Server{
-		Handler:           edge.New(public, logger, m.metrics, edge.WithBodyTimeouts(cfg.BodyIdleTimeout, cfg.BodyMinRate)),
+		Handler:           edge.New(public, logger, m.metrics, edge.WithBodyTimeouts(cfg.BodyIdleTimeout, cfg.BodyMinRate), edge.WithTracer(m.tracer)),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -351,6 +376,13 @@ func (m *Main) shutdown() error {
 	if m.redis != nil {
 		m.redis.Close()
 	}
+	// The spans still queued go out, within a bound of their own: the
+	// drain may have used the shared one up.
+	flush, cancelFlush := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelFlush()
+	if err := m.tracer.Shutdown(flush); err != nil {
+		m.logger.Warn("exporting the last spans failed", zap.Error(err))
+	}
 	m.logger.Info("stopped")
 	return errors.Join(errs...)
 }
@@ -437,7 +469,8 @@ func (m *Main) loginLimits(cfg *Config) issuer.LoginLimits {
 // buildUsers builds the password backend: the users file, or the legacy
 // login endpoint.
 func (m *Main) buildUsers(cfg *Config, logger *zap.Logger) (issuer.Users, identity.Finder, *identity.Users, error) {
-	backendOpts := []identity.BackendOption{identity.WithBackendObserver(m.metrics), identity.WithBackendClock(m.now)}
+	backendOpts := []identity.BackendOption{identity.WithBackendObserver(m.metrics), identity.WithBackendClock(m.now),
+		identity.WithBackendTransport(&tracing.Transport{Tracer: m.tracer, Name: "backend"})}
 	if ll := cfg.File.LegacyLogin; cfg.File.PasswordBackend == "legacy" && ll != nil {
 		l, err := identity.NewLegacy(identity.LegacyConfig{
 			LoginURL: ll.LoginURL, Format: ll.Format, UsernameField: ll.UsernameField, PasswordField: ll.PasswordField,
