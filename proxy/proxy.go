@@ -309,11 +309,11 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	}
 	pr.SetURL(target)
 	info := edge.InfoFrom(pr.In.Context())
-	var identity []headerValue
+	var identity []string
 	if tok, ok := info.Token.(*verifier.Token); ok { // ServeHTTP made sure of an Info
 		// The header values are derived once per token: a cached token
-		// maps no claims. The slices are shared read-only between requests.
-		identity = tok.Memo(p, p.headerValues).([]headerValue)
+		// maps no claims. They are shared read-only between requests.
+		identity = tok.Memo(p, headerValues).([]string)
 	}
 	// A client never chooses its identity, whatever the route. The
 	// outbound header moves once into a map with room for everything added
@@ -348,29 +348,43 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	} else {
 		info.Span.Inject(out)
 	}
-	for _, h := range identity {
-		out[h.name] = h.values
+	for i, v := range identity {
+		if v != "" {
+			out[p.headers[i].header] = identity[i : i+1 : i+1] // cap 1: an append copies
+		}
 	}
 }
 
 // forwardedHeaders are the headers ProxyRequest.SetXForwarded sets.
 var forwardedHeaders = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
 
-// headerValue is one identity header ready to set.
-type headerValue struct {
-	name   string
-	values []string
+// headerValues maps a token's claims to the identity headers of the
+// *Proxy p: a []string with the value of each of p.headers, "" for a claim
+// that gives none. It is kept with a cached token, so it is flat: one
+// slice, and the values cut from one string.
+func headerValues(p any, tok *verifier.Token) any {
+	return p.(*Proxy).headerValues(tok)
 }
 
-// headerValues maps a token's claims to its identity headers.
-func (p *Proxy) headerValues(tok *verifier.Token) any {
-	hv := make([]headerValue, 0, len(p.headers))
-	for _, m := range p.headers {
+func (p *Proxy) headerValues(tok *verifier.Token) []string {
+	values := make([]string, len(p.headers))
+	n := 0
+	for i, m := range p.headers {
 		if v, ok := claimValue(tok.Claims, m.path); ok {
-			hv = append(hv, headerValue{name: m.header, values: []string{v}})
+			values[i] = v
+			n += len(v)
 		}
 	}
-	return hv
+	var b strings.Builder
+	b.Grow(n)
+	for _, v := range values {
+		b.WriteString(v)
+	}
+	all := b.String()
+	for i, v := range values {
+		values[i], all = all[:len(v)], all[len(v):]
+	}
+	return values
 }
 
 // isStripped reports whether a header name names an identity header or

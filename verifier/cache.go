@@ -1,44 +1,115 @@
 package verifier
 
 import (
+	"context"
 	"hash/maphash"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"github.com/maypok86/otter/v2"
+	"go.uber.org/zap"
 )
 
-// cacheShards spreads the verified-token cache over independently locked
-// maps, so concurrent requests rarely contend.
-const cacheShards = 64
+// defaultCachedClaims are the claims a cached Token keeps in Claims when
+// Config.CachedClaims is nil: those tollgate's own consumers read by name
+// (the proxy's scope and role checks, the session check, the issuer's
+// session, userinfo and introspection paths). Read-only.
+var defaultCachedClaims = []string{
+	"sid", "scope", "role", "roles", "realm_access", "client_id", "profile", "session_exp", "auth_time", "type",
+}
 
-// tokenCache remembers tokens that verified, keyed by the raw token (the
-// map compares the whole string, so a hash collision cannot confuse two
-// tokens). An entry is used only while the token is unexpired, the
-// verifier's key generation it was verified under is current, and so is
-// the generation of every remote key set that supplied its candidate keys:
-// a refresh of one remote retires that remote's tokens and no others.
+// tokenCache remembers tokens that verified, under their tag (see
+// tokenTag): an entry holds the tag, what the token's validity depends on,
+// the token without the claims no consumer reads on a hit, and the
+// consumer's Memo value (the proxy's header values). An entry is used only
+// while the token is unexpired, the verifier's key generation it was
+// verified under is current, and so is the generation of every remote key
+// set that supplied its candidate keys: a refresh of one remote retires
+// that remote's tokens and no others.
+//
+// Which tokens stay is otter's adaptive W-TinyLFU: a new token is admitted
+// over the least valuable cached one only if it has been seen more often,
+// so that a cycle over more tokens than fit keeps a fixed part of them
+// cached instead of evicting each before its next use (as LRU or FIFO
+// would), and a skewed load keeps its hot tokens. Hits are lock-free;
+// writes and evictions are O(1), with the policy's bookkeeping done on the
+// calling goroutine (no goroutine of its own). In front of it, the hot
+// table finds the most used tokens without tagging them.
 type tokenCache struct {
-	seed     maphash.Seed
-	perShard int
-	shards   [cacheShards]cacheShard
+	m       *otter.Cache[uint64, *cacheEntry]
+	hot     hotTable
+	tags    *tagger
+	leeway  time.Duration
+	keep    []string // Config.CachedClaims
+	deriver atomic.Pointer[derivation]
 
-	hits, misses, evictions atomic.Uint64
+	// counts are striped (see stripe), so that concurrent requests seldom
+	// contend for one cache line: a counter all of them add to costs a
+	// hit more than the rest of it on a many-core machine.
+	counts    [countStripes]cacheCounts
+	evictions atomic.Uint64
 }
 
-// cacheShard is read without locks (sync.Map suits read-mostly keys: a
-// hot token is a lock-free load); mu serialises writers so that the size
-// bound holds.
-type cacheShard struct {
-	entries sync.Map // string → *cacheEntry
-	mu      sync.Mutex
-	size    atomic.Int64 // entries stored; updated under mu
+const countStripes = 16
+
+type cacheCounts struct {
+	hits, misses atomic.Uint64
+	_            [48]byte // a cache line each
 }
 
+// cacheEntry is one cached verification. The Token returned on a hit is
+// part of it: one allocation, with strings in one more (see compact).
 type cacheEntry struct {
-	tok   *Token
-	until time.Time // exp + leeway: after this the token is expired
-	used  keyUse    // the remote key sets it depends on, and when they go stale
-	gen   uint64    // the verifier's key generation at verification
+	// h and n are the token's tag (tokenTag), laid out flat so that gen
+	// fills what would be the tag's padding.
+	h   [4]uint64
+	n   uint32
+	gen uint32 // the verifier's key generation at verification, mod 2³²
+	// until is when the token expires, exp + leeway, in Unix milliseconds
+	// rounded down: never later than the exact time.
+	until int64
+	// used is what the verification depends on besides gen; nil when no
+	// remote key set supplied a candidate key.
+	used *keyUse
+	cell memoCell
+	tok  Token
+}
+
+// hotTable holds a few recently used raw tokens whole, each with its
+// cache entry, so that a token presented again and again — a replica's
+// hottest — is found with one pass of the runtime's string hash and a
+// comparison instead of being tagged: about twice as fast. Being compared
+// whole, a token found here is the one cached: the hash only places it.
+// Every newly cached token takes its slot, and a token found by its tag
+// one time in hotEvery, so that the table follows the load without a hit
+// allocating (beyond one in hotEvery). It holds at most hotSlots tokens.
+type hotTable struct {
+	seed  maphash.Seed
+	slots [hotSlots]atomic.Pointer[hotSlot]
+}
+
+const (
+	hotSlots = 1024
+	hotEvery = 64
+)
+
+type hotSlot struct {
+	raw string
+	e   *cacheEntry
+}
+
+// slot returns raw's slot, and raw's hash.
+func (ht *hotTable) slot(raw string) (*atomic.Pointer[hotSlot], uint64) {
+	h := maphash.String(ht.seed, raw)
+	return &ht.slots[h%hotSlots], h
+}
+
+// store puts raw, cached in e, in its slot.
+func (ht *hotTable) store(raw string, e *cacheEntry) {
+	slot, _ := ht.slot(raw)
+	slot.Store(&hotSlot{raw: raw, e: e})
 }
 
 // current reports whether the keys e was verified with are still the ones
@@ -46,7 +117,7 @@ type cacheEntry struct {
 // unstale and at the generation it was. It is on the hit path: no
 // allocation, and one atomic load per remote set.
 func (e *cacheEntry) current(gen uint64, now time.Time) bool {
-	return e.gen == gen && (len(e.used.remotes) == 0 || e.remotesCurrent(now))
+	return e.gen == uint32(gen) && (e.used == nil || e.remotesCurrent(now))
 }
 
 func (e *cacheEntry) remotesCurrent(now time.Time) bool {
@@ -67,83 +138,182 @@ type CacheStats struct {
 	Size                    int
 }
 
-func newTokenCache(size int) *tokenCache {
-	c := &tokenCache{seed: maphash.MakeSeed(), perShard: max(size/cacheShards, 1)}
+func newTokenCache(size, maxBytes int, leeway time.Duration, keep []string, logger *zap.Logger) *tokenCache {
+	c := &tokenCache{tags: newTagger(min(maxBytes, maxTaggedBytes)), leeway: leeway, keep: keep}
+	c.hot.seed = maphash.MakeSeed()
+	c.m = otter.Must(&otter.Options[uint64, *cacheEntry]{
+		MaximumSize: size,
+		// Maintenance runs on the goroutine that calls the cache: nothing
+		// runs in the background, and the work a write leaves is bounded.
+		Executor: func(fn func()) { fn() },
+		OnDeletion: func(e otter.DeletionEvent[uint64, *cacheEntry]) {
+			if e.WasEvicted() {
+				c.evictions.Add(1)
+			}
+		},
+		Logger: otterLogger{logger},
+		// The cache has no expiry of its own (a hit checks the token's):
+		// its clock need not read the time.
+		Clock: noClock{},
+	})
 	return c
 }
 
-func (c *tokenCache) shard(raw string) *cacheShard {
-	return &c.shards[maphash.String(c.seed, raw)%cacheShards]
-}
-
-// get returns the cached token if it is still usable at now under gen.
+// lookup finds raw's cached verification, usable at now under gen: in
+// the hot table, else under raw's tag. It also returns the tag, for put
+// after a miss; cacheable is false for a token too long to cache.
 // expired reports an entry whose token has expired since it was cached.
-func (c *tokenCache) get(raw string, now time.Time, gen uint64) (tok *Token, expired bool) {
-	s := c.shard(raw)
-	v, ok := s.entries.Load(raw)
-	var e *cacheEntry
-	if ok {
-		e = v.(*cacheEntry)
+func (c *tokenCache) lookup(raw string, now time.Time, gen uint64) (tok *Token, t tokenTag, cacheable, expired bool) {
+	slot, h := c.hot.slot(raw)
+	if s := slot.Load(); s != nil && s.raw == raw {
+		if e := s.e; now.UnixMilli() < e.until && e.current(gen, now) {
+			c.counts[stripe(h)].hits.Add(1)
+			return e.token(), t, false, false
+		}
+		// Expired, or its keys changed: the entry found by the tag, if
+		// still this one, is dropped below.
+		slot.CompareAndSwap(s, nil)
 	}
+	if t, cacheable = c.tags.tag(raw); !cacheable {
+		return nil, t, false, false
+	}
+	e, promote, expired := c.get(&t, now, gen)
+	if e == nil {
+		return nil, t, true, expired
+	}
+	if promote {
+		slot.Store(&hotSlot{raw: raw, e: e})
+	}
+	return e.token(), t, true, false
+}
+
+// get returns the entry for t if it is still usable at now under gen, and
+// whether to promote it to the hot table (one hit in hotEvery, counted by
+// stripe). expired reports an entry whose token has expired since it was
+// cached.
+func (c *tokenCache) get(t *tokenTag, now time.Time, gen uint64) (e *cacheEntry, promote, expired bool) {
+	counts := &c.counts[stripe(t.h[0])]
+	e, ok := c.m.GetIfPresent(t.slot())
 	switch {
-	case !ok:
-		c.misses.Add(1)
-		return nil, false
-	case !now.Before(e.until):
-		c.drop(s, raw)
-		c.misses.Add(1)
-		return nil, true
+	case !ok || !t.equal(&tokenTag{e.h, e.n}):
+		counts.misses.Add(1)
+		return nil, false, false
+	case now.UnixMilli() >= e.until:
+		c.m.Invalidate(t.slot())
+		counts.misses.Add(1)
+		return nil, false, true
 	case !e.current(gen, now):
-		c.drop(s, raw)
-		c.misses.Add(1)
-		return nil, false
+		c.m.Invalidate(t.slot())
+		counts.misses.Add(1)
+		return nil, false, false
 	}
-	c.hits.Add(1)
-	return e.tok, false
+	return e, counts.hits.Add(1)%hotEvery == 0, false
 }
 
-func (c *tokenCache) drop(s *cacheShard, raw string) {
-	s.mu.Lock()
-	if _, loaded := s.entries.LoadAndDelete(raw); loaded {
-		s.size.Add(-1)
+// token is what a hit returns: the token with every claim until a Memo
+// value is kept (see memoCell.pending), the compact one after.
+func (e *cacheEntry) token() *Token {
+	if e.cell.state.Load() != memoKept {
+		if p := e.cell.pending.Load(); p != nil {
+			return p.full
+		}
 	}
-	s.mu.Unlock()
+	return &e.tok
 }
 
-// put caches a verified token. A full shard first drops expired and stale
-// entries, then an arbitrary one (Go's map iteration order is random).
-func (c *tokenCache) put(raw string, tok *Token, until time.Time, used keyUse, gen uint64, now time.Time) {
-	s := c.shard(raw)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.size.Load() >= int64(c.perShard) {
-		s.entries.Range(func(k, v any) bool {
-			if e := v.(*cacheEntry); !now.Before(e.until) || !e.current(gen, now) {
-				s.entries.Delete(k)
-				s.size.Add(-1)
-				c.evictions.Add(1)
-			}
-			return true
-		})
-		s.entries.Range(func(k, _ any) bool {
-			if s.size.Load() < int64(c.perShard) {
-				return false
-			}
-			s.entries.Delete(k)
-			s.size.Add(-1)
-			c.evictions.Add(1)
-			return true
-		})
+// put caches full, a token just verified (and constrained) with every
+// claim, and makes full share the entry's Memo value. If a Memo key is
+// known, its value is derived from full now, and the entry keeps only the
+// compact token; otherwise the entry serves full until a Memo keeps a
+// value.
+func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *cacheEntry {
+	// A NumericDate is at most year 9999: milliseconds do not overflow.
+	until := full.ExpiresAt.Add(c.leeway).UnixMilli()
+	e := &cacheEntry{h: t.h, n: t.n, gen: uint32(gen), until: until, used: used}
+	compact(&e.tok, full, c.keep)
+	e.tok.cell = &e.cell
+	if d := c.deriver.Load(); d != nil {
+		e.cell.key, e.cell.value = d.key, d.fn(d.key, full)
+		e.cell.state.Store(memoKept)
+	} else {
+		e.cell.pending.Store(&pendingMemo{full: full, deriver: &c.deriver})
 	}
-	if _, loaded := s.entries.Swap(raw, &cacheEntry{tok: tok, until: until, used: used, gen: gen}); !loaded {
-		s.size.Add(1)
+	full.cell = &e.cell
+	c.m.Set(t.slot(), e)
+	return e
+}
+
+// compact fills dst with full's fields for a cache entry: the strings a
+// hit needs in one allocation, and of the claims only those keep names.
+func compact(dst, full *Token, keep []string) {
+	var b strings.Builder
+	b.Grow(len(full.Subject) + len(full.ID) + len(full.SessionID) + len(full.grants))
+	b.WriteString(full.Subject)
+	b.WriteString(full.ID)
+	b.WriteString(full.SessionID)
+	b.WriteString(full.grants)
+	s := b.String()
+	cut := func(n int) string { v := s[:n]; s = s[n:]; return v }
+	*dst = Token{
+		Issuer:    full.Issuer,
+		Subject:   cut(len(full.Subject)),
+		ID:        cut(len(full.ID)),
+		Audience:  full.Audience,
+		ExpiresAt: full.ExpiresAt,
+		IssuedAt:  full.IssuedAt,
+		Algorithm: full.Algorithm,
+		SessionID: cut(len(full.SessionID)),
+		grants:    s,
 	}
+	n := 0
+	for _, name := range keep {
+		if _, ok := full.Claims[name]; ok {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	dst.Claims = make(map[string]any, n)
+	for _, name := range keep {
+		if v, ok := full.Claims[name]; ok {
+			dst.Claims[name] = v
+		}
+	}
+}
+
+// otterLogger hands otter's reports (a callback that panicked) to zap.
+type otterLogger struct{ l *zap.Logger }
+
+func (o otterLogger) Warn(_ context.Context, msg string, err error) {
+	o.l.Warn("token cache: "+msg, zap.Error(err))
+}
+
+func (o otterLogger) Error(_ context.Context, msg string, err error) {
+	o.l.Error("token cache: "+msg, zap.Error(err))
 }
 
 func (c *tokenCache) stats() CacheStats {
-	st := CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load()}
-	for i := range c.shards {
-		st.Size += int(c.shards[i].size.Load())
+	st := CacheStats{Evictions: c.evictions.Load(), Size: c.m.EstimatedSize()}
+	for i := range c.counts {
+		st.Hits += c.counts[i].hits.Load()
+		st.Misses += c.counts[i].misses.Load()
 	}
 	return st
 }
+
+// stripe picks the counters for a request: by a hash of its token, and
+// by the goroutine's stack (its address, in 8 KiB units), so that
+// concurrent requests with one hot token count apart too. Only speed
+// depends on it.
+func stripe(h uint64) uint64 {
+	var onStack byte
+	return (h ^ uint64(uintptr(unsafe.Pointer(&onStack))>>13)) % countStripes
+}
+
+// noClock is otter's clock for a cache without expiry: it never ticks,
+// and its time stands still.
+type noClock struct{}
+
+func (noClock) NowNano() int64                      { return 0 }
+func (noClock) Tick(time.Duration) <-chan time.Time { return nil }

@@ -102,7 +102,7 @@ func TestTokenMemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := 0
-	derive := func(t *verifier.Token) any { calls++; return t.Subject + "!" }
+	derive := func(_ any, t *verifier.Token) any { calls++; return t.Subject + "!" }
 	keyA, keyB := new(int), new(int)
 	for range 3 {
 		if got := tok.Memo(keyA, derive); got != "user-1!" {

@@ -19,6 +19,12 @@
 //   - A cached verification MUST end when the token expires, when a key set
 //     it was verified with changes or goes stale, or when KeysChanged is
 //     called; an issuer's Constrain hook runs before a token is cached.
+//   - The cache MUST NOT let one token be taken for another. It keeps a tag
+//     of each token, not the token: two NH sums under secret random keys
+//     and the length (see tokenTag), which no one can make two tokens
+//     share but by a 2⁻¹²⁸ chance — never a fast hash alone, keyed or not,
+//     nor part of the token. The few hottest tokens are kept whole as
+//     well, and compared whole.
 //   - The package MUST NOT log or return a token in an error. What a client
 //     is told (Description) MUST NOT name a trusted issuer, an audience, a
 //     kid or an algorithm; such detail is only in the error text, for logs.

@@ -148,6 +148,9 @@ type remoteKeys struct {
 	// gen numbers the distinct key sets fetched: a fetch that returns the
 	// same keys keeps it, so tokens verified with them stay cached.
 	gen uint64
+	// use is what a token verified with these keys alone depends on,
+	// shared by all such cache entries.
+	use *keyUse
 }
 
 var _ KeySource = (*Remote)(nil)
@@ -513,6 +516,7 @@ func (r *Remote) store(set *KeySet) (prev, next *remoteKeys) {
 			next.gen++
 		}
 	}
+	next.use = &keyUse{until: next.fetchedAt.Add(r.cfg.MaxStale), remotes: []remoteGen{{r, next.gen}}}
 	r.keys.Store(next)
 	return prev, next
 }

@@ -53,11 +53,26 @@ type Config struct {
 	Leeway time.Duration
 	// MaxTokenBytes bounds the length of a raw token. Zero means 8192.
 	MaxTokenBytes int
-	// CacheSize bounds the verified-token cache (entries; a token with its
-	// claims takes 1–3 KiB). Zero means 10000; negative disables the cache.
+	// CacheSize bounds the verified-token cache, in tokens. Zero means
+	// 100000, a replica's share of a large fleet; negative disables the
+	// cache. A token like tollgate's own, with the proxy's header values,
+	// takes about 0.6 KiB of heap with CachedClaims empty and 1.2 KiB with
+	// the default claims kept (tokens cached before a Memo consumer such
+	// as the proxy first used one keep every claim until it uses them).
 	// An entry lives until its token expires, the remote key set that
-	// verified it changes or goes stale, or KeysChanged is called.
+	// verified it changes or goes stale, KeysChanged is called, or the
+	// cache needs its room for a token used more often.
 	CacheSize int
+	// CachedClaims names the claims a Token served from the cache keeps in
+	// Claims, for consumers that read claims by name; a token from a full
+	// verification holds every claim either way. Nil means those tollgate's
+	// own consumers read by name: sid, scope, role, roles, realm_access,
+	// client_id, profile, session_exp, auth_time and type. Empty (not nil)
+	// keeps none: a cached token's Claims is then nil, and its consumers
+	// MUST use the typed fields, HasScope, HasRole and Memo instead (a
+	// session check reading Claims["sid"] would find no session, and let a
+	// revoked one pass).
+	CachedClaims []string
 }
 
 // IssuerConfig is one trusted issuer.
@@ -137,48 +152,6 @@ func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client 
 // WithObserver receives key-set events, for metrics.
 func WithObserver(obs Observer) Option { return func(o *options) { o.observer = obs } }
 
-// Token is a verified access token.
-type Token struct {
-	Issuer string
-	// Subject is the sub claim; never empty.
-	Subject string
-	// ID is the jti claim, if any.
-	ID        string
-	Audience  []string
-	ExpiresAt time.Time
-	// IssuedAt is the iat claim; zero when the token has none.
-	IssuedAt time.Time
-	// Algorithm is the JWS alg the signature verified with (ES256, RS256,
-	// HS256, …), so a caller can tell a token signed with a shared secret
-	// from one signed with a private key.
-	Algorithm string
-	// Claims holds every claim; numbers are json.Number so that ids keep
-	// their exact text.
-	Claims map[string]any
-
-	// memo holds one value derived from the token by its consumer (the
-	// proxy's header values), so that a cache hit derives nothing.
-	memo atomic.Pointer[memo]
-}
-
-type memo struct {
-	key   any
-	value any
-}
-
-// Memo returns fn(t), computed once per token for key. A Token is shared
-// by every request that presents the same raw token while it is cached;
-// the proxy keeps the token's upstream header values here. Values for
-// another key are computed without being kept.
-func (t *Token) Memo(key any, fn func(*Token) any) any {
-	if m := t.memo.Load(); m != nil && m.key == key {
-		return m.value
-	}
-	v := fn(t)
-	t.memo.CompareAndSwap(nil, &memo{key: key, value: v})
-	return v
-}
-
 // Verifier checks access tokens against a fixed set of trusted issuers.
 // It is safe for concurrent use.
 type Verifier struct {
@@ -200,6 +173,9 @@ type issuer struct {
 	sources     []KeySource
 	maxLifetime time.Duration
 	constrain   func(*Token) error
+	// audienceLists holds []string{a} for each audience a, so that a token
+	// naming just one of them shares its Audience instead of allocating.
+	audienceLists [][]string
 }
 
 // New builds a Verifier. Key files are read here; remote JWKS are fetched
@@ -232,11 +208,15 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
 	if v.maxBytes <= 0 {
 		v.maxBytes = 8192
 	}
+	keep := cfg.CachedClaims
+	if keep == nil {
+		keep = defaultCachedClaims
+	}
 	switch {
 	case cfg.CacheSize == 0:
-		v.cache = newTokenCache(10000)
+		v.cache = newTokenCache(100_000, v.maxBytes, cfg.Leeway, slices.Clone(keep), logger)
 	case cfg.CacheSize > 0:
-		v.cache = newTokenCache(cfg.CacheSize)
+		v.cache = newTokenCache(cfg.CacheSize, v.maxBytes, cfg.Leeway, slices.Clone(keep), logger)
 	}
 	var errs []error
 	if len(cfg.Issuers) == 0 {
@@ -314,6 +294,9 @@ func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remo
 	}
 	iss := &issuer{name: ic.Issuer, audiences: ic.Audiences, algs: algs, sources: ic.Sources, refresh: ic.Refresh,
 		maxLifetime: maxLifetime, constrain: ic.Constrain}
+	for _, a := range ic.Audiences {
+		iss.audienceLists = append(iss.audienceLists, []string{a})
+	}
 	if len(ic.KeyFiles) > 0 {
 		keys, err := loadKeyFiles(ic.KeyFiles, algs)
 		if err != nil {
@@ -378,27 +361,50 @@ func (v *Verifier) Status() []RemoteStatus {
 
 // Verify checks raw and returns its claims. Errors wrap the package's
 // sentinels; several claim failures are joined.
+//
+// A token verified before is answered from the cache while that
+// verification stands (see Config.CacheSize): a hit allocates nothing and
+// returns the Token it returned before, or the cached form of it, whose
+// Claims holds only what Config.CachedClaims keeps.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
+	return v.verify(ctx, raw, true)
+}
+
+// VerifyUncached checks raw in full, signature included, even if it is
+// cached, and returns a Token holding every claim (Constrain applied):
+// for consumers off the hot path that read claims Config.CachedClaims
+// does not keep. The verification is cached as Verify's would be.
+func (v *Verifier) VerifyUncached(ctx context.Context, raw string) (*Token, error) {
+	return v.verify(ctx, raw, false)
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string, useCache bool) (*Token, error) {
 	if len(raw) > v.maxBytes {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, v.maxBytes)
 	}
 	var gen uint64
-	if v.cache != nil {
+	var tag tokenTag
+	cacheable := false
+	switch {
+	case v.cache != nil && useCache:
 		gen = v.gen.Load()
-		tok, expired := v.cache.get(raw, v.now(), gen)
-		if tok != nil {
+		var tok *Token
+		var expired bool
+		if tok, tag, cacheable, expired = v.cache.lookup(raw, v.now(), gen); tok != nil {
 			return tok, nil
-		}
-		if expired {
+		} else if expired {
 			return nil, errCachedExpired
 		}
+	case v.cache != nil:
+		gen = v.gen.Load()
+		tag, cacheable = v.cache.tags.tag(raw)
 	}
 	if strings.Count(raw, ".") != 2 {
 		return nil, fmt.Errorf("%w: want three dot-separated segments", ErrMalformed)
 	}
 	claims := jwt.MapClaims{}
 	var tok *Token
-	var used keyUse
+	var used *keyUse
 	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		var err error
 		tok, err = v.checkClaims(t.Header, claims)
@@ -421,8 +427,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 			return nil, fmt.Errorf("verifier: constrain: %w", err)
 		}
 	}
-	if v.cache != nil {
-		v.cache.put(raw, tok, tok.ExpiresAt.Add(v.leeway), used, gen, v.now())
+	tok.setGrants()
+	if cacheable {
+		v.cache.hot.store(raw, v.cache.put(&tag, tok, used, gen))
 	}
 	return tok, nil
 }
@@ -443,10 +450,13 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 	if iss == nil {
 		return nil, ErrWrongIssuer
 	}
-	if !slices.Contains(iss.algs, alg) {
+	i := slices.Index(iss.algs, alg)
+	if i < 0 {
 		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, alg)
 	}
-	tok := &Token{Issuer: issName, Algorithm: alg, Claims: c}
+	// The configured strings, not the token's copies: a cached token then
+	// holds no string of its own for them.
+	tok := &Token{Issuer: iss.name, Algorithm: iss.algs[i], Claims: c}
 	var errs []error
 	now := v.now()
 	exp, expErr := numericDate(c, "exp")
@@ -490,6 +500,11 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 		errs = append(errs, ErrWrongAudience)
 	}
 	tok.Audience = aud
+	if len(aud) == 1 {
+		if i := slices.Index(iss.audiences, aud[0]); i >= 0 {
+			tok.Audience = iss.audienceLists[i]
+		}
+	}
 	check := checkType
 	if iss.refresh {
 		check = checkRefreshType
@@ -507,6 +522,7 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 	default:
 		tok.Subject = sub
 	}
+	tok.SessionID, _ = c["sid"].(string)
 	switch jti := c["jti"].(type) {
 	case string:
 		tok.ID = jti
@@ -572,10 +588,11 @@ func checkRefreshType(header map[string]any, c jwt.MapClaims) error {
 }
 
 // keyUse is what a cached verification depends on besides the verifier's
-// own generation: the remote key sets that supplied candidate keys.
+// own generation: the remote key sets that supplied candidate keys. It is
+// immutable, and shared: a token verified with one remote set's keys uses
+// that set's (remoteKeys.use).
 type keyUse struct {
-	// until is when the first of those sets stops being served (MaxStale);
-	// zero exactly when remotes is empty.
+	// until is when the first of those sets stops being served (MaxStale).
 	until time.Time
 	// remotes are the sets, each with the generation whose keys were used.
 	remotes []remoteGen
@@ -593,13 +610,13 @@ type remoteGen struct {
 //
 // It also returns which remote key sets supplied candidate keys, and when
 // they stop being served, so that a cached verification ends when one of
-// them changes or goes stale — and only then.
-func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string]any) (any, keyUse, error) {
+// them changes or goes stale — and only then; nil if none did.
+func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string]any) (any, *keyUse, error) {
 	alg, _ := header["alg"].(string)
 	kid, _ := header["kid"].(string)
 	iss := v.issuers[issName]
 	var matches []jwt.VerificationKey
-	var used keyUse
+	var snaps []*remoteKeys
 	var errs []error
 	for _, src := range iss.sources {
 		var keys []*Key
@@ -622,30 +639,52 @@ func (v *Verifier) keyFor(ctx context.Context, issName string, header map[string
 			}
 		}
 		if snap != nil && len(matches) > n {
-			if u := snap.fetchedAt.Add(r.cfg.MaxStale); used.until.IsZero() || u.Before(used.until) {
-				used.until = u
-			}
-			used.remotes = append(used.remotes, remoteGen{r, snap.gen})
+			snaps = append(snaps, snap)
 		}
 	}
+	used := keyUseOf(snaps)
 	switch len(matches) {
 	case 0:
 		if err := ctx.Err(); err != nil {
-			return nil, used, err
+			return nil, nil, err
 		}
 		if err := errors.Join(errs...); err != nil {
 			if errors.Is(err, ErrStaleKeys) {
 				// A source knows the kid but may not serve its keys.
-				return nil, used, fmt.Errorf("verifier: kid %q alg %s: %w", kid, alg, err)
+				return nil, nil, fmt.Errorf("verifier: kid %q alg %s: %w", kid, alg, err)
 			}
-			return nil, used, fmt.Errorf("%w: kid %q alg %s: %w", ErrUnknownKey, kid, alg, err)
+			return nil, nil, fmt.Errorf("%w: kid %q alg %s: %w", ErrUnknownKey, kid, alg, err)
 		}
-		return nil, used, fmt.Errorf("%w: kid %q alg %s", ErrUnknownKey, kid, alg)
+		return nil, nil, fmt.Errorf("%w: kid %q alg %s", ErrUnknownKey, kid, alg)
 	case 1:
 		return matches[0], used, nil
 	default:
 		return jwt.VerificationKeySet{Keys: matches}, used, nil
 	}
+}
+
+// keyUseOf is what a verification with keys from the remote snapshots
+// depends on: nil for none, the snapshot's own for one.
+func keyUseOf(snaps []*remoteKeys) *keyUse {
+	switch len(snaps) {
+	case 0:
+		return nil
+	case 1:
+		return snaps[0].use
+	}
+	u := &keyUse{until: snaps[0].use.until}
+	for _, s := range snaps {
+		u.until = minTime(u.until, s.use.until)
+		u.remotes = append(u.remotes, s.use.remotes...)
+	}
+	return u
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // mapError turns golang-jwt errors into this package's sentinels, keeping

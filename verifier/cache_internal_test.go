@@ -1,0 +1,341 @@
+package verifier
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash/maphash"
+	"math/big"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"go.uber.org/zap"
+)
+
+// nhReference is NH as defined, block by block in big integers: the
+// implementation under test must agree with it on every length.
+func nhReference(k []uint64, b []byte) [4]uint64 {
+	padded := make([]byte, (len(b)+15)/16*16)
+	copy(padded, b)
+	mod := new(big.Int).Lsh(big.NewInt(1), 128)
+	var out [4]uint64
+	for lane := range 2 {
+		sum := new(big.Int)
+		for i := 0; i < len(padded)/16; i++ {
+			m0 := binary.LittleEndian.Uint64(padded[16*i:])
+			m1 := binary.LittleEndian.Uint64(padded[16*i+8:])
+			x := new(big.Int).SetUint64(m0 + k[4*i+2*lane])
+			y := new(big.Int).SetUint64(m1 + k[4*i+2*lane+1])
+			sum.Add(sum, x.Mul(x, y))
+		}
+		sum.Mod(sum, mod)
+		out[2*lane] = sum.Uint64()
+		out[2*lane+1] = new(big.Int).Rsh(sum, 64).Uint64()
+	}
+	return out
+}
+
+// FuzzNH: on any input, the unrolled NH agrees with the definition.
+func FuzzNH(f *testing.F) {
+	tg := newTagger(512)
+	f.Add([]byte("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2ln"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 512 {
+			b = b[:512]
+		}
+		if got, want := nh(tg.key, b), nhReference(tg.key, b); got != want {
+			t.Fatalf("length %d: %x, want %x", len(b), got, want)
+		}
+	})
+}
+
+func TestNHMatchesDefinition(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	tg := newTagger(1024)
+	for n := range 300 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		if got, want := nh(tg.key, b), nhReference(tg.key, b); got != want {
+			t.Fatalf("length %d: %x, want %x", n, got, want)
+		}
+	}
+}
+
+// TestTagsTellTokensApart: tokens that differ in any one bit, or only in
+// trailing zero bytes (which NH's padding would otherwise hide), get
+// different tags; the same token gets the same tag; and another cache's
+// secret key gives another tag.
+func TestTagsTellTokensApart(t *testing.T) {
+	tg := newTagger(8192)
+	raw := "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWduYXR1cmU"
+	base, _ := tg.tag(raw)
+	if again, _ := tg.tag(string([]byte(raw))); !again.equal(&base) {
+		t.Fatal("the same token got two tags")
+	}
+	seen := map[tokenTag]string{base: raw}
+	for i := range len(raw) {
+		for bit := range 8 {
+			b := []byte(raw)
+			b[i] ^= 1 << bit
+			tag, _ := tg.tag(string(b))
+			if other, dup := seen[tag]; dup {
+				t.Fatalf("%q and %q share a tag", b, other)
+			}
+			seen[tag] = string(b)
+		}
+	}
+	for _, pair := range [][2]string{{"abc", "abc\x00"}, {"", "\x00"}, {"x", "x\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"}} {
+		a, _ := tg.tag(pair[0])
+		b, _ := tg.tag(pair[1])
+		if a.equal(&b) {
+			t.Errorf("%q and %q share a tag", pair[0], pair[1])
+		}
+	}
+	// Tokens that differ in a few bytes spread over the table's slots.
+	slots := map[uint64]bool{}
+	for i := range 10000 {
+		tag, _ := tg.tag(fmt.Sprint("token-", i))
+		slots[tag.slot()] = true
+	}
+	if len(slots) != 10000 {
+		t.Errorf("10000 tokens took %d slots", len(slots))
+	}
+	if other, _ := newTagger(8192).tag(raw); other.equal(&base) {
+		t.Error("two caches' keys gave the same tag")
+	}
+	if _, ok := tg.tag(string(make([]byte, 8193))); ok {
+		t.Error("a token longer than the key covers was tagged")
+	}
+}
+
+func newTestCache(t testing.TB, size int) *tokenCache {
+	t.Helper()
+	return newTokenCache(size, 8192, time.Minute, defaultCachedClaims, zap.NewNop())
+}
+
+// fakeToken is a verified token as put receives it.
+func fakeToken(sub string, exp time.Time) *Token {
+	tok := &Token{Issuer: "https://issuer.test", Subject: sub, ExpiresAt: exp, Algorithm: "ES256",
+		Claims: map[string]any{"sub": sub, "scope": "a b", "sid": "s-" + sub}}
+	tok.SessionID = "s-" + sub
+	tok.setGrants()
+	return tok
+}
+
+// TestSlotSharedTagNot: two tokens whose tags share the table slot but
+// differ elsewhere are never taken for each other; one replaces the other.
+func TestSlotSharedTagNot(t *testing.T) {
+	c := newTestCache(t, 16)
+	now := time.Unix(1e9, 0)
+	ta, _ := c.tags.tag("token-a")
+	tb := ta
+	tb.h[0] ^= 1 // same slot: slot XORs the words
+	tb.h[1] ^= 1
+	if ta.slot() != tb.slot() || ta.equal(&tb) {
+		t.Fatal("test tags do not share a slot")
+	}
+	c.put(&ta, fakeToken("a", now.Add(time.Hour)), nil, 0)
+	if e, _, _ := c.get(&tb, now, 0); e != nil {
+		t.Fatalf("b was served a's token (%s)", e.token().Subject)
+	}
+	c.put(&tb, fakeToken("b", now.Add(time.Hour)), nil, 0)
+	if e, _, _ := c.get(&ta, now, 0); e != nil {
+		t.Fatalf("a was served %s's token", e.token().Subject)
+	}
+	if e, _, _ := c.get(&tb, now, 0); e == nil || e.token().Subject != "b" {
+		t.Fatalf("b: %v", e)
+	}
+}
+
+// hitRate runs keys through c, caching each miss, and returns the share of
+// hits over the last measured requests.
+func hitRate(c *tokenCache, tags []tokenTag, warm, measured int, next func(i int) int) float64 {
+	now := time.Unix(1e9, 0)
+	exp := now.Add(time.Hour)
+	hits := 0
+	for i := range warm + measured {
+		tag := &tags[next(i)]
+		if e, _, _ := c.get(tag, now, 0); e != nil {
+			if i >= warm {
+				hits++
+			}
+			continue
+		}
+		c.put(tag, fakeToken("u", exp), nil, 0)
+	}
+	return float64(hits) / float64(measured)
+}
+
+func testTags(t testing.TB, n int) []tokenTag {
+	tg := newTagger(64)
+	tags := make([]tokenTag, n)
+	for i := range tags {
+		tags[i], _ = tg.tag(fmt.Sprintf("token-%d", i))
+	}
+	return tags
+}
+
+// TestCacheHitRates: the policy keeps a real share of a cycle over more
+// tokens than fit (LRU and FIFO keep none: each token is evicted just
+// before its next use), keeps the hot tokens of a skewed load, and holds a
+// replica's whole fleet.
+func TestCacheHitRates(t *testing.T) {
+	const capacity = 1000
+	tests := []struct {
+		name     string
+		size     int // cache size
+		tokens   int
+		next     func(tokens int) func(i int) int
+		min, max float64
+	}{
+		{"cyclic, 1.2 × capacity", capacity, capacity * 12 / 10,
+			func(n int) func(int) int { return func(i int) int { return i % n } }, 0.5, 0.84},
+		{"cyclic, 2 × capacity", capacity, 2 * capacity,
+			func(n int) func(int) int { return func(i int) int { return i % n } }, 0.3, 0.51},
+		{"Zipf s=1.1 over 20 × capacity", capacity, 20 * capacity, func(n int) func(int) int {
+			z := rand.NewZipf(rand.New(rand.NewPCG(3, 4)), 1.1, 1, uint64(n-1))
+			return func(int) int { return int(z.Uint64()) }
+		}, 0.6, 1},
+		{"10000 tokens, default size", 100_000, 10_000,
+			func(n int) func(int) int { return func(i int) int { return i % n } }, 0.999, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestCache(t, tt.size)
+			n := 5 * max(tt.tokens, 10*capacity) // requests warming up, then measured
+			rate := hitRate(c, testTags(t, tt.tokens), n, n, tt.next(tt.tokens))
+			t.Logf("hit rate %.3f", rate)
+			if rate < tt.min || rate > tt.max {
+				t.Errorf("hit rate %.3f, want %.2f–%.2f", rate, tt.min, tt.max)
+			}
+			if size := c.stats().Size; size > tt.size {
+				t.Errorf("%d entries in a cache of %d", size, tt.size)
+			}
+		})
+	}
+}
+
+// BenchmarkCachePut measures a miss's work in the cache (a full
+// verification excluded): putting a new token into a full cache, evicting
+// one, and failing to find it first.
+func BenchmarkCachePut(b *testing.B) {
+	const size = 10_000
+	c := newTestCache(b, size)
+	tags := testTags(b, 4*size)
+	now := time.Unix(1e9, 0)
+	toks := make([]*Token, len(tags))
+	for i := range toks {
+		toks[i] = fakeToken(fmt.Sprint("user-", i), now.Add(time.Hour))
+	}
+	for i := range size {
+		c.put(&tags[i], toks[i], nil, 0)
+	}
+	b.ReportAllocs()
+	i := size
+	for b.Loop() {
+		j := i % len(tags)
+		if e, _, _ := c.get(&tags[j], now, 0); e == nil {
+			toks[j].cell = nil
+			c.put(&tags[j], toks[j], nil, 0)
+		}
+		i++
+	}
+	b.ReportMetric(float64(c.stats().Evictions)/float64(b.N), "evictions/op")
+}
+
+// BenchmarkTag compares tagging a 400-byte token with what it replaced
+// (hashing it twice with the runtime's hash and comparing it whole) and
+// with SHA-256.
+func BenchmarkTag(b *testing.B) {
+	raw := strings.Repeat("eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9", 10)
+	tg := newTagger(8192)
+	seed := maphash.MakeSeed()
+	cp := strings.Clone(raw)
+	var sink uint64
+	b.Run("nh", func(b *testing.B) {
+		for b.Loop() {
+			t, _ := tg.tag(raw)
+			sink += t.h[0]
+		}
+	})
+	b.Run("maphash-twice-and-compare", func(b *testing.B) {
+		for b.Loop() {
+			sink += maphash.String(seed, raw) + maphash.String(seed, raw)
+			if raw != cp {
+				b.Fatal()
+			}
+		}
+	})
+	b.Run("sha256", func(b *testing.B) {
+		for b.Loop() {
+			s := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+			sink += uint64(s[0])
+		}
+	})
+	_ = sink
+}
+
+// TestEntryValidity: however a token is found — whole in the hot table or
+// by its tag — a hit is refused once the token has expired, the
+// verifier's key generation has moved, or a remote key set it depends on
+// has changed or gone stale.
+func TestEntryValidity(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	r := NewRemote(RemoteConfig{URL: "https://issuer.test/jwks", MaxStale: time.Hour}, []string{"ES256"}, nil)
+	r.store(NewKeySet()) // generation 1, fetched now: stale in an hour
+	snap := r.keys.Load()
+	snap.use.until = now.Add(time.Hour)
+	tests := []struct {
+		name    string
+		used    *keyUse
+		at      time.Time
+		gen     uint64
+		change  func() // before the lookup
+		hit     bool
+		expired bool
+	}{
+		{"valid", nil, now, 0, nil, true, false},
+		{"expired", nil, now.Add(time.Hour + time.Minute), 0, nil, false, true},
+		{"keys changed", nil, now, 1, nil, false, false},
+		{"remote valid", snap.use, now, 0, nil, true, false},
+		{"remote stale", snap.use, now.Add(time.Hour), 0, nil, false, false},
+		{"remote changed", snap.use, now, 0, func() { r.keys.Store(&remoteKeys{set: NewKeySet(), gen: 2}) }, false, false},
+	}
+	for _, hot := range []bool{true, false} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s, hot %v", tt.name, hot), func(t *testing.T) {
+				r.keys.Store(snap)
+				c := newTestCache(t, 16)
+				raw := "token-" + tt.name
+				tag, _ := c.tags.tag(raw)
+				e := c.put(&tag, fakeToken("u", now.Add(time.Hour)), tt.used, 0) // valid until exp + leeway
+				if hot {
+					c.hot.store(raw, e)
+				}
+				if tt.change != nil {
+					tt.change()
+				}
+				tok, _, _, expired := c.lookup(raw, tt.at, tt.gen)
+				if (tok != nil) != tt.hit || expired != tt.expired {
+					t.Fatalf("hit %v, expired %v; want %v, %v", tok != nil, expired, tt.hit, tt.expired)
+				}
+				if tt.hit {
+					return
+				}
+				// Refused once, refused again: neither path still holds it.
+				if slot, _ := c.hot.slot(raw); slot.Load() != nil {
+					t.Error("the hot table still holds it")
+				}
+				if _, ok := c.m.GetIfPresent(tag.slot()); ok {
+					t.Error("the cache still holds it")
+				}
+			})
+		}
+	}
+}
