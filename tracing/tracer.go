@@ -37,9 +37,10 @@ type Config struct {
 // Tracer starts spans. A nil *Tracer, like one without an exporter,
 // propagates trace context and records nothing.
 type Tracer struct {
-	tp     *sdktrace.TracerProvider // nil: nothing is recorded
-	tracer trace.Tracer
-	userID bool
+	tp      *sdktrace.TracerProvider // nil: nothing is recorded
+	tracer  trace.Tracer
+	sampler sdktrace.Sampler // asked first, so a trace left out costs what propagation costs
+	userID  bool
 }
 
 // New returns a Tracer for cfg.
@@ -48,14 +49,15 @@ func New(cfg Config) *Tracer {
 	if cfg.Exporter == nil {
 		return t
 	}
-	opts := []sdktrace.TracerProviderOption{}
+	t.sampler = cfg.Sampler
+	if t.sampler == nil {
+		t.sampler = sdktrace.ParentBased(sdktrace.AlwaysSample())
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(t.sampler), sdktrace.WithIDGenerator(presetIDs{})}
 	if cfg.Synchronous {
 		opts = append(opts, sdktrace.WithSyncer(cfg.Exporter))
 	} else {
 		opts = append(opts, sdktrace.WithBatcher(cfg.Exporter))
-	}
-	if cfg.Sampler != nil {
-		opts = append(opts, sdktrace.WithSampler(cfg.Sampler))
 	}
 	if cfg.Resource != nil {
 		opts = append(opts, sdktrace.WithResource(cfg.Resource))
@@ -103,11 +105,11 @@ func (t *Tracer) StartServer(ctx context.Context, s *Span, traceparent, tracesta
 	if ok && tracestate != "" && ValidTracestate(tracestate) {
 		s.state[0] = tracestate
 	}
+	s.sc = SpanContext{TraceID: newTraceID(), SpanID: newSpanID()}
+	if ok {
+		s.sc.TraceID, s.sc.Flags = parent.TraceID, parent.Flags
+	}
 	if !t.Recording() {
-		s.sc = SpanContext{TraceID: newTraceID(), SpanID: newSpanID()}
-		if ok {
-			s.sc.TraceID, s.sc.Flags = parent.TraceID, parent.Flags
-		}
 		s.format()
 		return
 	}
@@ -118,9 +120,36 @@ func (t *Tracer) StartServer(ctx context.Context, s *Span, traceparent, tracesta
 		}
 		ctx = trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(remote))
 	}
-	_, s.otel = t.tracer.Start(ctx, "request", trace.WithSpanKind(trace.SpanKindServer))
+	// The sampler is asked before the SDK: a trace it leaves out (99 of
+	// 100 at 1%) is propagated as when nothing is recorded, without the
+	// SDK's span and context allocations. One it keeps gets the trace ID
+	// it was judged on.
+	if t.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: s.sc.TraceID, Name: "request",
+		Kind: trace.SpanKindServer}).Decision == sdktrace.Drop {
+		s.sc.Flags &^= FlagSampled
+		s.format()
+		return
+	}
+	_, s.otel = t.tracer.Start(context.WithValue(ctx, presetTraceID{}, s.sc.TraceID), "request", trace.WithSpanKind(trace.SpanKindServer))
 	s.adopt()
 }
+
+// presetTraceID carries the trace ID a new trace was sampled on to the
+// SDK's ID generator.
+type presetTraceID struct{}
+
+// presetIDs is the SDK's IDGenerator: random IDs, except the trace ID
+// StartServer chose for a new trace.
+type presetIDs struct{}
+
+func (presetIDs) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
+	if id, ok := ctx.Value(presetTraceID{}).([16]byte); ok {
+		return id, newSpanID()
+	}
+	return newTraceID(), newSpanID()
+}
+
+func (presetIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID { return newSpanID() }
 
 // StartClient begins a client span for a call made on behalf of the
 // request carrying ctx (a child of its span), or a new trace when ctx
@@ -136,10 +165,12 @@ func (t *Tracer) StartClient(ctx context.Context, name string, attrs ...attribut
 // StartChild begins a span of kind under s.
 func (s *Span) StartChild(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) *Span {
 	c := &Span{t: s.t, state: s.state}
-	if s.otel != nil {
-		ctx = trace.ContextWithSpan(ctx, s.otel)
+	if s.otel == nil { // s is not recorded: neither are its children
+		c.sc = SpanContext{TraceID: s.sc.TraceID, SpanID: newSpanID(), Flags: s.sc.Flags}
+		c.format()
+		return c
 	}
-	return c.start(ctx, name, kind, attrs, s.sc)
+	return c.start(trace.ContextWithSpan(ctx, s.otel), name, kind, attrs, s.sc)
 }
 
 // start fills c as a child of parent (the zero SpanContext: a new trace).

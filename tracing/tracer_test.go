@@ -207,3 +207,73 @@ func TestRecordChild(t *testing.T) {
 		t.Error("a span recorded without an exporter")
 	}
 }
+
+// BenchmarkPropagation is what tracing adds to a proxied request when
+// nothing is recorded: continue (or start) the trace, forward it, and
+// name it in the access log.
+func BenchmarkPropagation(b *testing.B) {
+	tr := New(Config{})
+	for _, c := range []struct{ name, traceparent string }{{"continued", clientTraceparent}, {"new", ""}} {
+		b.Run(c.name, func(b *testing.B) {
+			h := http.Header{}
+			s := new(Span)
+			b.ReportAllocs()
+			for b.Loop() {
+				*s = Span{}
+				tr.StartServer(context.Background(), s, c.traceparent, "")
+				s.Inject(h)
+				_, _ = s.TraceID(), s.SpanID()
+			}
+		})
+	}
+}
+
+// TestUnsampledChildren: the calls of a request the sampler left out are
+// not recorded either (no stray root spans), and carry its trace.
+func TestUnsampledChildren(t *testing.T) {
+	tr, exp := recording(t, sdktrace.ParentBased(sdktrace.NeverSample()))
+	var s Span
+	tr.StartServer(t.Context(), &s, "", "")
+	c := tr.StartClient(ContextWith(t.Context(), &s), "jwks")
+	c.End(200, "")
+	s.RecordChild(t.Context(), "session get", time.Now(), "")
+	s.End(200, "")
+	if n := len(exp.GetSpans()); n != 0 || c.Context().TraceID != s.Context().TraceID || c.Context().Sampled() {
+		t.Errorf("%d spans; child %+v of %+v", n, c.Context(), s.Context())
+	}
+	// A client's sampled decision is followed by the parent-based sampler.
+	var sampled Span
+	tr.StartServer(t.Context(), &sampled, clientTraceparent, "")
+	sampled.End(200, "")
+	if spans := exp.GetSpans(); len(spans) != 1 || spans[0].SpanContext.TraceID() != trace.TraceID(sampled.Context().TraceID) {
+		t.Errorf("the client's sampled trace: %d spans", len(spans))
+	}
+}
+
+// TestRatioSamplingKeepsTheTraceID: a new trace sampled by ratio is
+// recorded under the trace ID it was judged on, the one the upstream
+// sees.
+func TestRatioSamplingKeepsTheTraceID(t *testing.T) {
+	tr, exp := recording(t, sdktrace.TraceIDRatioBased(0.5))
+	kept := 0
+	for range 200 {
+		var s Span
+		tr.StartServer(t.Context(), &s, "", "")
+		h := http.Header{}
+		s.Inject(h)
+		sent, _ := ParseTraceparent(h.Get("Traceparent"))
+		s.End(200, "")
+		if s.Recorded() {
+			kept++
+			last := exp.GetSpans()[len(exp.GetSpans())-1]
+			if last.SpanContext.TraceID() != trace.TraceID(sent.TraceID) || !sent.Sampled() {
+				t.Fatalf("recorded %v, sent %+v", last.SpanContext.TraceID(), sent)
+			}
+		} else if sent.Sampled() {
+			t.Fatalf("an unrecorded trace sent as sampled: %+v", sent)
+		}
+	}
+	if kept != len(exp.GetSpans()) || kept < 50 || kept > 150 {
+		t.Errorf("kept %d of 200 at 0.5, %d spans", kept, len(exp.GetSpans()))
+	}
+}
