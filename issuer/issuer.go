@@ -53,10 +53,15 @@ func WithExternal(x ExternalTokens) Option { return func(i *Issuer) { i.external
 // WithLegacySessions enables POST /api/auth/v1/cookie_exchange.
 func WithLegacySessions(s LegacySessions) Option { return func(i *Issuer) { i.legacy = s } }
 
-// AccessVerifier verifies access tokens (for userinfo and introspection);
-// *verifier.Verifier satisfies it.
+// AccessVerifier verifies access tokens (for userinfo, introspection,
+// sessions and profile tokens); *verifier.Verifier satisfies it.
 type AccessVerifier interface {
+	// Verify may answer from a cache, with a Token whose Claims holds only
+	// some claims, or none: what it is used for reads the Token's fields.
 	Verify(ctx context.Context, raw string) (*verifier.Token, error)
+	// VerifyUncached gives a Token with every claim, for what reads
+	// claims by name (userinfo, introspection, a session's claims).
+	VerifyUncached(ctx context.Context, raw string) (*verifier.Token, error)
 }
 
 // Client is a registered OAuth client.
@@ -718,8 +723,10 @@ type tokenSession struct {
 // outlives the session it comes from.
 const sessionClaim = "session_exp"
 
-// sessionOf reads the session claims of a verified token. A token without
-// session_exp ends its session at its own expiry.
+// sessionOf reads the session claims of a verified token with every claim
+// (a refresh token, or an access token from VerifyUncached: a cached one
+// keeps none). A token without session_exp ends its session at its own
+// expiry.
 func sessionOf(tok *verifier.Token) tokenSession {
 	claim := func(name string) string { s, _ := tok.Claims[name].(string); return s }
 	s := tokenSession{id: claim("sid"), clientID: claim("client_id"), scope: claim("scope"), profile: claim("profile"), expires: tok.ExpiresAt}

@@ -192,8 +192,7 @@ func (i *Issuer) refreshStored(ctx context.Context, client *Client, g *grant) (*
 
 // liveSession returns the stored session of a verified access token.
 func (i *Issuer) liveSession(ctx context.Context, tok *verifier.Token) (session.Session, error) {
-	sid, _ := tok.Claims["sid"].(string)
-	s, err := i.store.Get(ctx, sid)
+	s, err := i.store.Get(ctx, tok.SessionID)
 	if err != nil {
 		return s, err
 	}

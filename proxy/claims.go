@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/tollgate/tollgate/jsonpath"
+	"github.com/tollgate/tollgate/verifier"
 )
 
 // claimValue renders the claim at path as a header value. Strings,
@@ -38,53 +39,25 @@ func validHeaderValue(s string) bool {
 	return true
 }
 
-// holds reports whether claim, a space-separated string or an array of
-// strings, contains want. It allocates nothing: it runs on every request.
-func holds(claim any, want string) bool {
-	switch v := claim.(type) {
-	case string:
-		for f := range strings.FieldsSeq(v) {
-			if f == want {
-				return true
-			}
-		}
-	case []any:
-		for _, e := range v {
-			if s, ok := e.(string); ok && s == want {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// hasScopes reports whether the scope claim grants every one of want.
-func hasScopes(claims map[string]any, want []string) bool {
-	scope := claims["scope"]
+// hasScopes reports whether tok grants every one of want.
+func hasScopes(tok *verifier.Token, want []string) bool {
 	for _, w := range want {
-		if !holds(scope, w) {
+		if !tok.HasScope(w) {
 			return false
 		}
 	}
 	return true
 }
 
-// hasAnyRole reports whether the token holds one of want, from "roles",
-// "role" or Keycloak's realm_access.roles.
-func hasAnyRole(claims map[string]any, want []string) bool {
+// hasAnyRole reports whether tok holds one of want (in "roles", "role" or
+// Keycloak's realm_access.roles; see verifier.Token.HasRole); true when
+// want is empty.
+func hasAnyRole(tok *verifier.Token, want []string) bool {
 	if len(want) == 0 {
 		return true
 	}
-	roles, role := claims["roles"], claims["role"]
-	var realm any
-	if ra, ok := claims["realm_access"].(map[string]any); ok {
-		realm = ra["roles"]
-	}
 	for _, w := range want {
-		if holds(roles, w) || holds(realm, w) {
-			return true
-		}
-		if r, ok := role.(string); ok && r == w {
+		if tok.HasRole(w) {
 			return true
 		}
 	}

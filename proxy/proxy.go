@@ -61,7 +61,8 @@ type options struct {
 type SessionCheck interface {
 	// Check returns nil, or an error wrapping a verifier sentinel
 	// (verifier.ErrRevoked, verifier.ErrRevocationUnknown) whose reason
-	// the refusal carries.
+	// the refusal carries. It must read tok's fields (SessionID), not its
+	// Claims: a token served from the cache keeps no claims by default.
 	Check(tok *verifier.Token) error
 }
 
@@ -286,7 +287,8 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 		return false
 	}
 	info.Token, info.User = tok, tok.Subject
-	if !hasScopes(tok.Claims, rt.Scopes) || !hasAnyRole(tok.Claims, rt.Roles) {
+	// From the token's grants, not its claims: a cached token keeps none.
+	if !hasScopes(tok, rt.Scopes) || !hasAnyRole(tok, rt.Roles) {
 		p.decide(ctx, rt, info, "insufficient_scope")
 		rt.forbidden.Write(w)
 		return false

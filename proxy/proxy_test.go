@@ -630,7 +630,7 @@ func (t *testPool) Put(b []byte) { t.p.Put(&b) }
 type revokedSessions map[string]bool
 
 func (r revokedSessions) Check(tok *verifier.Token) error {
-	if sid, _ := tok.Claims["sid"].(string); r[sid] {
+	if r[tok.SessionID] {
 		return verifier.ErrRevoked
 	}
 	return nil

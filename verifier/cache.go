@@ -12,14 +12,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// defaultCachedClaims are the claims a cached Token keeps in Claims when
-// Config.CachedClaims is nil: those tollgate's own consumers read by name
-// (the proxy's scope and role checks, the session check, the issuer's
-// session, userinfo and introspection paths). Read-only.
-var defaultCachedClaims = []string{
-	"sid", "scope", "role", "roles", "realm_access", "client_id", "profile", "session_exp", "auth_time", "type",
-}
-
 // tokenCache remembers tokens that verified, under their tag (see
 // tokenTag): an entry holds the tag, what the token's validity depends on,
 // the token without the claims no consumer reads on a hit, and the

@@ -116,7 +116,7 @@ func TestTagsTellTokensApart(t *testing.T) {
 
 func newTestCache(t testing.TB, size int) *tokenCache {
 	t.Helper()
-	return newTokenCache(size, 8192, time.Minute, defaultCachedClaims, zap.NewNop())
+	return newTokenCache(size, 8192, time.Minute, nil, zap.NewNop())
 }
 
 // fakeToken is a verified token as put receives it.

@@ -29,11 +29,12 @@ type Token struct {
 	// token belongs to. Empty when the token has none.
 	SessionID string
 	// Claims holds the claims; numbers are json.Number so that ids keep
-	// their exact text. A token from a full verification holds every
-	// claim; one served from the cache holds only the claims
-	// Config.CachedClaims keeps (the map is most of what a cached token
-	// would cost). SessionID, HasScope, HasRole and Memo answer the same
-	// on both.
+	// their exact text. A token from a full verification (a cache miss,
+	// or VerifyUncached) holds every claim; one served from the cache
+	// holds only the claims Config.CachedClaims keeps, by default none: it
+	// is then nil (the map is most of what a cached token would cost).
+	// The other fields, HasScope, HasRole and Memo answer the same on
+	// both.
 	Claims map[string]any
 
 	// grants holds the scope items, a grantsSep, then the role items, each

@@ -56,22 +56,21 @@ type Config struct {
 	// CacheSize bounds the verified-token cache, in tokens. Zero means
 	// 100000, a replica's share of a large fleet; negative disables the
 	// cache. A token like tollgate's own, with the proxy's header values,
-	// takes about 0.6 KiB of heap with CachedClaims empty and 1.2 KiB with
-	// the default claims kept (tokens cached before a Memo consumer such
-	// as the proxy first used one keep every claim until it uses them).
-	// An entry lives until its token expires, the remote key set that
-	// verified it changes or goes stale, KeysChanged is called, or the
-	// cache needs its room for a token used more often.
+	// takes about 0.6 KiB of heap with no claims kept (CachedClaims nil),
+	// and some 0.1 KiB more for each claim kept (tokens cached before a
+	// Memo consumer such as the proxy first used one keep every claim
+	// until it uses them). An entry lives until its token expires, the
+	// remote key set that verified it changes or goes stale, KeysChanged is
+	// called, or the cache needs its room for a token used more often.
 	CacheSize int
 	// CachedClaims names the claims a Token served from the cache keeps in
 	// Claims, for consumers that read claims by name; a token from a full
-	// verification holds every claim either way. Nil means those tollgate's
-	// own consumers read by name: sid, scope, role, roles, realm_access,
-	// client_id, profile, session_exp, auth_time and type. Empty (not nil)
-	// keeps none: a cached token's Claims is then nil, and its consumers
-	// MUST use the typed fields, HasScope, HasRole and Memo instead (a
-	// session check reading Claims["sid"] would find no session, and let a
-	// revoked one pass).
+	// verification holds every claim either way. Nil or empty keeps none:
+	// a cached token's Claims is then nil, and its consumers MUST use the
+	// typed fields (SessionID, …), HasScope, HasRole and Memo instead, or
+	// VerifyUncached — a session check reading Claims["sid"] would find no
+	// session, and let a revoked one pass. tollgate's own consumers keep
+	// none; the claims map is most of what a cached token would cost.
 	CachedClaims []string
 }
 
@@ -208,15 +207,12 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
 	if v.maxBytes <= 0 {
 		v.maxBytes = 8192
 	}
-	keep := cfg.CachedClaims
-	if keep == nil {
-		keep = defaultCachedClaims
-	}
+	keep := slices.Clone(cfg.CachedClaims)
 	switch {
 	case cfg.CacheSize == 0:
-		v.cache = newTokenCache(100_000, v.maxBytes, cfg.Leeway, slices.Clone(keep), logger)
+		v.cache = newTokenCache(100_000, v.maxBytes, cfg.Leeway, keep, logger)
 	case cfg.CacheSize > 0:
-		v.cache = newTokenCache(cfg.CacheSize, v.maxBytes, cfg.Leeway, slices.Clone(keep), logger)
+		v.cache = newTokenCache(cfg.CacheSize, v.maxBytes, cfg.Leeway, keep, logger)
 	}
 	var errs []error
 	if len(cfg.Issuers) == 0 {
@@ -365,7 +361,7 @@ func (v *Verifier) Status() []RemoteStatus {
 // A token verified before is answered from the cache while that
 // verification stands (see Config.CacheSize): a hit allocates nothing and
 // returns the Token it returned before, or the cached form of it, whose
-// Claims holds only what Config.CachedClaims keeps.
+// Claims holds only what Config.CachedClaims keeps — by default nothing.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 	return v.verify(ctx, raw, true)
 }

@@ -583,6 +583,13 @@ func TestTokenCacheSize(t *testing.T) {
 			}
 		})
 	}
+	// The documented default holds a replica's share of a large fleet.
+	if cfg, _, err := LoadConfig([]string{"TOLLGATE_UPSTREAM_URL=http://127.0.0.1:1", "TOLLGATE_ISSUER=https://id.test",
+		"TOLLGATE_AUDIENCE=api", "TOLLGATE_JWKS_URLS=https://id.test/jwks"}); err != nil {
+		t.Error(err)
+	} else if cfg.TokenCacheSize != 100_000 {
+		t.Errorf("default TOLLGATE_TOKEN_CACHE_SIZE %d, want 100000", cfg.TokenCacheSize)
+	}
 	for _, bad := range []string{"-1", "10000001", "many"} {
 		_, _, err := LoadConfig([]string{"TOLLGATE_UPSTREAM_URL=http://127.0.0.1:1", "TOLLGATE_TOKEN_CACHE_SIZE=" + bad})
 		if err == nil || !strings.Contains(err.Error(), "TOKEN_CACHE_SIZE") {

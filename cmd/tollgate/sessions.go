@@ -76,7 +76,7 @@ func (g *sessionGuard) Check(tok *verifier.Token) error {
 	if g.maxStale > 0 && g.now().Sub(g.revoked.Confirmed()) > g.maxStale {
 		return verifier.ErrRevocationUnknown
 	}
-	if sid, _ := tok.Claims["sid"].(string); g.revoked.Contains(sid) {
+	if g.revoked.Contains(tok.SessionID) { // not Claims: a cached token keeps none
 		return verifier.ErrRevoked
 	}
 	return nil
