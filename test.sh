@@ -60,6 +60,17 @@ need() {
 	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg"
 }
 
+echo "== alert rules: promtool check rules, test rules"
+# promtool is pinned in tools/go.mod (the Prometheus module, whose scrape
+# parser and PromQL engine tools/monitoring also uses) and built here
+# without the service discoveries (remove_all_sd): rule checks use none,
+# and they are two thirds of its build time. Debian's promtool (2.42)
+# cannot read the native histograms in alerts_test.yaml.
+go build -modfile=tools/go.mod -tags remove_all_sd -o "$work/promtool" github.com/prometheus/prometheus/cmd/promtool
+echo "promtool of github.com/prometheus/prometheus $(go list -modfile=tools/go.mod -m -f '{{.Version}}' github.com/prometheus/prometheus)"
+"$work/promtool" check rules charts/tollgate/files/alerts.yaml
+"$work/promtool" test rules charts/tollgate/files/alerts_test.yaml
+
 echo "== redis-server (the session store's tests run a real one)"
 need redis-server redis-server
 # The package's own server is not used: each test starts its own.
@@ -72,5 +83,7 @@ chromium --version
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
 # The tools module's tests check the packaging (Dockerfile, the image's
-# build flags, the chart against check-config) on the built binary.
+# build flags, the chart against check-config) and the monitoring (the
+# dashboard's and the alerts' queries in both histogram modes) on the
+# built binary.
 (cd tools && go test -race -count=1 -timeout 15m ./...)

@@ -12,4 +12,9 @@
 //     configuration, fixed reason strings. Never paths, users or tokens.
 //   - The per-request methods MUST NOT allocate or take a lock once their
 //     label set has been seen (children are resolved once).
+//   - A counter whose increase an alert watches MUST be exported at 0 for
+//     its known label values before their first event (New, SessionStore,
+//     and Declare for the values only configuration knows): a series
+//     that appears with its first increment has no earlier sample, and
+//     increase() misses that event.
 package metrics

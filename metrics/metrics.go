@@ -129,6 +129,13 @@ func New(info BuildInfo) *Metrics {
 		jwksLastSuccess: map[string]time.Time{},
 	}
 	m.initChildren()
+	// Known label values are exported at zero from the start (see
+	// Subjects); these two are the same in every configuration.
+	for _, what := range []string{"users", "signing_keys"} {
+		for _, result := range []string{"success", "error"} {
+			m.reloads.WithLabelValues(what, result)
+		}
+	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -144,6 +151,69 @@ func New(info BuildInfo) *Metrics {
 	build.WithLabelValues(info.Version, info.Revision, info.GoVersion).Set(1)
 	m.reg.MustRegister(build)
 	return m
+}
+
+// Subjects are the label values that configuration makes known. Declare
+// exports their counters at zero from the start: a series that appears
+// only with its first increment has no earlier sample, so increase() and
+// rate() miss that first event, and an alert on it does not fire.
+type Subjects struct {
+	// Upstreams are the proxy's upstream names: upstream errors start at
+	// zero for each kind (refused, timeout, reset, other).
+	Upstreams []string
+	// JWKSSources are the remote JWK Set URLs: their fetches start at zero
+	// for each result, suppressed unknown-kid refetches at zero, their
+	// staleness at 0, and their seconds since success count from the
+	// declaration until a first fetch succeeds.
+	JWKSSources []string
+	// TokenEndpoints is set when tollgate serves the token endpoints:
+	// login failures start at zero for each reason, and token errors for
+	// the password and refresh grants at zero for tokenErrorCodes.
+	TokenEndpoints bool
+}
+
+// upstreamErrorKinds are the kinds proxy.Observer reports.
+var upstreamErrorKinds = []string{"refused", "timeout", "reset", "other"}
+
+// loginFailureReasons are the reasons issuer.Observer reports.
+var loginFailureReasons = []string{"invalid_credentials", "partner_mismatch", "unknown_profile"}
+
+// tokenErrorCodes are the codes token errors start at zero with, for the
+// password and refresh_token grants: the client's mistakes (the RFC 6749
+// codes a working client does not cause), rate limiting, and the
+// gateway's own failures. Rarer pairs appear with their first event.
+var tokenErrorCodes = []string{"invalid_request", "invalid_client", "invalid_grant", "too_many_requests", "temporarily_unavailable", "server_error"}
+
+// Declare exports the counters of s at zero (see Subjects). Call it once
+// the configuration is known, before traffic; values seen before keep
+// their counts, and declaring one twice is harmless.
+func (m *Metrics) Declare(s Subjects) {
+	for _, u := range s.Upstreams {
+		for _, kind := range upstreamErrorKinds {
+			m.upstreamErrors.WithLabelValues(u, kind)
+		}
+	}
+	for _, src := range s.JWKSSources {
+		m.jwksFetches.WithLabelValues(src, "success")
+		m.jwksFetches.WithLabelValues(src, "error")
+		m.kidSuppressed.WithLabelValues(src)
+		m.jwksStale.WithLabelValues(src)
+		m.jwksMu.Lock()
+		if _, ok := m.jwksLastSuccess[src]; !ok {
+			m.jwksLastSuccess[src] = m.now()
+		}
+		m.jwksMu.Unlock()
+	}
+	if s.TokenEndpoints {
+		for _, reason := range loginFailureReasons {
+			m.loginFailures.WithLabelValues(reason)
+		}
+		for _, grant := range []string{"password", "refresh_token"} {
+			for _, code := range tokenErrorCodes {
+				m.tokenErrors.WithLabelValues(grant, code)
+			}
+		}
+	}
 }
 
 // TokenCache exports the verified-token cache's counters, read at scrape
@@ -199,8 +269,14 @@ func (m *Metrics) SessionStore(up func() bool, active func() (int, error), revok
 		"device_create", "device_get", "device_decide", "device_poll"} {
 		m.storeErrors.WithLabelValues(op)
 	}
+	for _, event := range []string{"created", "rotated", "retried", "reuse_detected"} {
+		m.sessionEvents.WithLabelValues(event)
+	}
 	for _, event := range []string{"issued", "approved", "denied", "expired", "slow_down", "wrong_code"} {
 		m.deviceEvents.WithLabelValues(event)
+	}
+	for _, cause := range []string{"logout", "revoke", "reuse", "limit", "password_change", "operator"} {
+		m.revocations.WithLabelValues(cause)
 	}
 	m.reg.MustRegister(
 		gauge("tollgate_session_store_up", "1 while the session store answers.", func() float64 {
@@ -379,7 +455,7 @@ func (m *Metrics) KeysStale(_ context.Context, source string, stale bool) {
 type jwksAge struct{ m *Metrics }
 
 var jwksAgeDesc = prometheus.NewDesc("tollgate_jwks_seconds_since_success",
-	"Seconds since the last successful fetch of each remote JWKS.", []string{"source"}, nil)
+	"Seconds since the last successful fetch of each remote JWKS (since startup while none has succeeded).", []string{"source"}, nil)
 
 func (j jwksAge) Describe(ch chan<- *prometheus.Desc) { ch <- jwksAgeDesc }
 

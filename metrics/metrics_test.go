@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/tollgate/tollgate/session"
 )
@@ -37,7 +38,7 @@ func TestLabelsStayBounded(t *testing.T) {
 	m.JWKSFetch(ctx, "https://keys", errors.New("down"))
 	now = now.Add(90 * time.Second)
 	err := testutil.CollectAndCompare(jwksAge{m}, strings.NewReader(`
-# HELP tollgate_jwks_seconds_since_success Seconds since the last successful fetch of each remote JWKS.
+# HELP tollgate_jwks_seconds_since_success Seconds since the last successful fetch of each remote JWKS (since startup while none has succeeded).
 # TYPE tollgate_jwks_seconds_since_success gauge
 tollgate_jwks_seconds_since_success{source="https://keys"} 90
 `))
@@ -122,6 +123,78 @@ func TestChildrenConcurrent(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.inFlight); got != 0 {
 		t.Errorf("in flight %v", got)
+	}
+}
+
+// TestDeclareStartsAtZero checks that the label values configuration
+// makes known are exported at zero before their first event (so that an
+// increase() sees that event) and that declaring keeps earlier counts.
+func TestDeclareStartsAtZero(t *testing.T) {
+	ctx := t.Context()
+	m := New(BuildInfo{})
+	now := time.Unix(1000, 0)
+	m.now = func() time.Time { return now }
+	m.Upstream(ctx, "api", 0, time.Millisecond, "refused")
+	m.Declare(Subjects{Upstreams: []string{"api", "legacy"}, JWKSSources: []string{"https://keys"}, TokenEndpoints: true})
+	m.Declare(Subjects{Upstreams: []string{"api"}})
+
+	for _, c := range []struct {
+		name      string
+		collector prometheus.Collector
+		want      int
+	}{
+		{"reloads: what × result", m.reloads, 4},
+		{"upstream errors: upstream × kind", m.upstreamErrors, 8},
+		{"jwks fetches: source × result", m.jwksFetches, 2},
+		{"unknown kid suppressed", m.kidSuppressed, 1},
+		{"jwks stale", m.jwksStale, 1},
+		{"jwks seconds since success", jwksAge{m}, 1},
+		{"login failures", m.loginFailures, 3},
+		{"token errors: grant × code", m.tokenErrors, 2 * len(tokenErrorCodes)},
+	} {
+		if got := testutil.CollectAndCount(c.collector); got != c.want {
+			t.Errorf("%s: %d series, want %d", c.name, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"reloads error", testutil.ToFloat64(m.reloads.WithLabelValues("users", "error")), 0},
+		{"api refused, counted before Declare", testutil.ToFloat64(m.upstreamErrors.WithLabelValues("api", "refused")), 1},
+		{"legacy timeout", testutil.ToFloat64(m.upstreamErrors.WithLabelValues("legacy", "timeout")), 0},
+		{"jwks fetch errors", testutil.ToFloat64(m.jwksFetches.WithLabelValues("https://keys", "error")), 0},
+		{"jwks stale", testutil.ToFloat64(m.jwksStale.WithLabelValues("https://keys")), 0},
+		{"login failures", testutil.ToFloat64(m.loginFailures.WithLabelValues("invalid_credentials")), 0},
+		{"token errors", testutil.ToFloat64(m.tokenErrors.WithLabelValues("refresh_token", "invalid_grant")), 0},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	// A source that never answers ages from its declaration, so that the
+	// staleness alert fires after a start too.
+	now = now.Add(2 * time.Hour)
+	if err := testutil.CollectAndCompare(jwksAge{m}, strings.NewReader(`
+# HELP tollgate_jwks_seconds_since_success Seconds since the last successful fetch of each remote JWKS (since startup while none has succeeded).
+# TYPE tollgate_jwks_seconds_since_success gauge
+tollgate_jwks_seconds_since_success{source="https://keys"} 7200
+`)); err != nil {
+		t.Error(err)
+	}
+	m.JWKSFetch(ctx, "https://keys", nil)
+	m.Declare(Subjects{JWKSSources: []string{"https://keys"}})
+	now = now.Add(time.Minute)
+	if got := testutil.ToFloat64(jwksAge{m}); got != 60 {
+		t.Errorf("seconds since success after a fetch and a second Declare: %v, want 60", got)
+	}
+
+	// Without token endpoints, nothing of theirs is exported.
+	proxyOnly := New(BuildInfo{})
+	proxyOnly.Declare(Subjects{Upstreams: []string{"api"}})
+	if n := testutil.CollectAndCount(proxyOnly.tokenErrors) + testutil.CollectAndCount(proxyOnly.loginFailures); n != 0 {
+		t.Errorf("%d token error and login failure series without token endpoints", n)
 	}
 }
 

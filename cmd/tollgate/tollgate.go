@@ -258,6 +258,16 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 		return nil, err
 	}
 	m.issuer = iss
+	// The counters alerts watch start at zero for what the configuration
+	// names, so that increase() sees their first event.
+	subjects := metrics.Subjects{TokenEndpoints: iss != nil}
+	for _, u := range cfg.proxyConfig().Upstreams {
+		subjects.Upstreams = append(subjects.Upstreams, u.Name)
+	}
+	for _, ic := range vc.Issuers {
+		subjects.JWKSSources = append(subjects.JWKSSources, ic.JWKSURLs...)
+	}
+	m.metrics.Declare(subjects)
 	if iss != nil {
 		m.warnings = append(m.warnings, iss.Warnings()...)
 	}
