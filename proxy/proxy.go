@@ -29,6 +29,13 @@ type Verifier interface {
 	Verify(ctx context.Context, raw string) (*verifier.Token, error)
 }
 
+// CacheReporter is a Verifier that can also say whether its cache
+// answered (*verifier.Verifier is one); the proxy then records it on the
+// spans of sampled requests, as tollgate.token_cache_hit.
+type CacheReporter interface {
+	VerifyCached(ctx context.Context, raw string) (tok *verifier.Token, hit bool, err error)
+}
+
 // Observer receives the proxy's decisions, for metrics. Its arguments are
 // bounded: route and upstream names from the Config, fixed reasons.
 type Observer interface {
@@ -86,7 +93,8 @@ type Proxy struct {
 	stripped []string // canonical names of every mapped header and every StripHeaders entry
 	headers  []mapping
 	verifier Verifier
-	sessions SessionCheck // nil: stateless
+	cached   CacheReporter // verifier, when it is one; nil otherwise
+	sessions SessionCheck  // nil: stateless
 	logger   *zap.Logger
 	observer Observer
 	errs     *edge.Challenges
@@ -136,6 +144,7 @@ func New(cfg Config, v Verifier, logger *zap.Logger, opts ...Option) (*Proxy, er
 		observer: o.observer,
 		errs:     edge.NewChallenges(cfg.Realm),
 	}
+	p.cached, _ = v.(CacheReporter)
 	for _, h := range cfg.StripHeaders {
 		p.stripped = append(p.stripped, http.CanonicalHeaderKey(h))
 	}
@@ -259,7 +268,7 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 		p.errs.InvalidRequest.Write(w)
 		return false
 	}
-	tok, err := p.verifier.Verify(ctx, raw)
+	tok, err := p.verify(ctx, info, raw)
 	if err == nil && p.sessions != nil {
 		err = p.sessions.Check(tok)
 	}
@@ -287,6 +296,9 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 		return false
 	}
 	info.Token, info.User = tok, tok.Subject
+	if info.Span.Recorded() { // attributes escape: none built otherwise
+		info.Span.SetAttributes(attribute.String("tollgate.issuer", tok.Issuer))
+	}
 	// From the token's grants, not its claims: a cached token keeps none.
 	if !hasScopes(tok, rt.Scopes) || !hasAnyRole(tok, rt.Roles) {
 		p.decide(ctx, rt, info, "insufficient_scope")
@@ -295,6 +307,17 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 	}
 	p.decide(ctx, rt, info, "ok")
 	return true
+}
+
+// verify verifies raw; on a request whose span is recorded it also notes
+// whether the token cache answered.
+func (p *Proxy) verify(ctx context.Context, info *edge.Info, raw string) (*verifier.Token, error) {
+	if p.cached == nil || !info.Span.Recorded() {
+		return p.verifier.Verify(ctx, raw)
+	}
+	tok, hit, err := p.cached.VerifyCached(ctx, raw)
+	info.Span.SetAttributes(attribute.Bool("tollgate.token_cache_hit", hit))
+	return tok, err
 }
 
 func (p *Proxy) decide(ctx context.Context, rt *route, info *edge.Info, reason string) {

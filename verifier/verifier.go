@@ -363,6 +363,13 @@ func (v *Verifier) Status() []RemoteStatus {
 // returns the Token it returned before, or the cached form of it, whose
 // Claims holds only what Config.CachedClaims keeps — by default nothing.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
+	tok, _, err := v.verify(ctx, raw, true)
+	return tok, err
+}
+
+// VerifyCached is Verify that also reports whether the cache answered,
+// for the trace of a request.
+func (v *Verifier) VerifyCached(ctx context.Context, raw string) (tok *Token, hit bool, err error) {
 	return v.verify(ctx, raw, true)
 }
 
@@ -371,12 +378,15 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 // for consumers off the hot path that read claims Config.CachedClaims
 // does not keep. The verification is cached as Verify's would be.
 func (v *Verifier) VerifyUncached(ctx context.Context, raw string) (*Token, error) {
-	return v.verify(ctx, raw, false)
+	tok, _, err := v.verify(ctx, raw, false)
+	return tok, err
 }
 
-func (v *Verifier) verify(ctx context.Context, raw string, useCache bool) (*Token, error) {
+// verify is Verify, VerifyCached and VerifyUncached (useCache false); hit
+// reports an answer from the cache.
+func (v *Verifier) verify(ctx context.Context, raw string, useCache bool) (*Token, bool, error) {
 	if len(raw) > v.maxBytes {
-		return nil, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, v.maxBytes)
+		return nil, false, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, v.maxBytes)
 	}
 	var gen uint64
 	var tag tokenTag
@@ -387,16 +397,16 @@ func (v *Verifier) verify(ctx context.Context, raw string, useCache bool) (*Toke
 		var tok *Token
 		var expired bool
 		if tok, tag, cacheable, expired = v.cache.lookup(raw, v.now(), gen); tok != nil {
-			return tok, nil
+			return tok, true, nil
 		} else if expired {
-			return nil, errCachedExpired
+			return nil, false, errCachedExpired
 		}
 	case v.cache != nil:
 		gen = v.gen.Load()
 		tag, cacheable = v.cache.tags.tag(raw)
 	}
 	if strings.Count(raw, ".") != 2 {
-		return nil, fmt.Errorf("%w: want three dot-separated segments", ErrMalformed)
+		return nil, false, fmt.Errorf("%w: want three dot-separated segments", ErrMalformed)
 	}
 	claims := jwt.MapClaims{}
 	var tok *Token
@@ -412,22 +422,22 @@ func (v *Verifier) verify(ctx context.Context, raw string, useCache bool) (*Toke
 		return key, err
 	})
 	if err != nil {
-		return nil, mapError(err)
+		return nil, false, mapError(err)
 	}
 	if constrain := v.issuers[tok.Issuer].constrain; constrain != nil {
 		if err := constrain(tok); err != nil {
 			var own *Error
 			if !errors.As(err, &own) {
-				return nil, fmt.Errorf("%w: constrain: %w", ErrMalformed, err)
+				return nil, false, fmt.Errorf("%w: constrain: %w", ErrMalformed, err)
 			}
-			return nil, fmt.Errorf("verifier: constrain: %w", err)
+			return nil, false, fmt.Errorf("verifier: constrain: %w", err)
 		}
 	}
 	tok.setGrants()
 	if cacheable {
 		v.cache.hot.store(raw, v.cache.put(&tag, tok, used, gen))
 	}
-	return tok, nil
+	return tok, false, nil
 }
 
 // checkClaims runs every cheap check on an unverified token: critical

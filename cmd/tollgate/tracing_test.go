@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -199,6 +201,23 @@ func TestTraceSpans(t *testing.T) {
 			t.Error("the user's ID recorded without TOLLGATE_TRACE_USER_ID")
 		}
 	}
+	// The token was new to the verifier on the first call; the second is
+	// answered by the cache. Both name the issuer.
+	if !hasAttr(api.Attributes, "tollgate.token_cache_hit", "false") || !hasAttr(api.Attributes, "tollgate.issuer", g.m.cfg.PublicURL) {
+		t.Errorf("first API span: cache and issuer attributes %v", api.Attributes)
+	}
+	const second = "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01"
+	callTraced(t, g, "/channels/1", "Authorization", "Bearer "+access, "Traceparent", second)
+	sc, _ := tracing.ParseTraceparent(second)
+	var again tracetest.SpanStub
+	for _, s := range exp.GetSpans() {
+		if s.SpanKind == trace.SpanKindServer && s.SpanContext.TraceID() == trace.TraceID(sc.TraceID) {
+			again = s
+		}
+	}
+	if !hasAttr(again.Attributes, "tollgate.token_cache_hit", "true") || !hasAttr(again.Attributes, "tollgate.issuer", g.m.cfg.PublicURL) {
+		t.Errorf("second API span %q: cache and issuer attributes %v", again.Name, again.Attributes)
+	}
 }
 
 func mustTrace(t *testing.T) tracing.SpanContext {
@@ -224,4 +243,49 @@ func hasAttr(attrs []attribute.KeyValue, key, value string) bool {
 		}
 	}
 	return false
+}
+
+// TestTraceExemplars: a recorded request leaves its trace ID on the
+// request and upstream latency histograms, as OpenMetrics exemplars; a
+// request whose trace is not sampled leaves none.
+func TestTraceExemplars(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	g := startTokenGatewayWith(t, sourceDocClients, true, nil, []mainOption{withSpanExporter(exp)})
+	access, _ := oauthLogin(t, g, "someuser@24i.com", "qwerty123")
+	const unsampled = "00-6bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	callTraced(t, g, "/channels/1", "Authorization", "Bearer "+access, "Traceparent", clientTraceparent)
+	callTraced(t, g, "/channels/2", "Authorization", "Bearer "+access, "Traceparent", unsampled)
+
+	req, err := http.NewRequest(http.MethodGet, "http://"+g.m.AdminAddr()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	sampled := fmt.Sprintf(`# {trace_id="%x"}`, mustTrace(t).TraceID)
+	for _, family := range []string{`tollgate_http_request_duration_seconds_bucket{route="default",`, `tollgate_upstream_duration_seconds_bucket{upstream="default",`} {
+		found := false
+		for line := range strings.Lines(string(b)) {
+			if strings.HasPrefix(line, family) && strings.Contains(line, sampled) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no exemplar of the sampled trace on %s…}", family)
+		}
+	}
+	if strings.Contains(string(b), "6bf92f3577b34da6a3ce929d0e0e4736") {
+		t.Error("an unsampled trace left an exemplar")
+	}
 }
