@@ -195,6 +195,14 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 	if !slices.Contains(env, "GOGC=200") {
 		t.Errorf("goRuntime.gogc did not reach the container: %v", env)
 	}
+	// tracing.* become the standard OTEL_* variables, which check-config
+	// below parses as serve would.
+	for _, want := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.observability:4318", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+		"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.01", "OTEL_SERVICE_NAME=tollgate-edge", "TOLLGATE_TRACE_USER_ID=true"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("tracing values: no %s in %v", want, env)
+		}
+	}
 
 	dir := t.TempDir()
 	bin := buildTollgate(ctx, t, dir)
