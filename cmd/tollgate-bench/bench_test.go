@@ -22,7 +22,7 @@ func TestBenchHarnessRuns(t *testing.T) {
 	}
 	for _, alg := range []string{"ES256", "EdDSA"} {
 		t.Run(alg, func(t *testing.T) {
-			cmd := exec.CommandContext(ctx, bin, "-alg", alg, "-duration", "300ms", "-conns", "4", "-tokens", "200", "-idle", "50")
+			cmd := exec.CommandContext(ctx, bin, "-alg", alg, "-duration", "300ms", "-conns", "4", "-tokens", "200", "-fleet", "50,400", "-idle", "50")
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
@@ -30,6 +30,7 @@ func TestBenchHarnessRuns(t *testing.T) {
 				t.Fatalf("tollgate-bench: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
 			}
 			checkBenchTable(t, string(out), alg)
+			checkFleet(t, string(out), alg)
 		})
 	}
 	// The session store scenarios, in the same run as the others, with
@@ -41,7 +42,7 @@ func TestBenchHarnessRuns(t *testing.T) {
 		if _, err := exec.LookPath("redis-server"); err != nil {
 			t.Fatal("redis-server is not installed (apt-get install -y redis-server; test.sh does it): " + err.Error())
 		}
-		cmd := exec.CommandContext(ctx, bin, "-store", "all", "-no-id-token", "-duration", "300ms", "-conns", "4", "-tokens", "200", "-idle", "50")
+		cmd := exec.CommandContext(ctx, bin, "-store", "all", "-no-id-token", "-duration", "300ms", "-conns", "4", "-tokens", "200", "-fleet", "", "-idle", "50")
 		cmd.Env = append(os.Environ(), "TOLLGATE_REFRESH_REUSE_INTERVAL=1ms")
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -65,8 +66,9 @@ func TestBenchHarnessRuns(t *testing.T) {
 // connection measurement, and that no scenario had errors.
 func checkBenchTable(t *testing.T, table, alg string) {
 	t.Helper()
-	for _, row := range []string{"(a) direct upstream", "(b) bare httputil.ReverseProxy", "(c) tollgate, one hot token",
-		"(d) tollgate, 200 distinct " + alg + " tokens", "(e) refresh grant, " + alg, "(f) password grant", "idle keep-alive connections: 50 held open"} {
+	for _, row := range []string{"(a) direct upstream", "(b) bare httputil.ReverseProxy", "(bp) bare httputil.ReverseProxy with a BufferPool",
+		"(c) tollgate, one hot token, fresh process", "(d) tollgate, cold: 200 distinct " + alg + " tokens, each new", "(e) refresh grant, " + alg,
+		"(f) password grant", "idle keep-alive connections: 50 held open"} {
 		if !strings.Contains(table, row) {
 			t.Errorf("no %q in:\n%s", row, table)
 		}
@@ -77,4 +79,42 @@ func checkBenchTable(t *testing.T, table, alg string) {
 			t.Errorf("scenario with errors: %s", line)
 		}
 	}
+}
+
+// checkFleet checks the fleet scenarios of a run with -fleet 50,400: the
+// rows, the token cache answering every request after the warm-up (the
+// hit-rate column), the memory per cached token, and the summary against
+// the targets.
+func checkFleet(t *testing.T, table, alg string) {
+	t.Helper()
+	for _, n := range []string{"50", "400"} {
+		row := "(g) tollgate, fleet of " + n + " distinct " + alg + " tokens after warm-up"
+		line := lineWith(table, row)
+		if line == "" {
+			t.Errorf("no %q in:\n%s", row, table)
+			continue
+		}
+		// Each fleet token was verified in the warm-up: every lookup hits.
+		if !strings.Contains(line, " 100.0% ") {
+			t.Errorf("fleet of %s: not every request answered by the cache: %s", n, line)
+		}
+		if !strings.Contains(table, "fleet of "+n+": "+n+" tokens cached, heap +") {
+			t.Errorf("no memory figure for the fleet of %s in:\n%s", n, table)
+		}
+	}
+	for _, row := range []string{"(c-full) tollgate, one hot token, the fleet in the cache", "fleet: requests/s ×(bp) after warm-up",
+		"fleet: one hot token with the cache full: ", "cold: every token new: "} {
+		if !strings.Contains(table, row) {
+			t.Errorf("no %q in:\n%s", row, table)
+		}
+	}
+}
+
+func lineWith(table, s string) string {
+	for line := range strings.Lines(table) {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
 }

@@ -1,15 +1,26 @@
 // Command tollgate-bench is tollgate's load harness. It builds the real
 // tollgate binary (or takes one with -tollgate), starts an upstream that
-// answers 204, a bare httputil.ReverseProxy and `tollgate serve`, each in
+// answers 204, two bare httputil.ReverseProxy baselines (b: without a
+// BufferPool, bp: with one, as tollgate has) and `tollgate serve`, each in
 // its own process on loopback, drives each in turn with the same
-// closed-loop load and prints one table with ratios against the bare
-// proxy (docs/PERFORMANCE.md explains the scenarios and the figures).
+// closed-loop load and prints one table with ratios against both bare
+// proxies (docs/PERFORMANCE.md explains the scenarios and the figures).
 //
 // Usage:
 //
-//	go run ./cmd/tollgate-bench [-duration 5s] [-conns 32] [-tokens 100000] [-idle 10000]
-//	                            [-profile DIR] [-alg ES256|EdDSA|RS256] [-tollgate PATH]
+//	go run ./cmd/tollgate-bench [-duration 5s] [-conns 32] [-tokens 100000] [-fleet 10000,100000]
+//	                            [-idle 10000] [-profile DIR] [-alg ES256|EdDSA|RS256] [-tollgate PATH]
 //	                            [-store memory|redis|all] [-no-id-token] [-redis-server PATH]
+//
+// -fleet adds, for each size, a fleet of that many distinct tokens cycling
+// after a warm-up pass that sends each once (what set-top boxes coming
+// online do), then the hot token once the fleet fills the cache. For
+// tollgate's scenarios the table gives the token cache's hit rate and the
+// garbage collector's cycles and share of the gateway's CPU (from its
+// /metrics), and after the table the heap each cached token takes
+// (measured across the warm-ups, after collections). Scenario (d) is the
+// cold path: tokens the gateway has not seen, each sent once while -tokens
+// exceeds its requests (its hit rate shows when it does not).
 //
 // -store adds, to the same run, the refresh grant against a gateway with a
 // session store (memory, and Redis: a redis-server the harness starts on a

@@ -241,8 +241,10 @@ func loginMany(ctx context.Context, client *http.Client, base, scope string, n i
 }
 
 // mintMany signs n distinct access tokens the gateway accepts, in
-// parallel.
-func mintMany(key crypto.Signer, alg, kid, iss string, n int) ([]string, error) {
+// parallel; their jti is prefix and a number, so that sets minted with
+// different prefixes share no token (EdDSA signatures are
+// deterministic).
+func mintMany(key crypto.Signer, alg, kid, iss, prefix string, n int) ([]string, error) {
 	method := jwt.GetSigningMethod(alg)
 	if method == nil {
 		return nil, fmt.Errorf("no signing method %q", alg)
@@ -256,7 +258,7 @@ func mintMany(key crypto.Signer, alg, kid, iss string, n int) ([]string, error) 
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
 				t := jwt.NewWithClaims(method, jwt.MapClaims{
-					"iss": iss, "aud": "tollgate", "sub": "bench-user", "sid": "s", "profile": "p1", "jti": strconv.Itoa(i),
+					"iss": iss, "aud": "tollgate", "sub": "bench-user", "sid": "s", "profile": "p1", "jti": prefix + strconv.Itoa(i),
 					"type": "access", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "client_id": "anonymous", "scope": "openid",
 				})
 				t.Header["kid"] = kid

@@ -45,6 +45,8 @@ type result struct {
 	rps               float64
 	p50, p99, p999    time.Duration
 	cpuPer10k, rssMiB float64
+	cpu               float64 // CPU seconds of the process under test in the scenario
+	gc                gcFigures
 	// sidecarCPUPer10k is the CPU of a process the one under test relies
 	// on (redis-server), per 10k requests; 0 when there is none.
 	sidecarCPUPer10k float64
@@ -138,19 +140,31 @@ func drive(ctx context.Context, client *http.Client, proc, sidecar *child, l loa
 	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
 	r.rps = float64(r.requests) / elapsed.Seconds()
 	r.p50, r.p99, r.p999 = pct(0.50), pct(0.99), pct(0.999)
-	r.cpuPer10k = (cpu1 - cpu0) / float64(r.requests) * 10000
+	r.cpu = cpu1 - cpu0
+	r.cpuPer10k = r.cpu / float64(r.requests) * 10000
 	r.sidecarCPUPer10k = sideCPU / float64(r.requests) * 10000
 	r.rssMiB = proc.rss() / (1 << 20)
 	return r, nil
 }
 
-func printTable(w io.Writer, results []result, base result) {
+// printTable prints the scenarios' figures with ratios against the bare
+// proxy (b) and the bare proxy with a buffer pool (bp), and, for
+// tollgate's scenarios, the token cache's hit rate and the garbage
+// collector's cycles and share of the gateway's CPU.
+func printTable(w io.Writer, results []result, b, bp result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\trequests/s\t×(b)\tp50\tp99\t×(b)\tp99.9\tCPU s/10k req\t×(b)\tRSS MiB\terrors\t")
+	fmt.Fprintln(tw, "scenario\trequests/s\t×(b)\t×(bp)\tp50\tp99\t×(bp)\tp99.9\tCPU µs/req\t−(bp)\tRSS MiB\tcache hits\tGC cycles\tGC CPU\terrors\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%s\t%s\t%.2f\t%s\t%.3f\t%.2f\t%.1f\t%d\t\n", r.name, r.rps, r.rps/base.rps,
-			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), float64(r.p99)/float64(base.p99),
-			r.p999.Round(time.Microsecond), r.cpuPer10k, r.cpuPer10k/base.cpuPer10k, r.rssMiB, r.errors)
+		hits, cycles, share := "", "", ""
+		if r.gc.measured {
+			hits, cycles, share = "–", fmt.Sprintf("%.0f", r.gc.cycles), fmt.Sprintf("%.1f%%", 100*r.gc.cpuShare)
+			if r.gc.hitRate >= 0 {
+				hits = fmt.Sprintf("%.1f%%", 100*r.gc.hitRate)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%s\t%s\t%.2f\t%s\t%.1f\t%+.1f\t%.1f\t%s\t%s\t%s\t%d\t\n", r.name, r.rps, r.rps/b.rps, r.rps/bp.rps,
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), float64(r.p99)/float64(bp.p99), r.p999.Round(time.Microsecond),
+			r.cpuPer10k*100, (r.cpuPer10k-bp.cpuPer10k)*100, r.rssMiB, hits, cycles, share, r.errors)
 	}
 	tw.Flush()
 }

@@ -31,6 +31,7 @@ func main() {
 const (
 	childUpstream = "child-upstream"
 	childBare     = "child-bare"
+	childBarePool = "child-bare-pool"
 )
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -38,11 +39,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch args[0] {
 		case childUpstream:
 			return serveUpstream(ctx, stdout)
-		case childBare:
+		case childBare, childBarePool:
 			if len(args) != 2 {
-				return errors.New("child-bare: want the upstream URL")
+				return fmt.Errorf("%s: want the upstream URL", args[0])
 			}
-			return serveBare(ctx, args[1], stdout)
+			return serveBare(ctx, args[1], args[0] == childBarePool, stdout)
 		}
 	}
 	return bench(ctx, args, stdout, stderr)
@@ -55,7 +56,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 5*time.Second, "load per scenario (bounded)")
 	conns := fs.Int("conns", 32, "concurrent keep-alive connections")
-	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cache-miss scenario")
+	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cold scenario (d), each sent once at most")
+	fleet := fs.String("fleet", "10000,100000", "fleet sizes: for each, that many distinct tokens cycling after a warm-up pass (comma-separated, ascending; empty: none)")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
 	profiles := fs.String("profile", "", "directory for CPU profiles of the gateway in scenarios (c) and (e), and in the -store ones (empty: none)")
 	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
@@ -77,6 +79,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *conns <= 0 || *tokens <= 0 {
 		return errors.New("-conns and -tokens must be positive")
+	}
+	fleetSizes, err := parseSizes(*fleet)
+	if err != nil {
+		return fmt.Errorf("-fleet: %w", err)
 	}
 	withMemory, withRedis := *store == storeMemory || *store == storeAll, *store == storeRedis || *store == storeAll
 	if *store != "" && !withMemory && !withRedis {
@@ -110,7 +116,14 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer bare.stop()
-	gw, err := startGateway(ctx, bin, filepath.Join(dir, "gateway"), upstream.url, *alg, *profiles != "")
+	barePool, err := startChild(ctx, self, childBarePool, upstream.url)
+	if err != nil {
+		return err
+	}
+	defer barePool.stop()
+	// pprof on: the fleet's memory is measured after a collection it asks
+	// for (/debug/pprof/heap?gc=1).
+	gw, err := startGateway(ctx, bin, filepath.Join(dir, "gateway"), upstream.url, *alg, true)
 	if err != nil {
 		return err
 	}
@@ -128,10 +141,17 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stderr, "minting %d tokens for the cache-miss scenario…\n", *tokens)
-	many, err := mintMany(gw.key, *alg, gw.kid, gw.url, *tokens)
+	fmt.Fprintf(stderr, "minting %d tokens for the cold scenario…\n", *tokens)
+	many, err := mintMany(gw.key, *alg, gw.kid, gw.url, "cold-", *tokens)
 	if err != nil {
 		return err
+	}
+	var fleetTokens []string
+	if len(fleetSizes) > 0 {
+		fmt.Fprintf(stderr, "minting %d tokens for the fleet scenarios…\n", fleetSizes[len(fleetSizes)-1])
+		if fleetTokens, err = mintMany(gw.key, *alg, gw.kid, gw.url, "fleet-", fleetSizes[len(fleetSizes)-1]); err != nil {
+			return err
+		}
 	}
 	hot := []string{"Bearer " + access}
 	get := func(base string, auths []string) request {
@@ -158,15 +178,55 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		admin    string // admin listener to take a CPU profile from (-profile); "": none
 		sidecar  *child // a process proc relies on, whose CPU is reported too
 		load     load
+		stats    string       // admin listener of a gateway whose cache and GC are reported; "": none
+		before   func() error // run before the clock starts (a fleet's warm-up); nil: nothing
 	}
 	scenarios := []scenario{
-		{"a", "(a) direct upstream", upstream, "", nil, shared(get(upstream.url, nil))},
-		{"b", "(b) bare httputil.ReverseProxy", bare, "", nil, shared(get(bare.url, hot))},
-		{"c", "(c) tollgate, one hot token", gw.child, gw.admin, nil, shared(get(gw.url, hot))},
-		{"d", fmt.Sprintf("(d) tollgate, %d distinct %s tokens", len(many), *alg), gw.child, "", nil, shared(get(gw.url, many))},
-		{"e", fmt.Sprintf("(e) refresh grant, %s%s", *alg, refreshNote), gw.child, gw.admin, nil, shared(post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh))},
-		{"f", "(f) password grant (argon2id default)", gw.child, "", nil, shared(post("grant_type=password&client_id=anonymous&username=" + benchUser + "&password=" + benchPassword))},
+		{id: "a", name: "(a) direct upstream", proc: upstream, load: shared(get(upstream.url, nil))},
+		{id: "b", name: "(b) bare httputil.ReverseProxy", proc: bare, load: shared(get(bare.url, hot))},
+		{id: "bp", name: "(bp) bare httputil.ReverseProxy with a BufferPool", proc: barePool, load: shared(get(barePool.url, hot))},
+		{id: "c", name: "(c) tollgate, one hot token, fresh process", proc: gw.child, admin: gw.admin, load: shared(get(gw.url, hot)), stats: gw.admin},
 	}
+	// The fleet scenarios: each size's tokens cycle after a warm-up pass
+	// over those not seen yet; then the hot token with the cache full.
+	var fleetMemory []string
+	var beforeFleet gatewayStats
+	for i, n := range fleetSizes {
+		from := 0
+		if i > 0 {
+			from = fleetSizes[i-1]
+		}
+		scenarios = append(scenarios, scenario{id: fmt.Sprintf("g%d", n), name: fmt.Sprintf("(g) tollgate, fleet of %d distinct %s tokens after warm-up", n, *alg),
+			proc: gw.child, load: shared(get(gw.url, fleetTokens[:n])), stats: gw.admin,
+			before: func() error {
+				if i == 0 {
+					if beforeFleet, err = heapStats(ctx, gw.admin); err != nil {
+						return err
+					}
+				}
+				fmt.Fprintf(stderr, "warming up %d tokens…\n", n-from)
+				if err := warm(ctx, client, gw.url, fleetTokens[from:n], *conns); err != nil {
+					return err
+				}
+				after, err := heapStats(ctx, gw.admin)
+				if err != nil {
+					return err
+				}
+				cached := after.entries - beforeFleet.entries
+				fleetMemory = append(fleetMemory, fmt.Sprintf("fleet of %d: %.0f tokens cached, heap +%.1f MiB = %.0f B per cached token, RSS %.1f MiB",
+					n, cached, (after.heapAlloc-beforeFleet.heapAlloc)/(1<<20), (after.heapAlloc-beforeFleet.heapAlloc)/cached, gw.rss()/(1<<20)))
+				return nil
+			}})
+	}
+	if len(fleetSizes) > 0 {
+		scenarios = append(scenarios, scenario{id: "c-full", name: "(c-full) tollgate, one hot token, the fleet in the cache",
+			proc: gw.child, load: shared(get(gw.url, hot)), stats: gw.admin})
+	}
+	scenarios = append(scenarios,
+		scenario{id: "d", name: fmt.Sprintf("(d) tollgate, cold: %d distinct %s tokens, each new", len(many), *alg), proc: gw.child, load: shared(get(gw.url, many)), stats: gw.admin},
+		scenario{id: "e", name: fmt.Sprintf("(e) refresh grant, %s%s", *alg, refreshNote), proc: gw.child, admin: gw.admin, load: shared(post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh))},
+		scenario{id: "f", name: "(f) password grant (argon2id default)", proc: gw.child, load: shared(post("grant_type=password&client_id=anonymous&username=" + benchUser + "&password=" + benchPassword))},
+	)
 	// The store scenarios run next to the one they are compared with, so
 	// that the machine's drift between them is least.
 	after := func(id string, s scenario) {
@@ -201,9 +261,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		// (e-memory), inserted after (e) below, comes before (e-redis).
-		after("e", scenario{"e-redis", "(e-redis) refresh grant, Redis store on a unix socket", gwr.child, gwr.admin, redis, refreshChains(ctx, gwr.url, handles)})
-		after("c", scenario{"c-revoked", fmt.Sprintf("(c-revoked) tollgate, one hot token, store on with %dk revoked sessions", revokedSessions/1000),
-			gwr.child, gwr.admin, redis, shared(get(gwr.url, []string{"Bearer " + access}))})
+		after("e", scenario{id: "e-redis", name: "(e-redis) refresh grant, Redis store on a unix socket", proc: gwr.child, admin: gwr.admin, sidecar: redis, load: refreshChains(ctx, gwr.url, handles)})
+		after("c", scenario{id: "c-revoked", name: fmt.Sprintf("(c-revoked) tollgate, one hot token, store on with %dk revoked sessions", revokedSessions/1000),
+			proc: gwr.child, admin: gwr.admin, sidecar: redis, load: shared(get(gwr.url, []string{"Bearer " + access})), stats: gwr.admin})
 	}
 	if withMemory {
 		gwm, err := startGateway(ctx, bin, filepath.Join(dir, "gateway-memory"), upstream.url, *alg, *profiles != "",
@@ -217,11 +277,22 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		after("e", scenario{"e-memory", "(e-memory) refresh grant, memory store", gwm.child, gwm.admin, nil, refreshChains(ctx, gwm.url, handles)})
+		after("e", scenario{id: "e-memory", name: "(e-memory) refresh grant, memory store", proc: gwm.child, admin: gwm.admin, load: refreshChains(ctx, gwm.url, handles)})
 	}
 	results := map[string]result{}
 	var table []result
 	for _, s := range scenarios {
+		if s.before != nil {
+			if err := s.before(); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+		}
+		var stats gatewayStats
+		if s.stats != "" {
+			if stats, err = scrapeStats(ctx, s.stats); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(stderr, "%s: %s…\n", s.name, *duration)
 		var profiled chan error
 		if *profiles != "" && s.admin != "" {
@@ -237,11 +308,25 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
+		if s.stats != "" {
+			after, err := scrapeStats(ctx, s.stats)
+			if err != nil {
+				return err
+			}
+			r.gc = figures(stats, after, r.cpu)
+		}
 		r.name = s.name
 		results[s.id] = r
 		table = append(table, r)
 	}
-	printTable(stdout, table, results["b"])
+	printTable(stdout, table, results["b"], results["bp"])
+	if len(fleetMemory) > 0 {
+		fmt.Fprintln(stdout)
+		for _, line := range fleetMemory {
+			fmt.Fprintln(stdout, line)
+		}
+		printFleetRatios(stdout, results, fleetSizes)
+	}
 	if *store != "" {
 		fmt.Fprintln(stdout)
 		printStoreRatios(stdout, results)

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -108,8 +109,10 @@ func serveUpstream(ctx context.Context, stdout io.Writer) error {
 }
 
 // serveBare is the baseline: httputil.ReverseProxy with Rewrite, a
-// transport tuned like tollgate's, and nothing else.
-func serveBare(ctx context.Context, upstream string, stdout io.Writer) error {
+// transport tuned like tollgate's, and nothing else — with pool, also a
+// BufferPool for its copy buffers, as tollgate has (the honest baseline:
+// without one, each request allocates a 32 KiB buffer).
+func serveBare(ctx context.Context, upstream string, pool bool, stdout io.Writer) error {
 	target, err := url.Parse(upstream)
 	if err != nil {
 		return err
@@ -117,11 +120,28 @@ func serveBare(ctx context.Context, upstream string, stdout io.Writer) error {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = nil
 	t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 64
-	return serveAnnounced(ctx, stdout, &httputil.ReverseProxy{
+	rp := &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
 		Transport: t,
-	})
+	}
+	if pool {
+		rp.BufferPool = &bufferPool{}
+	}
+	return serveAnnounced(ctx, stdout, rp)
 }
+
+// bufferPool is the plainest httputil.BufferPool: 32 KiB buffers in a
+// sync.Pool.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // serveAnnounced serves h on a loopback port until ctx is cancelled,
 // announcing "listening <url>" on stdout once it accepts connections.

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// warmTimeout bounds a fleet's warm-up pass.
+const warmTimeout = 5 * time.Minute
+
+// gatewayStats are the figures of a gateway's /metrics a scenario is
+// judged by: its garbage collector's cycles and CPU, its token cache's
+// counters and its heap.
+type gatewayStats struct {
+	gcCycles, gcCPU       float64 // go_gc_duration_seconds_count, go_cpu_classes_gc_total_cpu_seconds_total
+	hits, misses, entries float64 // tollgate_token_cache_*
+	heapAlloc             float64 // go_memstats_heap_alloc_bytes
+}
+
+// scrapeStats reads the gateway's statistics from its admin listener.
+func scrapeStats(ctx context.Context, admin string) (gatewayStats, error) {
+	var st gatewayStats
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/metrics", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("%s/metrics: %s", admin, resp.Status)
+	}
+	fields := map[string]*float64{
+		"go_gc_duration_seconds_count":              &st.gcCycles,
+		"go_cpu_classes_gc_total_cpu_seconds_total": &st.gcCPU,
+		"tollgate_token_cache_hits_total":           &st.hits,
+		"tollgate_token_cache_misses_total":         &st.misses,
+		"tollgate_token_cache_entries":              &st.entries,
+		"go_memstats_heap_alloc_bytes":              &st.heapAlloc,
+	}
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if p := fields[name]; ok && p != nil {
+			if *p, err = strconv.ParseFloat(value, 64); err != nil {
+				return st, fmt.Errorf("%s: %w", name, err)
+			}
+			found++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return st, err
+	}
+	if found != len(fields) {
+		return st, fmt.Errorf("%s/metrics: %d of the %d statistics the harness reads", admin, found, len(fields))
+	}
+	return st, nil
+}
+
+// gcFigures are what a scenario cost the gateway's garbage collector and
+// how its token cache answered.
+type gcFigures struct {
+	measured bool
+	hitRate  float64 // of the cache's lookups in the scenario; -1 when there were none
+	cycles   float64
+	cpuShare float64 // GC CPU over the process's CPU in the scenario
+}
+
+func figures(before, after gatewayStats, processCPU float64) gcFigures {
+	f := gcFigures{measured: true, hitRate: -1, cycles: after.gcCycles - before.gcCycles}
+	if lookups := (after.hits - before.hits) + (after.misses - before.misses); lookups > 0 {
+		f.hitRate = (after.hits - before.hits) / lookups
+	}
+	if processCPU > 0 {
+		f.cpuShare = (after.gcCPU - before.gcCPU) / processCPU
+	}
+	return f
+}
+
+// warm sends every token once through the gateway at base, on conns
+// connections, before a fleet scenario's clock starts: what a fleet of
+// set-top boxes does as it comes online. Every request must succeed.
+func warm(ctx context.Context, client *http.Client, base string, auths []string, conns int) error {
+	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
+	defer cancel()
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= len(auths) {
+					return
+				}
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/channels/1", nil)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				req.Header.Set("Authorization", auths[i])
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode >= 400 {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Errorf("status %d", resp.StatusCode))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("warm-up of %d tokens: %w", len(auths), err)
+	}
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("warm-up: %d of %d requests failed, the first: %v", n, len(auths), firstErr.Load())
+	}
+	return nil
+}
+
+// heapStats is scrapeStats after two garbage collections, so that the
+// heap holds only what is live (a sync.Pool keeps its objects through
+// one): the gateway's pprof endpoint collects before it answers
+// /debug/pprof/heap?gc=1.
+func heapStats(ctx context.Context, admin string) (gatewayStats, error) {
+	for range 2 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/debug/pprof/heap?gc=1", nil)
+		if err != nil {
+			return gatewayStats{}, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return gatewayStats{}, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return gatewayStats{}, fmt.Errorf("%s/debug/pprof/heap: %s", admin, resp.Status)
+		}
+	}
+	return scrapeStats(ctx, admin)
+}
+
+// parseSizes parses -fleet: ascending positive counts, comma-separated.
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 || (len(out) > 0 && n <= out[len(out)-1]) {
+			return nil, fmt.Errorf("%q: want ascending positive counts", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// printFleetRatios prints the fleet scenarios against their targets
+// (docs/PERFORMANCE.md), as ratios to the bare proxy with a buffer pool
+// (bp) of the same run.
+func printFleetRatios(w io.Writer, results map[string]result, sizes []int) {
+	bp := results["bp"]
+	var fleet []string
+	for _, n := range sizes {
+		r := results[fmt.Sprintf("g%d", n)]
+		fleet = append(fleet, fmt.Sprintf("%d tokens %.2f (hits %.1f%%, GC %.1f%% of CPU)", n, r.rps/bp.rps, 100*r.gc.hitRate, 100*r.gc.cpuShare))
+	}
+	fmt.Fprintf(w, "fleet: requests/s ×(bp) after warm-up (target ≥ 0.9, GC ≤ 3%%): %s\n", strings.Join(fleet, ", "))
+	if c, ok := results["c-full"]; ok {
+		fmt.Fprintf(w, "fleet: one hot token with the cache full: %.2f×(bp) requests/s (target ≥ 0.95), p99 %.2f×(bp) (≤ 1.2), CPU %+.1f µs/req over (bp) (≤ 5), GC %.1f%% of CPU\n",
+			c.rps/bp.rps, float64(c.p99)/float64(bp.p99), (c.cpuPer10k-bp.cpuPer10k)*100, 100*c.gc.cpuShare)
+	}
+	if d, ok := results["d"]; ok {
+		fmt.Fprintf(w, "cold: every token new: %.2f×(bp) requests/s (target ≥ 0.5), %.2f×(b)\n", d.rps/bp.rps, d.rps/results["b"].rps)
+	}
+}
