@@ -80,10 +80,16 @@ echo "== chromium (the device sign-in page is tested in a real browser)"
 need chromium chromium
 chromium --version
 
+echo "== jaeger (the trace backend of tools/tracing)"
+# Pinned in a module of its own (tools/jaeger/go.mod: it cannot share
+# tools/go.mod's dependencies). Compiled here, outside go test's timeout: a
+# cold build takes several minutes on 2 cores; the test then only links it.
+time go build -modfile=tools/jaeger/go.mod -o "$work/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
+
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
 # The tools module's tests check the packaging (Dockerfile, the image's
-# build flags, the chart against check-config) and the monitoring (the
-# dashboard's and the alerts' queries in both histogram modes) on the
-# built binary.
+# build flags, the chart against check-config), the monitoring (the
+# dashboard's and the alerts' queries in both histogram modes) and the
+# tracing (spans in a real Jaeger) on the built binary.
 (cd tools && go test -race -count=1 -timeout 15m ./...)
