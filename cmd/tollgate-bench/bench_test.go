@@ -33,16 +33,16 @@ func TestBenchHarnessRuns(t *testing.T) {
 			checkFleet(t, string(out), alg)
 		})
 	}
-	// The session store scenarios, in the same run as the others, with
-	// refresh tokens that are one-time handles chained per connection.
-	// The gateways inherit the harness's environment: with a reuse
+	// The session store and tracing scenarios, in the same run as the
+	// others, with refresh tokens that are one-time handles chained per
+	// connection. The gateways inherit the harness's environment: with a reuse
 	// interval of 1ms, a connection that presented a used handle again
 	// instead of its successor would revoke its session and see errors.
 	t.Run("store", func(t *testing.T) {
 		if _, err := exec.LookPath("redis-server"); err != nil {
 			t.Fatal("redis-server is not installed (apt-get install -y redis-server; test.sh does it): " + err.Error())
 		}
-		cmd := exec.CommandContext(ctx, bin, "-store", "all", "-no-id-token", "-duration", "300ms", "-conns", "4", "-tokens", "200", "-fleet", "", "-idle", "50")
+		cmd := exec.CommandContext(ctx, bin, "-store", "all", "-no-id-token", "-duration", "300ms", "-conns", "4", "-tokens", "200", "-fleet", "", "-idle", "50", "-tracing")
 		cmd.Env = append(os.Environ(), "TOLLGATE_REFRESH_REUSE_INTERVAL=1ms")
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -54,7 +54,9 @@ func TestBenchHarnessRuns(t *testing.T) {
 		checkBenchTable(t, table, "ES256")
 		for _, row := range []string{"(e) refresh grant, ES256, no id_token", "(c-revoked) tollgate, one hot token, store on with 10k revoked sessions",
 			"(e-memory) refresh grant, memory store", "(e-redis) refresh grant, Redis store on a unix socket",
-			"sessions: refresh grant tokens/s ×(e) stateless: memory ", ", Redis ", "sessions: one hot token with 10000 revoked sessions: "} {
+			"sessions: refresh grant tokens/s ×(e) stateless: memory ", ", Redis ", "sessions: one hot token with 10000 revoked sessions: ",
+			"(c-trace1) tollgate, one hot token, spans exported, 1% sampled", "(c-trace100) tollgate, one hot token, spans exported, 100% sampled",
+			"tracing: one hot token, requests/s ×(c) tracing off: 1% sampled "} {
 			if !strings.Contains(table, row) {
 				t.Errorf("no %q in:\n%s", row, table)
 			}

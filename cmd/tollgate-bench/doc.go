@@ -10,7 +10,11 @@
 //
 //	go run ./cmd/tollgate-bench [-duration 5s] [-conns 32] [-tokens 100000] [-fleet 10000,100000]
 //	                            [-idle 10000] [-profile DIR] [-alg ES256|EdDSA|RS256] [-tollgate PATH]
-//	                            [-store memory|redis|all] [-no-id-token] [-redis-server PATH]
+//	                            [-store memory|redis|all] [-no-id-token] [-redis-server PATH] [-tracing]
+//
+// -tracing adds the hot token on two more gateways that export their spans
+// over OTLP/HTTP (to the upstream, which discards them), sampling 1% and
+// 100% of new traces, compared with (c), whose spans go nowhere.
 //
 // -fleet adds, for each size, a fleet of that many distinct tokens cycling
 // after a warm-up pass that sends each once (what set-top boxes coming

@@ -12,10 +12,19 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
+
+// must returns v, for values that cannot fail to parse.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -64,6 +73,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
 	store := fs.String("store", "", "add the session store scenarios: memory, redis or all (empty: none)")
 	noIDToken := fs.Bool("no-id-token", false, "refresh scenarios log in with scope "+loginScope+" (no openid), so no id_token is minted")
+	tracing := fs.Bool("tracing", false, "add the hot token on gateways exporting spans over OTLP/HTTP, sampling 1% and 100% (to a sink that discards them)")
 	redisBin := fs.String("redis-server", "redis-server", "redis-server binary for -store redis (run on a unix socket in a temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -265,6 +275,27 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		after("c", scenario{id: "c-revoked", name: fmt.Sprintf("(c-revoked) tollgate, one hot token, store on with %dk revoked sessions", revokedSessions/1000),
 			proc: gwr.child, admin: gwr.admin, sidecar: redis, load: shared(get(gwr.url, []string{"Bearer " + access})), stats: gwr.admin})
 	}
+	if *tracing {
+		// The upstream answers 204 to everything: a collector that
+		// discards what it is sent, costing the gateway what a real one
+		// would.
+		for _, t := range []struct{ id, ratio string }{{"c-trace100", "1"}, {"c-trace1", "0.01"}} {
+			gwt, err := startGateway(ctx, bin, filepath.Join(dir, "gateway-"+t.id), upstream.url, *alg, false,
+				"OTEL_EXPORTER_OTLP_ENDPOINT="+upstream.url, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+				"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG="+t.ratio)
+			if err != nil {
+				return err
+			}
+			defer gwt.stop()
+			_, access, err := login(ctx, client, gwt.url, "")
+			if err != nil {
+				return err
+			}
+			pct := strings.TrimSuffix(strconv.FormatFloat(100*must(strconv.ParseFloat(t.ratio, 64)), 'f', -1, 64), ".0")
+			after("c", scenario{id: t.id, name: fmt.Sprintf("(%s) tollgate, one hot token, spans exported, %s%% sampled", t.id, pct),
+				proc: gwt.child, load: shared(get(gwt.url, []string{"Bearer " + access})), stats: gwt.admin})
+		}
+	}
 	if withMemory {
 		gwm, err := startGateway(ctx, bin, filepath.Join(dir, "gateway-memory"), upstream.url, *alg, *profiles != "",
 			"TOLLGATE_SESSION_STORE=memory")
@@ -330,6 +361,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *store != "" {
 		fmt.Fprintln(stdout)
 		printStoreRatios(stdout, results)
+	}
+	if *tracing {
+		c, bp := results["c"], results["bp"]
+		fmt.Fprintf(stdout, "\ntracing: one hot token, requests/s ×(c) tracing off: 1%% sampled %.2f (target ≥ 0.9), 100%% sampled %.2f; (c) ×(bp) %.2f (target ≥ 0.95)\n",
+			results["c-trace1"].rps/c.rps, results["c-trace100"].rps/c.rps, c.rps/bp.rps)
 	}
 	if *idle > 0 {
 		perConn, n, err := freshIdleMemory(ctx, bin, filepath.Join(dir, "idle"), upstream.url, *alg, *idle)
