@@ -68,7 +68,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cold scenario (d), each sent once at most")
 	fleet := fs.String("fleet", "10000,100000", "fleet sizes: for each, that many distinct tokens cycling after a warm-up pass (comma-separated, ascending; empty: none)")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
-	profiles := fs.String("profile", "", "directory for CPU profiles of the gateway in scenarios (c) and (e), and in the -store ones (empty: none)")
+	profiles := fs.String("profile", "", "directory for CPU profiles of the gateway in scenarios (c), (d) and (e), and in the -store ones (empty: none)")
 	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
 	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
 	store := fs.String("store", "", "add the session store scenarios: memory, redis or all (empty: none)")
@@ -233,7 +233,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			proc: gw.child, load: shared(get(gw.url, hot)), stats: gw.admin})
 	}
 	scenarios = append(scenarios,
-		scenario{id: "d", name: fmt.Sprintf("(d) tollgate, cold: %d distinct %s tokens, each new", len(many), *alg), proc: gw.child, load: shared(get(gw.url, many)), stats: gw.admin},
+		scenario{id: "d", name: fmt.Sprintf("(d) tollgate, cold: %d distinct %s tokens, each new", len(many), *alg), proc: gw.child, admin: gw.admin, load: shared(get(gw.url, many)), stats: gw.admin},
 		scenario{id: "e", name: fmt.Sprintf("(e) refresh grant, %s%s", *alg, refreshNote), proc: gw.child, admin: gw.admin, load: shared(post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh))},
 		scenario{id: "f", name: "(f) password grant (argon2id default)", proc: gw.child, load: shared(post("grant_type=password&client_id=anonymous&username=" + benchUser + "&password=" + benchPassword))},
 	)
