@@ -103,7 +103,7 @@ func New(info BuildInfo) *Metrics {
 		tokenErrors: counter("tollgate_token_errors_total",
 			"Token requests refused, by grant and RFC 6749 error code.", "grant", "error"),
 		loginFailures: counter("tollgate_login_failures_total",
-			"Failed logins by reason (invalid_credentials, partner_mismatch, unknown_profile).", "reason"),
+			"Failed logins by reason (invalid_credentials, partner_mismatch, throttled_user, throttled_ip, queue_full).", "reason"),
 		keysLoaded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tollgate_keys_loaded",
 			Help: "Verification keys held per key source."}, []string{"source"}),
 		jwksFetches: counter("tollgate_jwks_fetches_total",
@@ -140,11 +140,13 @@ func New(info BuildInfo) *Metrics {
 		}
 	}
 	m.reg.MustRegister(
-		// The default Go metrics, and the garbage collector's share of CPU
-		// (go_cpu_classes_gc_total_cpu_seconds_total), which the load
-		// harness reports per scenario and an operator sizes GOGC by.
+		// The default Go metrics, and the runtime's CPU classes: the
+		// garbage collector's share of the CPU the process used
+		// (go_cpu_classes_gc_total_cpu_seconds_total over _total less
+		// _idle, estimates of one kind), which the load harness reports
+		// per scenario and an operator sizes GOGC by.
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
-			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/cpu/classes/gc/total:cpu-seconds$`)})),
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/cpu/classes/(gc/total|total|idle):cpu-seconds$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.duration, m.inFlight, m.auth, m.upstream, m.upstreamTime, m.upstreamErrors,
 		m.issued, m.tokenErrors, m.loginFailures, m.keysLoaded, m.jwksFetches, m.kidSuppressed, m.jwksStale, m.reloads,
@@ -182,8 +184,10 @@ type Subjects struct {
 // upstreamErrorKinds are the kinds proxy.Observer reports.
 var upstreamErrorKinds = []string{"refused", "timeout", "reset", "other"}
 
-// loginFailureReasons are the reasons issuer.Observer reports.
-var loginFailureReasons = []string{"invalid_credentials", "partner_mismatch", "unknown_profile"}
+// loginFailureReasons are the reasons issuer.Observer reports: wrong
+// credentials, an account not of the client's partner, the per-user and
+// per-address login limits, and a full login queue.
+var loginFailureReasons = []string{"invalid_credentials", "partner_mismatch", "throttled_user", "throttled_ip", "queue_full"}
 
 // tokenErrorCodes are the codes token errors start at zero with, for the
 // password and refresh_token grants: the client's mistakes (the RFC 6749

@@ -149,7 +149,7 @@ func TestDeclareStartsAtZero(t *testing.T) {
 		{"unknown kid suppressed", m.kidSuppressed, 1},
 		{"jwks stale", m.jwksStale, 1},
 		{"jwks seconds since success", jwksAge{m}, 1},
-		{"login failures", m.loginFailures, 3},
+		{"login failures", m.loginFailures, len(loginFailureReasons)},
 		{"token errors: grant × code", m.tokenErrors, 2 * len(tokenErrorCodes)},
 	} {
 		if got := testutil.CollectAndCount(c.collector); got != c.want {

@@ -310,13 +310,15 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 }
 
 // verify verifies raw; on a request whose span is recorded it also notes
-// whether the token cache answered.
+// whether the token cache answered a token that verified.
 func (p *Proxy) verify(ctx context.Context, info *edge.Info, raw string) (*verifier.Token, error) {
 	if p.cached == nil || !info.Span.Recorded() {
 		return p.verifier.Verify(ctx, raw)
 	}
 	tok, hit, err := p.cached.VerifyCached(ctx, raw)
-	info.Span.SetAttributes(attribute.Bool("tollgate.token_cache_hit", hit))
+	if err == nil {
+		info.Span.SetAttributes(attribute.Bool("tollgate.token_cache_hit", hit))
+	}
 	return tok, err
 }
 

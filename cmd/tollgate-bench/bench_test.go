@@ -75,6 +75,10 @@ func checkBenchTable(t *testing.T, table, alg string) {
 			t.Errorf("no %q in:\n%s", row, table)
 		}
 	}
+	// The cold scenario sends each token once: the cache answers none.
+	if line := lineWith(table, "(d) tollgate, cold: "); !strings.Contains(line, " 0.0% ") {
+		t.Errorf("the cold scenario's tokens were not all new: %s", line)
+	}
 	// Every scenario served requests without errors (last column 0).
 	for _, line := range strings.Split(table, "\n") {
 		if strings.HasPrefix(strings.TrimSpace(line), "(") && !strings.HasSuffix(strings.TrimSpace(line), " 0") {

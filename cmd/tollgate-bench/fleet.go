@@ -16,11 +16,16 @@ import (
 // warmTimeout bounds a fleet's warm-up pass.
 const warmTimeout = 5 * time.Minute
 
+// statsClient reads a gateway's /metrics and pprof: a gateway that does not
+// answer fails the run instead of hanging it.
+var statsClient = &http.Client{Timeout: 30 * time.Second}
+
 // gatewayStats are the figures of a gateway's /metrics a scenario is
 // judged by: its garbage collector's cycles and CPU, its token cache's
 // counters and its heap.
 type gatewayStats struct {
 	gcCycles, gcCPU       float64 // go_gc_duration_seconds_count, go_cpu_classes_gc_total_cpu_seconds_total
+	cpuTotal, cpuIdle     float64 // go_cpu_classes_total_cpu_seconds_total, go_cpu_classes_idle_cpu_seconds_total
 	hits, misses, entries float64 // tollgate_token_cache_*
 	heapAlloc             float64 // go_memstats_heap_alloc_bytes
 }
@@ -32,7 +37,7 @@ func scrapeStats(ctx context.Context, admin string) (gatewayStats, error) {
 	if err != nil {
 		return st, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := statsClient.Do(req)
 	if err != nil {
 		return st, err
 	}
@@ -43,6 +48,8 @@ func scrapeStats(ctx context.Context, admin string) (gatewayStats, error) {
 	fields := map[string]*float64{
 		"go_gc_duration_seconds_count":              &st.gcCycles,
 		"go_cpu_classes_gc_total_cpu_seconds_total": &st.gcCPU,
+		"go_cpu_classes_total_cpu_seconds_total":    &st.cpuTotal,
+		"go_cpu_classes_idle_cpu_seconds_total":     &st.cpuIdle,
 		"tollgate_token_cache_hits_total":           &st.hits,
 		"tollgate_token_cache_misses_total":         &st.misses,
 		"tollgate_token_cache_entries":              &st.entries,
@@ -74,16 +81,19 @@ type gcFigures struct {
 	measured bool
 	hitRate  float64 // of the cache's lookups in the scenario; -1 when there were none
 	cycles   float64
-	cpuShare float64 // GC CPU over the process's CPU in the scenario
+	// cpuShare is the collector's CPU over the CPU the process used, both
+	// from the runtime's CPU classes (estimates of one kind: the runtime
+	// says to compare them only with each other, not with /proc).
+	cpuShare float64
 }
 
-func figures(before, after gatewayStats, processCPU float64) gcFigures {
+func figures(before, after gatewayStats) gcFigures {
 	f := gcFigures{measured: true, hitRate: -1, cycles: after.gcCycles - before.gcCycles}
 	if lookups := (after.hits - before.hits) + (after.misses - before.misses); lookups > 0 {
 		f.hitRate = (after.hits - before.hits) / lookups
 	}
-	if processCPU > 0 {
-		f.cpuShare = (after.gcCPU - before.gcCPU) / processCPU
+	if used := (after.cpuTotal - before.cpuTotal) - (after.cpuIdle - before.cpuIdle); used > 0 {
+		f.cpuShare = (after.gcCPU - before.gcCPU) / used
 	}
 	return f
 }
@@ -95,7 +105,16 @@ func warm(ctx context.Context, client *http.Client, base string, auths []string,
 	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
 	defer cancel()
 	var next, failed atomic.Int64
-	var firstErr atomic.Value
+	var mu sync.Mutex
+	var firstErr error
+	fail := func(err error) {
+		failed.Add(1)
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
 	var wg sync.WaitGroup
 	for range conns {
 		wg.Go(func() {
@@ -106,21 +125,19 @@ func warm(ctx context.Context, client *http.Client, base string, auths []string,
 				}
 				req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/channels/1", nil)
 				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
+					fail(err)
 					return
 				}
 				req.Header.Set("Authorization", auths[i])
 				resp, err := client.Do(req)
 				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					fail(err)
 					continue
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode >= 400 {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Errorf("status %d", resp.StatusCode))
+					fail(fmt.Errorf("status %d", resp.StatusCode))
 				}
 			}
 		})
@@ -130,7 +147,7 @@ func warm(ctx context.Context, client *http.Client, base string, auths []string,
 		return fmt.Errorf("warm-up of %d tokens: %w", len(auths), err)
 	}
 	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("warm-up: %d of %d requests failed, the first: %v", n, len(auths), firstErr.Load())
+		return fmt.Errorf("warm-up: %d of %d requests failed, the first: %v", n, len(auths), firstErr)
 	}
 	return nil
 }
@@ -145,7 +162,7 @@ func heapStats(ctx context.Context, admin string) (gatewayStats, error) {
 		if err != nil {
 			return gatewayStats{}, err
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := statsClient.Do(req)
 		if err != nil {
 			return gatewayStats{}, err
 		}

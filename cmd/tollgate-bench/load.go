@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -39,13 +40,28 @@ type load func(c int) sender
 // their number: every connection sends from next.
 func shared(next request) load { return func(int) sender { return sender{next: next} } }
 
+// errExhausted ends a connection's requests: the scenario has sent all it
+// had to send.
+var errExhausted = errors.New("scenario exhausted")
+
+// once makes next send its first n requests only (numbers 1 to n): a
+// scenario of distinct tokens each sent once ends when they run out,
+// rather than cycling back to tokens already cached.
+func once(next request, n int) request {
+	return func(i int) (*http.Request, error) {
+		if i > n {
+			return nil, errExhausted
+		}
+		return next(i)
+	}
+}
+
 type result struct {
 	name              string
 	requests, errors  int
 	rps               float64
 	p50, p99, p999    time.Duration
 	cpuPer10k, rssMiB float64
-	cpu               float64 // CPU seconds of the process under test in the scenario
 	gc                gcFigures
 	// sidecarCPUPer10k is the CPU of a process the one under test relies
 	// on (redis-server), per 10k requests; 0 when there is none.
@@ -82,9 +98,12 @@ func drive(ctx context.Context, client *http.Client, proc, sidecar *child, l loa
 			var body bytes.Buffer
 			for time.Now().Before(deadline) && ctx.Err() == nil && len(buf) < 1<<20 {
 				req, err := s.next(int(seq.Add(1)))
+				if errors.Is(err, errExhausted) {
+					break
+				}
 				if err != nil {
 					failed.Add(1)
-					return
+					break
 				}
 				t0 := time.Now()
 				resp, err := client.Do(req)
@@ -140,8 +159,7 @@ func drive(ctx context.Context, client *http.Client, proc, sidecar *child, l loa
 	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
 	r.rps = float64(r.requests) / elapsed.Seconds()
 	r.p50, r.p99, r.p999 = pct(0.50), pct(0.99), pct(0.999)
-	r.cpu = cpu1 - cpu0
-	r.cpuPer10k = r.cpu / float64(r.requests) * 10000
+	r.cpuPer10k = (cpu1 - cpu0) / float64(r.requests) * 10000
 	r.sidecarCPUPer10k = sideCPU / float64(r.requests) * 10000
 	r.rssMiB = proc.rss() / (1 << 20)
 	return r, nil

@@ -65,7 +65,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 5*time.Second, "load per scenario (bounded)")
 	conns := fs.Int("conns", 32, "concurrent keep-alive connections")
-	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cold scenario (d), each sent once at most")
+	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cold scenario (d), each sent once: it ends early when they run out")
 	fleet := fs.String("fleet", "10000,100000", "fleet sizes: for each, that many distinct tokens cycling after a warm-up pass (comma-separated, ascending; empty: none)")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
 	profiles := fs.String("profile", "", "directory for CPU profiles of the gateway in scenarios (c), (d) and (e), and in the -store ones (empty: none)")
@@ -223,6 +223,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					return err
 				}
 				cached := after.entries - beforeFleet.entries
+				if cached <= 0 {
+					return fmt.Errorf("the warm-up cached no token (is TOLLGATE_TOKEN_CACHE_SIZE 0 in the environment?)")
+				}
 				fleetMemory = append(fleetMemory, fmt.Sprintf("fleet of %d: %.0f tokens cached, heap +%.1f MiB = %.0f B per cached token, RSS %.1f MiB",
 					n, cached, (after.heapAlloc-beforeFleet.heapAlloc)/(1<<20), (after.heapAlloc-beforeFleet.heapAlloc)/cached, gw.rss()/(1<<20)))
 				return nil
@@ -233,7 +236,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			proc: gw.child, load: shared(get(gw.url, hot)), stats: gw.admin})
 	}
 	scenarios = append(scenarios,
-		scenario{id: "d", name: fmt.Sprintf("(d) tollgate, cold: %d distinct %s tokens, each new", len(many), *alg), proc: gw.child, admin: gw.admin, load: shared(get(gw.url, many)), stats: gw.admin},
+		scenario{id: "d", name: fmt.Sprintf("(d) tollgate, cold: %d distinct %s tokens, each new", len(many), *alg), proc: gw.child, admin: gw.admin, load: shared(once(get(gw.url, many), len(many))), stats: gw.admin},
 		scenario{id: "e", name: fmt.Sprintf("(e) refresh grant, %s%s", *alg, refreshNote), proc: gw.child, admin: gw.admin, load: shared(post("grant_type=refresh_token&client_id=anonymous&refresh_token=" + refresh))},
 		scenario{id: "f", name: "(f) password grant (argon2id default)", proc: gw.child, load: shared(post("grant_type=password&client_id=anonymous&username=" + benchUser + "&password=" + benchPassword))},
 	)
@@ -344,7 +347,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			r.gc = figures(stats, after, r.cpu)
+			r.gc = figures(stats, after)
 		}
 		r.name = s.name
 		results[s.id] = r

@@ -129,7 +129,7 @@ func TestDashboardAndAlertsInBothHistogramModes(t *testing.T) {
 				{`tollgate_upstream_errors_total{upstream="down"}`, 4},          // refused, timeout, reset, other
 				{`tollgate_jwks_fetches_total{result="error"}`, 1},              // the remote JWKS
 				{`tollgate_jwks_unknown_kid_suppressed_total`, 1},               // the remote JWKS
-				{`tollgate_login_failures_total`, 3},                            // each reason
+				{`tollgate_login_failures_total`, 5},                            // each reason
 				{`tollgate_session_events_total{event="reuse_detected"}`, 1},    // with a session store
 				{`tollgate_token_errors_total{grant="password"}`, 6},            // the codes declared
 				{`tollgate_sessions_revoked_total{cause="password_change"}`, 1}, // with a session store

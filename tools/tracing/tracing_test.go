@@ -87,7 +87,7 @@ func TestTracesReachJaeger(t *testing.T) {
 
 			tokens := g.login(t)
 			client := traceparent{traceID: randomHex(t, 16), spanID: randomHex(t, 8), flags: "01"}
-			if got := g.get(t, "/"+route+"/x", tokens["access_token"], client.String()); got != http.StatusOK {
+			if got := g.get(t, "/"+route+"/x?"+secretQuery, tokens["access_token"], client.String()); got != http.StatusOK {
 				t.Fatalf("GET /%s/x: %d", route, got)
 			}
 			var sent traceparent
@@ -191,11 +191,19 @@ func TestTracesReachJaeger(t *testing.T) {
 	}
 }
 
-// noSecret fails the test if a trace's JSON holds the password or one of
-// the tokens.
+// The proxied request also carries a session cookie and a query string
+// with a secret, which no span may record.
+const (
+	secretCookie = "legacy-session=c00kie-s3cret"
+	secretQuery  = "pin=0000"
+)
+
+// noSecret fails the test if a trace's JSON holds the password, the login
+// name (also the tokens' email claim), the cookie, the query string or one
+// of the tokens.
 func noSecret(t *testing.T, raw []byte, tokens map[string]string) {
 	t.Helper()
-	secrets := map[string]string{"password": password}
+	secrets := map[string]string{"password": password, "login name": username, "cookie": "c00kie-s3cret", "query": secretQuery}
 	for _, k := range []string{"access_token", "refresh_token", "id_token"} {
 		if v := tokens[k]; v != "" {
 			secrets[k] = v
@@ -547,6 +555,7 @@ func (g *gateway) get(t *testing.T, path, token, tp string) int {
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Traceparent", tp)
+	req.Header.Set("Cookie", secretCookie)
 	resp, err := do(req)
 	if err != nil {
 		t.Fatal(err)
