@@ -295,3 +295,29 @@ func sourceDocUsers(t *testing.T) string {
     profiles: [vm-profile]
 `
 }
+
+// TestChartTracingSamplerArg: a sampler argument of 0 (sample no new
+// trace) reaches the container; left out, the SDK would read the ratio
+// as 1 and sample every trace.
+func TestChartTracingSamplerArg(t *testing.T) {
+	for _, tc := range []struct {
+		set, want string // want "": no OTEL_TRACES_SAMPLER_ARG
+	}{
+		{"tracing.samplerArg=0", `{name: OTEL_TRACES_SAMPLER_ARG, value: "0"}`},
+		{"tracing.samplerArg=0.25", `{name: OTEL_TRACES_SAMPLER_ARG, value: "0.25"}`},
+		{`tracing.samplerArg=""`, ""},
+	} {
+		out, err := exec.CommandContext(t.Context(), "go", "tool", "helm", "template", "t", filepath.Join(root, "charts/tollgate"),
+			"--set", "tracing.endpoint=http://collector:4318", "--set-json", tc.set).Output()
+		if err != nil {
+			t.Fatalf("helm template --set-json %s: %v", tc.set, err)
+		}
+		got := strings.Contains(string(out), "OTEL_TRACES_SAMPLER_ARG")
+		switch {
+		case tc.want == "" && got:
+			t.Errorf("%s: OTEL_TRACES_SAMPLER_ARG rendered", tc.set)
+		case tc.want != "" && !strings.Contains(string(out), tc.want):
+			t.Errorf("%s: no %s in the Deployment", tc.set, tc.want)
+		}
+	}
+}
