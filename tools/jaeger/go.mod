@@ -1,6 +1,6 @@
 // This module only pins Jaeger, the trace backend of the end-to-end
-// tracing test (tools/tracing), built with
-//   go build -modfile=tools/jaeger/go.mod github.com/jaegertracing/jaeger/cmd/jaeger
+// tracing test (tools/tracing), built and found with
+//   go tool -modfile=tools/jaeger/go.mod -n jaeger
 // from the repository root. It cannot share tools/go.mod: Jaeger v1.76.0
 // needs older otelhttp, client_golang and collector modules than promtool
 // (github.com/prometheus/prometheus), helm and buildkit there.

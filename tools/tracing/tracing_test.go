@@ -694,16 +694,24 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// buildJaeger builds Jaeger at the version jaegerModfile pins into dir.
-// It is built without -race: the race detector is for tollgate's code.
-func buildJaeger(t *testing.T, dir string) string {
+// buildJaeger returns Jaeger at the version jaegerModfile pins, built as a
+// `go tool` (so cached whole, link included: test.sh builds it the same
+// way beforehand). It is built without -race: the race detector is for
+// tollgate's code. dir is unused: the binary stays in the build cache.
+func buildJaeger(t *testing.T, _ string) string {
 	t.Helper()
-	bin := filepath.Join(dir, "jaeger")
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-modfile="+jaegerModfile, "-o", bin, "github.com/jaegertracing/jaeger/cmd/jaeger")
+	cmd := exec.CommandContext(t.Context(), "go", "tool", "-modfile="+jaegerModfile, "-n", "jaeger")
 	cmd.Dir = root
 	start := time.Now()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build jaeger: %v\n%s", err, b)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go tool -n jaeger: %v\n%s", err, stderr.String())
+	}
+	bin := strings.TrimSpace(string(out))
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("go tool -n jaeger printed %q: %v", bin, err)
 	}
 	t.Logf("built Jaeger in %v", time.Since(start).Round(time.Second))
 	return bin
