@@ -305,6 +305,18 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 		rt.forbidden.Write(w)
 		return false
 	}
+	// The identity headers come from the token's Memo value. A token the
+	// verifier cached for another consumer's Memo has no claims to derive
+	// them from: never forward such a request without its identity.
+	if len(p.headers) > 0 {
+		if _, ok := tok.Memo(p, headerValues).([]string); !ok {
+			info.Status = http.StatusInternalServerError
+			p.logger.Error("identity headers cannot be derived: the verifier caches tokens for another proxy's header mapping (one verifier per proxy, or Config.CachedClaims for the mapped claims)",
+				zap.String("request_id", info.RequestID()), zap.String("route", rt.Name))
+			errNoIdentity.Write(w)
+			return false
+		}
+	}
 	p.decide(ctx, rt, info, "ok")
 	return true
 }
@@ -339,8 +351,9 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 	var identity []string
 	if tok, ok := info.Token.(*verifier.Token); ok { // ServeHTTP made sure of an Info
 		// The header values are derived once per token: a cached token
-		// maps no claims. They are shared read-only between requests.
-		identity = tok.Memo(p, headerValues).([]string)
+		// maps no claims. They are shared read-only between requests;
+		// authenticate made sure there are some.
+		identity, _ = tok.Memo(p, headerValues).([]string)
 	}
 	// A client never chooses its identity, whatever the route. The
 	// outbound header moves once into a map with room for everything added
@@ -388,8 +401,13 @@ var forwardedHeaders = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-For
 // headerValues maps a token's claims to the identity headers of the
 // *Proxy p: a []string with the value of each of p.headers, "" for a claim
 // that gives none. It is kept with a cached token, so it is flat: one
-// slice, and the values cut from one string.
+// slice, and the values cut from one string. A token without claims (one
+// the verifier cached for another Memo key) gives nil: no values can be
+// derived from it, which is not the same as none applying.
 func headerValues(p any, tok *verifier.Token) any {
+	if tok.Claims == nil {
+		return nil
+	}
 	return p.(*Proxy).headerValues(tok)
 }
 

@@ -665,3 +665,38 @@ func TestSessionCheck(t *testing.T) {
 		t.Errorf("decisions %v", obs.decisions)
 	}
 }
+
+// TestSecondProxyOnOneVerifierFailsClosed: the verifier keeps the header
+// values of the first proxy that asks (its Memo key) and drops a cached
+// token's claims. A second proxy on the same verifier then has no claims
+// to map: it must refuse with 500, never forward the request without the
+// identity headers, while the first keeps working.
+func TestSecondProxyOnOneVerifierFailsClosed(t *testing.T) {
+	f := newFixture(t)
+	cfg := proxy.Config{
+		Upstreams: []proxy.Upstream{{Name: "a", URL: testkit.Echo(t, "a").URL}},
+		Routes:    []proxy.Route{{Prefix: "/", Upstream: "a"}},
+		Headers:   []proxy.HeaderMapping{{Header: "X-User-Id", Claim: "sub"}},
+	}
+	first, second := newProxy(t, cfg, f.v), newProxy(t, cfg, f.v)
+	tok := f.token(t, nil)
+	call := func(p *proxy.Proxy) (int, string) {
+		req := httptest.NewRequest(http.MethodGet, "/channels", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := serve(p, req)
+		var got testkit.Echoed
+		json.Unmarshal(rec.Body.Bytes(), &got)
+		return rec.Code, got.Headers["X-User-Id"]
+	}
+	for i := range 3 { // a miss, then hits
+		if code, user := call(first); code != http.StatusOK || user != "u-1" {
+			t.Fatalf("first proxy, request %d: %d, X-User-Id %q", i, code, user)
+		}
+	}
+	if code, user := call(second); code != http.StatusInternalServerError || user != "" {
+		t.Errorf("second proxy on the same verifier: %d, X-User-Id %q; want 500 and nothing forwarded", code, user)
+	}
+	if code, user := call(first); code != http.StatusOK || user != "u-1" {
+		t.Errorf("first proxy afterwards: %d, X-User-Id %q", code, user)
+	}
+}

@@ -15,4 +15,5 @@ var (
 	errBadGateway       = edge.NewRefusal(http.StatusBadGateway, "", "bad_gateway", "the upstream could not be reached")
 	errTimeout          = edge.NewRefusal(http.StatusGatewayTimeout, "", "gateway_timeout", "the upstream did not answer in time")
 	errBodyTooSlow      = edge.NewRefusal(http.StatusRequestTimeout, "", "request_timeout", "the request body came too slowly")
+	errNoIdentity       = edge.NewRefusal(http.StatusInternalServerError, "", "server_error", "the request's identity could not be established")
 )
