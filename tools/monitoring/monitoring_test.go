@@ -36,13 +36,13 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
+	"github.com/tollgate/tollgate/tools/internal/product"
 	"go.yaml.in/yaml/v3"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // root is the repository root, relative to this package's directory (where
 // go test runs the tests).
-const root = "../.."
+const root = product.Root
 
 const (
 	job = "tollgate"
@@ -520,7 +520,7 @@ func record(t *testing.T) *recording {
 		if round == 1 {
 			// A broken edit of the users file: the first failed reload
 			// since the start. The last good version keeps serving.
-			writeFile(t, g.usersFile, "users: [broken")
+			product.WriteFile(t, g.usersFile, "users: [broken")
 			g.reload(ctx, t)
 		}
 		g.traffic(ctx, t)
@@ -540,13 +540,13 @@ type gateway struct {
 func startTollgate(ctx context.Context, t *testing.T) *gateway {
 	t.Helper()
 	dir := t.TempDir()
-	bin := buildTollgate(ctx, t, dir)
+	bin := product.Build(ctx, t, dir)
 	keys := filepath.Join(dir, "keys")
 	if b, err := exec.CommandContext(ctx, bin, "keygen", "-alg", "ES256", "-dir", keys).CombinedOutput(); err != nil {
 		t.Fatalf("tollgate keygen: %v\n%s", err, b)
 	}
 	g := &gateway{usersFile: filepath.Join(dir, "users.yaml")}
-	writeFile(t, g.usersFile, users(t))
+	product.WriteFile(t, g.usersFile, product.Users(t, "someuser@24i.com", "qwerty123"))
 
 	// An upstream that answers, one that is down (a closed port), and a
 	// partner identity provider's JWKS.
@@ -569,7 +569,7 @@ func startTollgate(ctx context.Context, t *testing.T) *gateway {
 	t.Cleanup(jwks.Close)
 
 	config := filepath.Join(dir, "tollgate.yaml")
-	writeFile(t, config, fmt.Sprintf(`
+	product.WriteFile(t, config, fmt.Sprintf(`
 upstreams:
   - {name: api, url: %q}
   - {name: down, url: "http://%s"}
@@ -811,39 +811,4 @@ func jwk(t *testing.T, key *ecdsa.PrivateKey, kid string) map[string]string {
 		"x": base64.RawURLEncoding.EncodeToString(pub[1:33]),
 		"y": base64.RawURLEncoding.EncodeToString(pub[33:]),
 	}
-}
-
-// buildTollgate builds the product binary from the repository root into
-// dir and returns its path.
-func buildTollgate(ctx context.Context, t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "tollgate")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tollgate")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return bin
-}
-
-func writeFile(t *testing.T, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// users is a users file with one user, someuser@24i.com / qwerty123.
-func users(t *testing.T) string {
-	t.Helper()
-	h, err := bcrypt.GenerateFromPassword([]byte("qwerty123"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return `users:
-  - id: "2"
-    username: someuser@24i.com
-    password_hash: "` + string(h) + `"
-    profiles: [p1]
-`
 }

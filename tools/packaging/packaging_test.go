@@ -15,13 +15,14 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/tollgate/tollgate/tools/internal/product"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
 )
 
 // root is the repository root, relative to this package's directory (where
 // go test runs the tests).
-const root = "../.."
+const root = product.Root
 
 // dockerfile parses the repository's Dockerfile with BuildKit's parser and
 // returns the instructions of each stage.
@@ -205,13 +206,13 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	bin := buildTollgate(ctx, t, dir)
+	bin := product.Build(ctx, t, dir)
 	keys := filepath.Join(dir, "keys")
 	if b, err := exec.CommandContext(ctx, bin, "keygen", "-alg", "ES256", "-dir", keys).CombinedOutput(); err != nil {
 		t.Fatalf("tollgate keygen: %v\n%s", err, b)
 	}
-	writeFile(t, filepath.Join(dir, "users.yaml"), sourceDocUsers(t))
-	writeFile(t, filepath.Join(dir, "tollgate.yaml"), configYAML)
+	product.WriteFile(t, filepath.Join(dir, "users.yaml"), sourceDocUsers(t))
+	product.WriteFile(t, filepath.Join(dir, "tollgate.yaml"), configYAML)
 	for i, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
@@ -221,7 +222,7 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 			env[i] = k + "=" + filepath.Join(dir, "users.yaml")
 		case "TOLLGATE_SESSION_STORE_PASSWORD_FILE":
 			env[i] = k + "=" + filepath.Join(dir, "redis-password")
-			writeFile(t, filepath.Join(dir, "redis-password"), "s3cret\n")
+			product.WriteFile(t, filepath.Join(dir, "redis-password"), "s3cret\n")
 		case "TOLLGATE_CONFIG_FILE":
 			env[i] = k + "=" + filepath.Join(dir, "tollgate.yaml")
 		}
@@ -241,26 +242,6 @@ func TestChartRendersAcceptedConfig(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "unknown environment variable") {
 		t.Errorf("the chart sets a variable tollgate does not know: %s", stderr.String())
-	}
-}
-
-// buildTollgate builds the product binary from the repository root into
-// dir and returns its path.
-func buildTollgate(ctx context.Context, t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "tollgate")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tollgate")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return bin
-}
-
-func writeFile(t *testing.T, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
 

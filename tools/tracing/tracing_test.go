@@ -23,12 +23,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
+	"github.com/tollgate/tollgate/tools/internal/product"
 )
 
 // root is the repository root, relative to this package's directory (where
 // go test runs the tests).
-const root = "../.."
+const root = product.Root
 
 // jaegerModfile is the go.mod, relative to root, that pins Jaeger.
 const jaegerModfile = "tools/jaeger/go.mod"
@@ -52,13 +52,13 @@ func do(req *http.Request) (*http.Response, error) {
 func TestTracesReachJaeger(t *testing.T) {
 	dir := t.TempDir()
 	j := startJaeger(t, buildJaeger(t, dir), dir)
-	bin := buildTollgate(t, dir)
+	bin := product.Build(t.Context(), t, dir)
 	keys := filepath.Join(dir, "keys")
 	if b, err := exec.CommandContext(t.Context(), bin, "keygen", "-alg", "ES256", "-dir", keys).CombinedOutput(); err != nil {
 		t.Fatalf("tollgate keygen: %v\n%s", err, b)
 	}
 	usersFile := filepath.Join(dir, "users.yaml")
-	writeFile(t, usersFile, users(t))
+	product.WriteFile(t, usersFile, product.Users(t, username, password))
 
 	for _, tc := range []struct {
 		protocol string
@@ -292,7 +292,7 @@ func startJaeger(t *testing.T, bin, dir string) *jaeger {
 	t.Helper()
 	ports := freePorts(t, 4)
 	config := filepath.Join(dir, "jaeger.yaml")
-	writeFile(t, config, fmt.Sprintf(jaegerConfig, ports[0], ports[1], ports[2], ports[3]))
+	product.WriteFile(t, config, fmt.Sprintf(jaegerConfig, ports[0], ports[1], ports[2], ports[3]))
 	j := &jaeger{
 		// No environment: nothing in the test's may reconfigure it.
 		process:  start(t, "jaeger", []string{}, bin, "--config", config),
@@ -470,7 +470,7 @@ type gateway struct {
 func startTollgate(t *testing.T, bin, dir, keys, usersFile, upstreamURL string, otel ...string) *gateway {
 	t.Helper()
 	config := filepath.Join(dir, "tollgate.yaml")
-	writeFile(t, config, fmt.Sprintf(`
+	product.WriteFile(t, config, fmt.Sprintf(`
 upstreams:
   - {name: %s, url: %q}
 routes:
@@ -715,39 +715,4 @@ func buildJaeger(t *testing.T, _ string) string {
 	}
 	t.Logf("built Jaeger in %v", time.Since(start).Round(time.Second))
 	return bin
-}
-
-// buildTollgate builds the product binary from the repository root into
-// dir and returns its path.
-func buildTollgate(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "tollgate")
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./cmd/tollgate")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return bin
-}
-
-func writeFile(t *testing.T, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// users is a users file with one user, username / password.
-func users(t *testing.T) string {
-	t.Helper()
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return `users:
-  - id: "2"
-    username: ` + username + `
-    password_hash: "` + string(h) + `"
-    profiles: [p1]
-`
 }
