@@ -49,6 +49,15 @@ func (u *User) DefaultProfile() string {
 // HasProfile reports whether id is one of the user's profiles.
 func (u *User) HasProfile(id string) bool { return slices.Contains(u.Profiles, id) }
 
+// KeptProfile returns id, a session's profile, while it is still one of
+// the user's (or empty), and the user's default profile once it is not.
+func (u *User) KeptProfile(id string) string {
+	if id != "" && !u.HasProfile(id) {
+		return u.DefaultProfile()
+	}
+	return id
+}
+
 // clone returns a deep copy of u.
 func (u *User) clone() *User {
 	c := *u

@@ -689,10 +689,7 @@ func (i *Issuer) refreshGrant(ctx context.Context, client *Client, g *grant) (*T
 	if err != nil {
 		return nil, err
 	}
-	profile := s.profile
-	if profile != "" && !user.HasProfile(profile) {
-		profile = user.DefaultProfile()
-	}
+	profile := user.KeptProfile(s.profile)
 	s.expires = time.Time{} // a refresh restarts the session's lifetime
 	s.renewal, s.askedOIDC = true, slices.Contains(strings.Fields(g.Scope), "openid")
 	return i.continueSession(ctx, client, user, s, scope, profile)

@@ -181,10 +181,7 @@ func (i *Issuer) refreshStored(ctx context.Context, client *Client, g *grant) (*
 	if err != nil {
 		return nil, err
 	}
-	profile := s.Profile
-	if profile != "" && !user.HasProfile(profile) {
-		profile = user.DefaultProfile()
-	}
+	profile := user.KeptProfile(s.Profile)
 	renewal := tokenSession{id: s.ID, renewal: true, askedOIDC: slices.Contains(strings.Fields(g.Scope), "openid"),
 		issuer: i.issuerFrom(ctx), authTime: s.Created}
 	return i.mint(client, user, i.narrowForUser(user, scope), profile, renewal, handle)

@@ -506,22 +506,9 @@ func entries(rs []revocation) map[string]int64 {
 // session reads the session view at a.rest[i].
 func (a answer) session(i int) (Session, error) {
 	var f [10]string
-	v, _ := a.rest[i].([]any)
-	if len(v) != len(f) {
-		return Session{}, fmt.Errorf("%w: a session of %d fields", ErrUnavailable, len(v))
-	}
-	for j := range f {
-		var ok bool
-		if f[j], ok = v[j].(string); !ok {
-			return Session{}, fmt.Errorf("%w: a session with field %d missing", ErrUnavailable, j)
-		}
-	}
 	var ms [3]int64
-	for j := range ms {
-		var err error
-		if ms[j], err = strconv.ParseInt(f[7+j], 10, 64); err != nil {
-			return Session{}, fmt.Errorf("%w: a session time: %w", ErrUnavailable, err)
-		}
+	if err := a.view(i, "session", f[:], 7, ms[:]); err != nil {
+		return Session{}, err
 	}
 	return Session{ID: f[0], UserID: f[1], ClientID: f[2], Profile: f[3], Scope: f[4], Role: f[5], PasswordStamp: f[6],
 		Created: time.UnixMilli(ms[0]), Refreshed: time.UnixMilli(ms[1]), Expires: time.UnixMilli(ms[2])}, nil
@@ -530,29 +517,39 @@ func (a answer) session(i int) (Session, error) {
 // device reads the device request view at a.rest[i].
 func (a answer) device(i int) (DeviceCode, error) {
 	var f [10]string
+	var ms [3]int64
+	if err := a.view(i, "device request", f[:], 2, ms[:]); err != nil {
+		return DeviceCode{}, err
+	}
+	return DeviceCode{ClientID: f[0], Scope: f[1], Created: time.UnixMilli(ms[0]), Expires: time.UnixMilli(ms[1]),
+		Interval: time.Duration(ms[2]) * time.Millisecond, Status: DeviceStatus(f[5]), UserID: f[6], Profile: f[7],
+		DeviceName: f[8], UserCode: f[9]}, nil
+}
+
+// view reads the flat view of a what at a.rest[i] — exactly len(f)
+// strings — into f, and the integers (Unix milliseconds or a duration in
+// milliseconds) from f[at] on into ms.
+func (a answer) view(i int, what string, f []string, at int, ms []int64) error {
 	var v []any
 	if i < len(a.rest) {
 		v, _ = a.rest[i].([]any)
 	}
 	if len(v) != len(f) {
-		return DeviceCode{}, fmt.Errorf("%w: a device request of %d fields", ErrUnavailable, len(v))
+		return fmt.Errorf("%w: a %s of %d fields", ErrUnavailable, what, len(v))
 	}
 	for j := range f {
 		var ok bool
 		if f[j], ok = v[j].(string); !ok {
-			return DeviceCode{}, fmt.Errorf("%w: a device request with field %d missing", ErrUnavailable, j)
+			return fmt.Errorf("%w: a %s with field %d missing", ErrUnavailable, what, j)
 		}
 	}
-	var ms [3]int64
 	for j := range ms {
 		var err error
-		if ms[j], err = strconv.ParseInt(f[2+j], 10, 64); err != nil {
-			return DeviceCode{}, fmt.Errorf("%w: a device request time: %w", ErrUnavailable, err)
+		if ms[j], err = strconv.ParseInt(f[at+j], 10, 64); err != nil {
+			return fmt.Errorf("%w: a %s time: %w", ErrUnavailable, what, err)
 		}
 	}
-	return DeviceCode{ClientID: f[0], Scope: f[1], Created: time.UnixMilli(ms[0]), Expires: time.UnixMilli(ms[1]),
-		Interval: time.Duration(ms[2]) * time.Millisecond, Status: DeviceStatus(f[5]), UserID: f[6], Profile: f[7],
-		DeviceName: f[8], UserCode: f[9]}, nil
+	return nil
 }
 
 // setUp records whether Redis answered, logging the changes.
