@@ -126,7 +126,7 @@ func (i *Issuer) profileToken(ctx context.Context, r *http.Request, profile stri
 		return nil, fromRefusal(i.bearer.InvalidRequest)
 	}
 	tok, err := i.access.VerifyUncached(ctx, raw) // its session claims
-	if err == nil && !i.isSelf(tok.Issuer) {
+	if err == nil && !i.isSelf(tok.Issuer()) {
 		err = verifier.ErrWrongIssuer
 	}
 	if err != nil {
@@ -140,7 +140,7 @@ func (i *Issuer) profileToken(ctx context.Context, r *http.Request, profile stri
 	if i.store != nil {
 		return i.storedProfileToken(ctx, tok, client, profile)
 	}
-	s.issuer = tok.Issuer
+	s.issuer = tok.Issuer()
 	u, err := i.users.Lookup(ctx, tok.Subject)
 	if err != nil {
 		return nil, identityError(err)

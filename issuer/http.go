@@ -453,7 +453,7 @@ func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request, _ string)
 		return
 	}
 	tok, err := i.access.VerifyUncached(r.Context(), raw) // its profile claim
-	if err == nil && !i.isSelf(tok.Issuer) {
+	if err == nil && !i.isSelf(tok.Issuer()) {
 		err = verifier.ErrWrongIssuer
 	}
 	if err != nil {
@@ -499,7 +499,7 @@ func (i *Issuer) serveUserinfo(w http.ResponseWriter, r *http.Request, _ string)
 // this issuer has ended (answered from the store: the token endpoints may
 // afford the round trip the proxy avoids).
 func (i *Issuer) sessionEnded(ctx context.Context, tok *verifier.Token) (bool, error) {
-	if i.store == nil || !i.isSelf(tok.Issuer) {
+	if i.store == nil || !i.isSelf(tok.Issuer()) {
 		return false, nil
 	}
 	_, err := i.liveSession(ctx, tok)
@@ -625,12 +625,12 @@ func (i *Issuer) serveIntrospect(w http.ResponseWriter, r *http.Request, _ strin
 			break
 		}
 	}
-	if err != nil || !i.isSelf(tok.Issuer) {
+	if err != nil || !i.isSelf(tok.Issuer()) {
 		writeJSON(w, http.StatusOK, map[string]any{"active": false})
 		return
 	}
-	resp := map[string]any{"active": true, "sub": tok.Subject, "iss": tok.Issuer,
-		"exp": tok.ExpiresAt.Unix(), "iat": tok.IssuedAt.Unix(), "aud": tok.Audience, "jti": tok.ID}
+	resp := map[string]any{"active": true, "sub": tok.Subject, "iss": tok.Issuer(),
+		"exp": tok.ExpiresAt().Unix(), "iat": tok.IssuedAt().Unix(), "aud": tok.Audience(), "jti": tok.ID}
 	if tok.Claims["type"] != "refresh" {
 		resp["token_type"] = "Bearer" // RFC 7662: the RFC 6749 §7.1 type of an access token
 	}

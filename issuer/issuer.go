@@ -424,7 +424,7 @@ func (i *Issuer) maxRefreshTTL() time.Duration {
 // session of that user and client, and confers at most that session's
 // scope, role and profile, within its expiry.
 func (i *Issuer) ConstrainHMAC(tok *verifier.Token) error {
-	if tok.Algorithm != "HS256" {
+	if tok.Algorithm() != "HS256" {
 		return nil
 	}
 	id, _ := tok.Claims["client_id"].(string)
@@ -436,7 +436,7 @@ func (i *Issuer) ConstrainHMAC(tok *verifier.Token) error {
 	if c.AccessTTL > 0 {
 		ttl = c.AccessTTL
 	}
-	if tok.IssuedAt.IsZero() || tok.ExpiresAt.Sub(tok.IssuedAt) > ttl {
+	if tok.IssuedAt().IsZero() || tok.ExpiresAt().Sub(tok.IssuedAt()) > ttl {
 		return fmt.Errorf("%w: an HS256 token outliving its client's access tokens", verifier.ErrLifetime)
 	}
 	allowed := c.Scopes
@@ -454,7 +454,7 @@ func (i *Issuer) ConstrainHMAC(tok *verifier.Token) error {
 			return fmt.Errorf("%w: the session store cannot vouch for an HS256 token: %v", verifier.ErrRevocationUnknown, err)
 		case err != nil, s.ClientID != c.ID:
 			return fmt.Errorf("%w: an HS256 token naming no live session of its user and client", verifier.ErrRevoked)
-		case tok.ExpiresAt.After(s.Expires):
+		case tok.ExpiresAt().After(s.Expires):
 			return fmt.Errorf("%w: an HS256 token outliving its session", verifier.ErrLifetime)
 		}
 		allowed = slices.DeleteFunc(slices.Clone(allowed), func(sc string) bool { return !slices.Contains(strings.Fields(s.Scope), sc) })
@@ -726,7 +726,7 @@ const sessionClaim = "session_exp"
 // expiry.
 func sessionOf(tok *verifier.Token) tokenSession {
 	claim := func(name string) string { s, _ := tok.Claims[name].(string); return s }
-	s := tokenSession{id: claim("sid"), clientID: claim("client_id"), scope: claim("scope"), profile: claim("profile"), expires: tok.ExpiresAt}
+	s := tokenSession{id: claim("sid"), clientID: claim("client_id"), scope: claim("scope"), profile: claim("profile"), expires: tok.ExpiresAt()}
 	if n, ok := tok.Claims[sessionClaim].(json.Number); ok {
 		if sec, err := n.Int64(); err == nil {
 			s.expires = time.Unix(sec, 0)

@@ -21,7 +21,7 @@ func (i *Issuer) bearerSession(r *http.Request) (*verifier.Token, session.Sessio
 		return nil, session.Session{}, fromRefusal(i.bearer.InvalidRequest)
 	}
 	tok, err := i.access.Verify(r.Context(), raw)
-	if err == nil && !i.isSelf(tok.Issuer) {
+	if err == nil && !i.isSelf(tok.Issuer()) {
 		err = verifier.ErrWrongIssuer
 	}
 	if err != nil {
@@ -139,14 +139,14 @@ func (i *Issuer) revokingClient(g *grant) (*Client, error) {
 func (i *Issuer) revokeToken(ctx context.Context, client *Client, token, hint string) error {
 	var s session.Session
 	var err error
-	if tok, verr := i.access.Verify(ctx, token); verr == nil && i.isSelf(tok.Issuer) && hint != "refresh_token" {
+	if tok, verr := i.access.Verify(ctx, token); verr == nil && i.isSelf(tok.Issuer()) && hint != "refresh_token" {
 		s, err = i.liveSession(ctx, tok)
 	} else {
 		s, err = i.store.Lookup(ctx, token)
 		if errors.Is(err, session.ErrNotFound) {
 			// An access token that no longer verifies (expired) still names
 			// its session: revoking it is harmless and what the client wants.
-			if tok, verr := i.access.Verify(ctx, token); verr == nil && i.isSelf(tok.Issuer) {
+			if tok, verr := i.access.Verify(ctx, token); verr == nil && i.isSelf(tok.Issuer()) {
 				s, err = i.liveSession(ctx, tok)
 			}
 		}
@@ -166,13 +166,13 @@ func (i *Issuer) revokeToken(ctx context.Context, client *Client, token, hint st
 func (i *Issuer) introspectStored(w http.ResponseWriter, r *http.Request, token string) {
 	ctx := r.Context()
 	inactive := map[string]any{"active": false}
-	if tok, err := i.access.VerifyUncached(ctx, token); err == nil && i.isSelf(tok.Issuer) { // its claims
+	if tok, err := i.access.VerifyUncached(ctx, token); err == nil && i.isSelf(tok.Issuer()) { // its claims
 		if _, err := i.liveSession(ctx, tok); err != nil {
 			writeJSON(w, http.StatusOK, inactive)
 			return
 		}
-		resp := map[string]any{"active": true, "token_type": "Bearer", "sub": tok.Subject, "iss": tok.Issuer,
-			"exp": tok.ExpiresAt.Unix(), "iat": tok.IssuedAt.Unix(), "aud": tok.Audience, "jti": tok.ID}
+		resp := map[string]any{"active": true, "token_type": "Bearer", "sub": tok.Subject, "iss": tok.Issuer(),
+			"exp": tok.ExpiresAt().Unix(), "iat": tok.IssuedAt().Unix(), "aud": tok.Audience(), "jti": tok.ID}
 		for _, k := range []string{"client_id", "scope", "sid", "profile"} {
 			if v, ok := tok.Claims[k]; ok {
 				resp[k] = v
@@ -262,5 +262,5 @@ func (i *Issuer) storedProfileToken(ctx context.Context, tok *verifier.Token, cl
 		return nil, storeError(err)
 	}
 	return i.mint(client, u, i.narrowForUser(u, s.Scope), profile, tokenSession{id: s.ID, expires: s.Expires,
-		issuer: tok.Issuer, authTime: s.Created}, accessOnly)
+		issuer: tok.Issuer(), authTime: s.Created}, accessOnly)
 }

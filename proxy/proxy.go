@@ -290,14 +290,14 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 		p.errs.InvalidToken(reason, verifier.Description(err)).Write(w)
 		return false
 	}
-	if len(rt.Issuers) > 0 && !slices.Contains(rt.Issuers, tok.Issuer) {
+	if len(rt.Issuers) > 0 && !slices.Contains(rt.Issuers, tok.Issuer()) {
 		p.decide(ctx, rt, info, verifier.ErrWrongIssuer.Reason)
 		p.errs.InvalidToken(verifier.ErrWrongIssuer.Reason, verifier.ErrWrongIssuer.Description).Write(w)
 		return false
 	}
 	info.Token, info.User = tok, tok.Subject
 	if info.Span.Recorded() { // attributes escape: none built otherwise
-		info.Span.SetAttributes(attribute.String("tollgate.issuer", tok.Issuer))
+		info.Span.SetAttributes(attribute.String("tollgate.issuer", tok.Issuer()))
 	}
 	// From the token's grants, not its claims: a cached token keeps none.
 	if !hasScopes(tok, rt.Scopes) || !hasAnyRole(tok, rt.Roles) {
@@ -309,7 +309,7 @@ func (p *Proxy) authenticate(rt *route, w http.ResponseWriter, r *http.Request, 
 	// verifier cached for another consumer's Memo has no claims to derive
 	// them from: never forward such a request without its identity.
 	if len(p.headers) > 0 {
-		if _, ok := tok.Memo(p, headerValues).([]string); !ok {
+		if tok.Memo(p, headerValues) == nil {
 			info.Status = http.StatusInternalServerError
 			p.logger.Error("identity headers cannot be derived: the verifier caches tokens for another proxy's header mapping (one verifier per proxy, or Config.CachedClaims for the mapped claims)",
 				zap.String("request_id", info.RequestID()), zap.String("route", rt.Name))
@@ -353,7 +353,7 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 		// The header values are derived once per token: a cached token
 		// maps no claims. They are shared read-only between requests;
 		// authenticate made sure there are some.
-		identity, _ = tok.Memo(p, headerValues).([]string)
+		identity = tok.Memo(p, headerValues)
 	}
 	// A client never chooses its identity, whatever the route. The
 	// outbound header moves once into a map with room for everything added
@@ -399,12 +399,12 @@ func (p *Proxy) rewrite(rt *route, target *url.URL, pr *httputil.ProxyRequest) {
 var forwardedHeaders = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
 
 // headerValues maps a token's claims to the identity headers of the
-// *Proxy p: a []string with the value of each of p.headers, "" for a claim
-// that gives none. It is kept with a cached token, so it is flat: one
-// slice, and the values cut from one string. A token without claims (one
-// the verifier cached for another Memo key) gives nil: no values can be
-// derived from it, which is not the same as none applying.
-func headerValues(p any, tok *verifier.Token) any {
+// *Proxy p: the value of each of p.headers, "" for a claim that gives
+// none. It is kept with a cached token, which holds the values' bytes in
+// its own string allocation (verifier.Token.Memo). A token without claims
+// (one the verifier cached for another Memo key) gives nil: no values can
+// be derived from it, which is not the same as none applying.
+func headerValues(p any, tok *verifier.Token) []string {
 	if tok.Claims == nil {
 		return nil
 	}
@@ -413,21 +413,8 @@ func headerValues(p any, tok *verifier.Token) any {
 
 func (p *Proxy) headerValues(tok *verifier.Token) []string {
 	values := make([]string, len(p.headers))
-	n := 0
 	for i, m := range p.headers {
-		if v, ok := claimValue(tok.Claims, m.path); ok {
-			values[i] = v
-			n += len(v)
-		}
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, v := range values {
-		b.WriteString(v)
-	}
-	all := b.String()
-	for i, v := range values {
-		values[i], all = all[:len(v)], all[len(v):]
+		values[i], _ = claimValue(tok.Claims, m.path)
 	}
 	return values
 }

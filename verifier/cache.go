@@ -30,12 +30,12 @@ import (
 // calling goroutine (no goroutine of its own). In front of it, the hot
 // table finds the most used tokens without tagging them.
 type tokenCache struct {
-	m       *otter.Cache[uint64, *cacheEntry]
-	hot     hotTable
-	tags    *tagger
-	leeway  time.Duration
-	keep    []string // Config.CachedClaims
-	deriver atomic.Pointer[derivation]
+	m        *otter.Cache[uint64, *cacheEntry]
+	hot      hotTable
+	tags     *tagger
+	leewayMs int64    // the verifier's leeway in milliseconds, rounded down
+	keep     []string // Config.CachedClaims
+	deriver  atomic.Pointer[derivation]
 
 	// counts are striped (see stripe), so that concurrent requests seldom
 	// contend for one cache line: a counter all of them add to costs a
@@ -52,22 +52,25 @@ type cacheCounts struct {
 }
 
 // cacheEntry is one cached verification. The Token returned on a hit is
-// part of it: one allocation, with strings in one more (see compact).
+// part of it: one allocation of 256 bytes (a size class: a field more
+// would make it 288), with strings in one more (see compact).
 type cacheEntry struct {
 	// h and n are the token's tag (tokenTag), laid out flat so that gen
 	// fills what would be the tag's padding.
 	h   [4]uint64
 	n   uint32
 	gen uint32 // the verifier's key generation at verification, mod 2³²
-	// until is when the token expires, exp + leeway, in Unix milliseconds
-	// rounded down: never later than the exact time.
-	until int64
 	// used is what the verification depends on besides gen; nil when no
 	// remote key set supplied a candidate key.
 	used *keyUse
 	cell memoCell
 	tok  Token
 }
+
+// usable reports whether e's token is unexpired at now (Unix
+// milliseconds): before exp + leeway, both rounded down to the
+// millisecond, so never later than the exact time.
+func (c *tokenCache) usable(e *cacheEntry, now int64) bool { return now < e.tok.exp+c.leewayMs }
 
 // hotTable holds a few recently used raw tokens whole, each with its
 // cache entry, so that a token presented again and again — a replica's
@@ -131,7 +134,7 @@ type CacheStats struct {
 }
 
 func newTokenCache(size, maxBytes int, leeway time.Duration, keep []string, logger *zap.Logger) *tokenCache {
-	c := &tokenCache{tags: newTagger(min(maxBytes, maxTaggedBytes)), leeway: leeway, keep: keep}
+	c := &tokenCache{tags: newTagger(min(maxBytes, maxTaggedBytes)), leewayMs: leeway.Milliseconds(), keep: keep}
 	c.hot.seed = maphash.MakeSeed()
 	c.m = otter.Must(&otter.Options[uint64, *cacheEntry]{
 		MaximumSize: size,
@@ -158,7 +161,7 @@ func newTokenCache(size, maxBytes int, leeway time.Duration, keep []string, logg
 func (c *tokenCache) lookup(raw string, now time.Time, gen uint64) (tok *Token, t tokenTag, cacheable, expired bool) {
 	slot, h := c.hot.slot(raw)
 	if s := slot.Load(); s != nil && s.raw == raw {
-		if e := s.e; now.UnixMilli() < e.until && e.current(gen, now) {
+		if e := s.e; c.usable(e, now.UnixMilli()) && e.current(gen, now) {
 			c.counts[stripe(h)].hits.Add(1)
 			return e.token(), t, false, false
 		}
@@ -190,7 +193,7 @@ func (c *tokenCache) get(t *tokenTag, now time.Time, gen uint64) (e *cacheEntry,
 	case !ok || !t.equal(&tokenTag{e.h, e.n}):
 		counts.misses.Add(1)
 		return nil, false, false
-	case now.UnixMilli() >= e.until:
+	case !c.usable(e, now.UnixMilli()):
 		c.m.Invalidate(t.slot())
 		counts.misses.Add(1)
 		return nil, false, true
@@ -219,15 +222,14 @@ func (e *cacheEntry) token() *Token {
 // compact token; otherwise the entry serves full until a Memo keeps a
 // value.
 func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *cacheEntry {
-	// A NumericDate is at most year 9999: milliseconds do not overflow.
-	until := full.ExpiresAt.Add(c.leeway).UnixMilli()
-	e := &cacheEntry{h: t.h, n: t.n, gen: uint32(gen), until: until, used: used}
-	compact(&e.tok, full, c.keep)
+	e := &cacheEntry{h: t.h, n: t.n, gen: uint32(gen), used: used}
 	e.tok.cell = &e.cell
 	if d := c.deriver.Load(); d != nil {
 		e.cell.key, e.cell.value = d.key, d.fn(d.key, full)
+		compact(&e.tok, full, e.cell.value, c.keep)
 		e.cell.state.Store(memoKept)
 	} else {
+		compact(&e.tok, full, nil, c.keep)
 		e.cell.pending.Store(&pendingMemo{full: full, deriver: &c.deriver})
 	}
 	full.cell = &e.cell
@@ -236,28 +238,47 @@ func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *ca
 }
 
 // compact fills dst with full's fields for a cache entry: the strings a
-// hit needs in one allocation, and of the claims only those keep names.
-func compact(dst, full *Token, keep []string) {
+// hit needs in one allocation — with those of memo, the entry's Memo
+// value, which it re-points there — and of the claims only those keep
+// names. A memo string equal to the subject shares the subject's bytes.
+func compact(dst, full *Token, memo []string, keep []string) {
+	n := len(full.Subject) + len(full.ID) + len(full.SessionID) + len(full.grants)
+	for _, v := range memo {
+		if v != full.Subject {
+			n += len(v)
+		}
+	}
 	var b strings.Builder
-	b.Grow(len(full.Subject) + len(full.ID) + len(full.SessionID) + len(full.grants))
+	b.Grow(n)
 	b.WriteString(full.Subject)
 	b.WriteString(full.ID)
 	b.WriteString(full.SessionID)
 	b.WriteString(full.grants)
+	for _, v := range memo {
+		if v != full.Subject {
+			b.WriteString(v)
+		}
+	}
 	s := b.String()
 	cut := func(n int) string { v := s[:n]; s = s[n:]; return v }
 	*dst = Token{
-		Issuer:    full.Issuer,
+		origin:    full.origin,
 		Subject:   cut(len(full.Subject)),
 		ID:        cut(len(full.ID)),
-		Audience:  full.Audience,
-		ExpiresAt: full.ExpiresAt,
-		IssuedAt:  full.IssuedAt,
-		Algorithm: full.Algorithm,
+		exp:       full.exp,
+		iat:       full.iat,
 		SessionID: cut(len(full.SessionID)),
-		grants:    s,
+		grants:    cut(len(full.grants)),
+		cell:      dst.cell,
 	}
-	n := 0
+	for i, v := range memo {
+		if v == full.Subject {
+			memo[i] = dst.Subject
+		} else {
+			memo[i] = cut(len(v))
+		}
+	}
+	n = 0
 	for _, name := range keep {
 		if _, ok := full.Claims[name]; ok {
 			n++

@@ -121,7 +121,7 @@ func newTestCache(t testing.TB, size int) *tokenCache {
 
 // fakeToken is a verified token as put receives it.
 func fakeToken(sub string, exp time.Time) *Token {
-	tok := &Token{Issuer: "https://issuer.test", Subject: sub, ExpiresAt: exp, Algorithm: "ES256",
+	tok := &Token{origin: &origin{issuer: "https://issuer.test", algorithm: "ES256"}, Subject: sub, exp: exp.UnixMilli(), iat: noTime,
 		Claims: map[string]any{"sub": sub, "scope": "a b", "sid": "s-" + sub}}
 	tok.SessionID = "s-" + sub
 	tok.setGrants()

@@ -102,10 +102,10 @@ func TestTokenMemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := 0
-	derive := func(_ any, t *verifier.Token) any { calls++; return t.Subject + "!" }
+	derive := func(_ any, t *verifier.Token) []string { calls++; return []string{t.Subject + "!"} }
 	keyA, keyB := new(int), new(int)
 	for range 3 {
-		if got := tok.Memo(keyA, derive); got != "user-1!" {
+		if got := tok.Memo(keyA, derive); got[0] != "user-1!" {
 			t.Fatalf("memo %v", got)
 		}
 	}
@@ -113,7 +113,7 @@ func TestTokenMemo(t *testing.T) {
 		t.Errorf("derived %d times, want once", calls)
 	}
 	tok.Memo(keyB, derive)
-	if calls != 2 || tok.Memo(keyA, derive) != "user-1!" || calls != 2 {
+	if calls != 2 || tok.Memo(keyA, derive)[0] != "user-1!" || calls != 2 {
 		t.Errorf("another key disturbed the memo: %d calls", calls)
 	}
 }

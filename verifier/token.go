@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"math"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -12,19 +13,18 @@ import (
 // be treated as read-only; Constrain alone may narrow Claims, before the
 // token is cached.
 type Token struct {
-	Issuer string
+	// origin is the issuer, algorithm and audience, shared by the tokens
+	// that have the same (see Issuer, Algorithm, Audience).
+	origin *origin
 	// Subject is the sub claim; never empty.
 	Subject string
 	// ID is the jti claim, if any.
-	ID        string
-	Audience  []string
-	ExpiresAt time.Time
-	// IssuedAt is the iat claim; zero when the token has none.
-	IssuedAt time.Time
-	// Algorithm is the JWS alg the signature verified with (ES256, RS256,
-	// HS256, …), so a caller can tell a token signed with a shared secret
-	// from one signed with a private key.
-	Algorithm string
+	ID string
+	// exp and iat are the exp and iat claims in Unix milliseconds (a
+	// NumericDate is at most year 9999: they do not overflow), iat noTime
+	// when the token has none: two words where two time.Time would take
+	// six, in every cached token. See ExpiresAt and IssuedAt.
+	exp, iat int64
 	// SessionID is the sid claim when it is a string: the session the
 	// token belongs to. Empty when the token has none.
 	SessionID string
@@ -43,6 +43,58 @@ type Token struct {
 	grants string
 	// cell holds the Memo value; nil for a token that is not cached.
 	cell *memoCell
+}
+
+// origin is what tokens of one issuer, algorithm and audience share: a
+// token points at the verifier's copy (one per issuer, algorithm and
+// accepted audience) instead of holding the three fields, 56 bytes, which
+// a cached token would repeat. A token naming several audiences has its
+// own.
+type origin struct {
+	issuer, algorithm string
+	audience          []string
+}
+
+// Issuer is the iss claim: the configured issuer it matched.
+func (t *Token) Issuer() string {
+	if t.origin == nil {
+		return ""
+	}
+	return t.origin.issuer
+}
+
+// Algorithm is the JWS alg the signature verified with (ES256, RS256,
+// HS256, …), so a caller can tell a token signed with a shared secret from
+// one signed with a private key.
+func (t *Token) Algorithm() string {
+	if t.origin == nil {
+		return ""
+	}
+	return t.origin.algorithm
+}
+
+// Audience is the aud claim as a list; shared between tokens, so it MUST
+// be treated as read-only.
+func (t *Token) Audience() []string {
+	if t.origin == nil {
+		return nil
+	}
+	return t.origin.audience
+}
+
+// noTime is Token.iat of a token without an iat claim.
+const noTime = math.MinInt64
+
+// ExpiresAt is the exp claim, to the millisecond.
+func (t *Token) ExpiresAt() time.Time { return time.UnixMilli(t.exp) }
+
+// IssuedAt is the iat claim, to the millisecond; zero when the token has
+// none.
+func (t *Token) IssuedAt() time.Time {
+	if t.iat == noTime {
+		return time.Time{}
+	}
+	return time.UnixMilli(t.iat)
 }
 
 // HasScope reports whether the scope claim grants scope: the claim is a
@@ -158,10 +210,12 @@ func hasItem(list, want string) bool {
 	return false
 }
 
-// Memo returns fn(key, t), computed once per cached verification for key.
-// A Token is shared by every request that presents the same raw token
-// while it is cached; the proxy keeps the token's upstream header values
-// here. Values for another key are computed without being kept.
+// Memo returns fn(key, t), computed once per cached verification for key:
+// a list of strings derived from the token, such as the proxy's upstream
+// header values. A Token is shared by every request that presents the same
+// raw token while it is cached, and so is the slice Memo returns: it MUST
+// be treated as read-only. Values for another key are computed without
+// being kept.
 //
 // fn MUST be a pure function of its arguments, safe for concurrent use:
 // the first key used with a Verifier's tokens is remembered with fn, and
@@ -172,7 +226,12 @@ func hasItem(list, want string) bool {
 // method value or closure would be allocated at every call. fn for
 // another key sees the token as Verify returned it, which on a cache hit
 // holds only the claims Config.CachedClaims keeps.
-func (t *Token) Memo(key any, fn func(key any, t *Token) any) any {
+//
+// The value is kept flat, without an interface around it, and a token
+// cached with its value has the value's strings in its own string
+// allocation (see compact): a list costs the cache its slice's backing
+// array and its bytes, nothing more.
+func (t *Token) Memo(key any, fn func(key any, t *Token) []string) []string {
 	c := t.cell
 	if c == nil {
 		return fn(key, t)
@@ -201,7 +260,8 @@ type memoCell struct {
 	state atomic.Uint32 // memoEmpty, memoWriting or memoKept
 	// key and value are written once, by the Memo that moves state from
 	// memoWriting to memoKept; read only once state is memoKept.
-	key, value any
+	key   any
+	value []string
 	// pending is set while no value is kept, for a token cached before
 	// the verifier knew a Memo key; nil for one cached with its value.
 	pending atomic.Pointer[pendingMemo]
@@ -226,5 +286,5 @@ const (
 // tokens, applied to every token it caches afterwards.
 type derivation struct {
 	key any
-	fn  func(any, *Token) any
+	fn  func(any, *Token) []string
 }

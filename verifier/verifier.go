@@ -107,7 +107,7 @@ type IssuerConfig struct {
 	// Constrain, if not nil, is called with every token of this issuer
 	// after its signature has verified and before it is cached or
 	// returned, so a cached token is the constrained one. It may narrow
-	// tok.Claims — drop scopes that, say, an HS256 token (tok.Algorithm)
+	// tok.Claims — drop scopes that, say, an HS256 token (tok.Algorithm())
 	// must not confer — or refuse the token by returning an error that
 	// wraps one of this package's sentinels (an error that wraps none is
 	// refused as ErrMalformed). The fields derived from the claims
@@ -172,9 +172,9 @@ type issuer struct {
 	sources     []KeySource
 	maxLifetime time.Duration
 	constrain   func(*Token) error
-	// audienceLists holds []string{a} for each audience a, so that a token
-	// naming just one of them shares its Audience instead of allocating.
-	audienceLists [][]string
+	// origins holds the origin of a token signed with algs[i] naming
+	// just audiences[j], at i×len(audiences)+j, shared by all such tokens.
+	origins []origin
 }
 
 // New builds a Verifier. Key files are read here; remote JWKS are fetched
@@ -290,8 +290,10 @@ func newIssuer(ic IssuerConfig, o options, logger *zap.Logger) (*issuer, []*Remo
 	}
 	iss := &issuer{name: ic.Issuer, audiences: ic.Audiences, algs: algs, sources: ic.Sources, refresh: ic.Refresh,
 		maxLifetime: maxLifetime, constrain: ic.Constrain}
-	for _, a := range ic.Audiences {
-		iss.audienceLists = append(iss.audienceLists, []string{a})
+	for _, alg := range algs {
+		for _, a := range ic.Audiences {
+			iss.origins = append(iss.origins, origin{issuer: ic.Issuer, algorithm: alg, audience: []string{a}})
+		}
 	}
 	if len(ic.KeyFiles) > 0 {
 		keys, err := loadKeyFiles(ic.KeyFiles, algs)
@@ -418,13 +420,13 @@ func (v *Verifier) verify(ctx context.Context, raw string, useCache bool) (*Toke
 			return nil, err
 		}
 		var key any
-		key, used, err = v.keyFor(ctx, tok.Issuer, t.Header)
+		key, used, err = v.keyFor(ctx, tok.Issuer(), t.Header)
 		return key, err
 	})
 	if err != nil {
 		return nil, false, mapError(err)
 	}
-	if constrain := v.issuers[tok.Issuer].constrain; constrain != nil {
+	if constrain := v.issuers[tok.Issuer()].constrain; constrain != nil {
 		if err := constrain(tok); err != nil {
 			var own *Error
 			if !errors.As(err, &own) {
@@ -460,9 +462,7 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 	if i < 0 {
 		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, alg)
 	}
-	// The configured strings, not the token's copies: a cached token then
-	// holds no string of its own for them.
-	tok := &Token{Issuer: iss.name, Algorithm: iss.algs[i], Claims: c}
+	tok := &Token{Claims: c}
 	var errs []error
 	now := v.now()
 	exp, expErr := numericDate(c, "exp")
@@ -474,7 +474,8 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 	case !now.Before(exp.Add(v.leeway)):
 		errs = append(errs, ErrExpired)
 	}
-	tok.ExpiresAt = exp
+	tok.exp, tok.iat = exp.UnixMilli(), noTime
+	var iat time.Time
 	var iatErr error
 	for _, name := range []string{"nbf", "iat"} {
 		t, err := numericDate(c, name)
@@ -485,11 +486,14 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 			errs = append(errs, fmt.Errorf("%w: %s in the future", ErrNotYetValid, name))
 		}
 		if name == "iat" {
-			tok.IssuedAt, iatErr = t, err
+			iat, iatErr = t, err
 		}
 	}
+	if !iat.IsZero() {
+		tok.iat = iat.UnixMilli()
+	}
 	if expErr == nil && iatErr == nil && !exp.IsZero() {
-		from := tok.IssuedAt
+		from := iat
 		if from.IsZero() {
 			from = now
 		}
@@ -505,11 +509,12 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 	case !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(iss.audiences, a) }):
 		errs = append(errs, ErrWrongAudience)
 	}
-	tok.Audience = aud
-	if len(aud) == 1 {
-		if i := slices.Index(iss.audiences, aud[0]); i >= 0 {
-			tok.Audience = iss.audienceLists[i]
-		}
+	// The configured strings, not the token's copies: a cached token then
+	// holds no string of its own for them.
+	if j := slices.Index(iss.audiences, first(aud)); len(aud) == 1 && j >= 0 {
+		tok.origin = &iss.origins[i*len(iss.audiences)+j]
+	} else {
+		tok.origin = &origin{issuer: iss.name, algorithm: iss.algs[i], audience: aud}
 	}
 	check := checkType
 	if iss.refresh {
@@ -540,6 +545,14 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 		return nil, err
 	}
 	return tok, nil
+}
+
+// first is list's first element, "" for an empty list.
+func first(list []string) string {
+	if len(list) == 0 {
+		return ""
+	}
+	return list[0]
 }
 
 // checkCrit refuses a header with a crit parameter (RFC 7515 §4.1.11). crit

@@ -89,14 +89,14 @@ func TestVerifyAlgorithms(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
-				if tok.Subject != "user-1" || tok.Issuer != iss || tok.ID != "t1" || len(tok.Audience) != 1 || tok.Audience[0] != aud {
+				if tok.Subject != "user-1" || tok.Issuer() != iss || tok.ID != "t1" || len(tok.Audience()) != 1 || tok.Audience()[0] != aud {
 					t.Errorf("%s: token %+v", name, tok)
 				}
 				if n, ok := tok.Claims["siteId"].(json.Number); !ok || n.String() != "10115" {
 					t.Errorf("%s: siteId = %#v, want json.Number 10115", name, tok.Claims["siteId"])
 				}
-				if !tok.ExpiresAt.Equal(now.Add(time.Hour)) {
-					t.Errorf("%s: ExpiresAt %v", name, tok.ExpiresAt)
+				if !tok.ExpiresAt().Equal(now.Add(time.Hour)) {
+					t.Errorf("%s: ExpiresAt %v", name, tok.ExpiresAt())
 				}
 			}
 		})
@@ -472,7 +472,7 @@ func TestConstrain(t *testing.T) {
 			case "broken":
 				return errors.New("policy store down")
 			}
-			if tok.Algorithm == "HS256" {
+			if tok.Algorithm() == "HS256" {
 				delete(tok.Claims, "scope")
 			}
 			return nil
@@ -518,8 +518,8 @@ func TestConstrain(t *testing.T) {
 				t.Errorf("Constrain called %d times, want once (the cache holds the constrained token)", got)
 			}
 			for i, tok := range []*verifier.Token{first, second} {
-				if _, has := tok.Claims["scope"]; tok.Algorithm != tt.wantAlg || has != tt.wantScope {
-					t.Errorf("use %d: Algorithm %q, scope present %v; want %q, %v", i+1, tok.Algorithm, has, tt.wantAlg, tt.wantScope)
+				if _, has := tok.Claims["scope"]; tok.Algorithm() != tt.wantAlg || has != tt.wantScope {
+					t.Errorf("use %d: Algorithm %q, scope present %v; want %q, %v", i+1, tok.Algorithm(), has, tt.wantAlg, tt.wantScope)
 				}
 			}
 		})

@@ -70,7 +70,7 @@ type sessionGuard struct {
 
 // Check implements proxy.SessionCheck.
 func (g *sessionGuard) Check(tok *verifier.Token) error {
-	if !slices.Contains(g.issuers, tok.Issuer) {
+	if !slices.Contains(g.issuers, tok.Issuer()) {
 		return nil
 	}
 	if g.maxStale > 0 && g.now().Sub(g.revoked.Confirmed()) > g.maxStale {
