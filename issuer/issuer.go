@@ -111,6 +111,13 @@ type Config struct {
 	AccessTTL time.Duration
 	// RefreshTTL is the refresh token lifetime. Zero means 720h.
 	RefreshTTL time.Duration
+	// RefreshSigning is how stateless refresh tokens (no session store)
+	// are signed: RefreshMAC (the default, "" too) or RefreshSignature.
+	// Either kind is accepted whatever this says, so that replicas of
+	// this version and of earlier ones (which accept only signed refresh
+	// tokens) can run side by side with RefreshSignature during an
+	// upgrade.
+	RefreshSigning string
 	// Clients is the client registry. Nil means any client_id is accepted
 	// as a public client for password and refresh_token, as the source
 	// documents' clients send arbitrary ids.
@@ -232,6 +239,17 @@ const (
 // New validates cfg and builds the Issuer. access verifies bearer tokens
 // at userinfo; it is normally the proxy's verifier, which trusts Keys. A
 // nil logger logs nothing.
+// How stateless refresh tokens are signed (Config.RefreshSigning).
+const (
+	// RefreshMAC: HS256 with the signing key's refresh MAC key, which
+	// only tollgate can derive (see refreshMACKey): the refresh grant
+	// then costs one signature (the access token's) instead of three
+	// operations.
+	RefreshMAC = "mac"
+	// RefreshSignature: signed like access tokens, with the newest key.
+	RefreshSignature = "signature"
+)
+
 func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap.Logger, opts ...Option) (*Issuer, error) {
 	if logger == nil {
 		logger = zap.NewNop()
@@ -265,6 +283,13 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 	}
 	if cfg.Audience == "" {
 		errs = append(errs, errors.New("no access token audience"))
+	}
+	switch cfg.RefreshSigning {
+	case "":
+		cfg.RefreshSigning = RefreshMAC
+	case RefreshMAC, RefreshSignature:
+	default:
+		errs = append(errs, fmt.Errorf("refresh token signing %q: want %q or %q", cfg.RefreshSigning, RefreshMAC, RefreshSignature))
 	}
 	i := &Issuer{cfg: cfg, keys: keys, users: users, access: access, logger: logger.Named("issuer"), now: time.Now,
 		logins: make(chan struct{}, cfg.MaxConcurrentLogins), obs: nopObserver{}, bearer: edge.NewChallenges(cfg.Realm)}
@@ -340,15 +365,16 @@ func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	// No cache for refresh tokens: each is presented about once, and a
-	// removed signing key must retire its refresh tokens at once.
-	// Refresh tokens are never HMAC-signed, so none is accepted HMAC-signed:
-	// the legacy shared secret must not mint sessions.
+	// removed signing key must retire its refresh tokens at once. Their
+	// keys are the private keys' public halves and refresh MAC keys
+	// (Keys.RefreshKeys), never a legacy client's shared HMAC key: whoever
+	// holds that must not mint sessions.
 	i.selfIssuers = SelfIssuers(cfg.Issuer, cfg.Realms)
 	var refreshIssuers []verifier.IssuerConfig
 	for _, iss := range i.selfIssuers {
 		refreshIssuers = append(refreshIssuers, verifier.IssuerConfig{
-			Issuer: iss, Audiences: []string{iss}, Algorithms: []string{"ES256", "RS256", "EdDSA"},
-			Sources: []verifier.KeySource{keys}, Refresh: true, MaxLifetime: i.maxRefreshTTL(),
+			Issuer: iss, Audiences: []string{iss}, Algorithms: []string{"HS256", "ES256", "RS256", "EdDSA"},
+			Sources: []verifier.KeySource{keys.RefreshKeys()}, Refresh: true, MaxLifetime: i.maxRefreshTTL(),
 		})
 	}
 	rv, err := verifier.New(verifier.Config{CacheSize: -1, Issuers: refreshIssuers}, logger,
@@ -891,7 +917,7 @@ func (i *Issuer) mintRefresh(t *Tokens, c *Client) error {
 	setIf(refresh, "profile", t.Profile)
 	// Never with the shared HMAC key: whoever holds it could mint sessions.
 	var err error
-	t.Refresh, err = i.keys.sign(refresh, "JWT", false)
+	t.Refresh, err = i.keys.signRefresh(refresh, i.cfg.RefreshSigning == RefreshMAC)
 	return err
 }
 

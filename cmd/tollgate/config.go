@@ -93,6 +93,11 @@ type Config struct {
 	// AccessTokenTTL and RefreshTokenTTL are the token lifetimes.
 	AccessTokenTTL  time.Duration `env:"ACCESS_TOKEN_TTL" envDefault:"1h"`
 	RefreshTokenTTL time.Duration `env:"REFRESH_TOKEN_TTL" envDefault:"720h"`
+	// RefreshSigning is how stateless refresh tokens are signed: mac (a
+	// MAC under a key derived from the signing key; a third of the CPU of
+	// a refresh) or signature (as access tokens, what earlier versions
+	// accept). Either is accepted.
+	RefreshSigning string `env:"REFRESH_SIGNING" envDefault:"mac"`
 	// ReloadInterval is how often the users file and the keys directory
 	// are checked for changes.
 	ReloadInterval time.Duration `env:"RELOAD_INTERVAL" envDefault:"5s"`
@@ -595,6 +600,9 @@ func (c *Config) check() []error {
 	if c.AccessTokenTTL > 0 && c.RefreshTokenTTL > 0 && c.RefreshTokenTTL < c.AccessTokenTTL {
 		errs = append(errs, errors.New("TOLLGATE_REFRESH_TOKEN_TTL: shorter than TOLLGATE_ACCESS_TOKEN_TTL"))
 	}
+	if c.RefreshSigning != issuer.RefreshMAC && c.RefreshSigning != issuer.RefreshSignature {
+		errs = append(errs, fmt.Errorf("TOLLGATE_REFRESH_SIGNING: %q, want %s or %s", c.RefreshSigning, issuer.RefreshMAC, issuer.RefreshSignature))
+	}
 	if c.Issuer == "" && c.SigningKeysDir == "" && len(c.File.TrustedIssuers) == 0 {
 		errs = append(errs, errors.New("no trusted issuer: set TOLLGATE_ISSUER (with TOLLGATE_AUDIENCE and TOLLGATE_VERIFY_KEYS or TOLLGATE_JWKS_URLS) or trusted_issuers in TOLLGATE_CONFIG_FILE"))
 	}
@@ -659,7 +667,7 @@ func (c *Config) proxyConfig() proxy.Config {
 // issuerConfig is the token endpoints' configuration. A nil clients
 // section means an open registry; an empty list means no client at all.
 func (c *Config) issuerConfig() issuer.Config {
-	ic := issuer.Config{Issuer: c.PublicURL, Audience: c.TokenAudience, AccessTTL: c.AccessTokenTTL, RefreshTTL: c.RefreshTokenTTL,
+	ic := issuer.Config{Issuer: c.PublicURL, Audience: c.TokenAudience, AccessTTL: c.AccessTokenTTL, RefreshTTL: c.RefreshTokenTTL, RefreshSigning: c.RefreshSigning,
 		Realm: c.File.Realm, MaxLoginQueue: c.MaxLoginQueue, TrustedProxies: c.trustedProxies(), Realms: c.File.Realms}
 	for _, fs := range c.File.Scopes {
 		ic.Scopes = append(ic.Scopes, issuer.Scope{Name: fs.Name, Roles: fs.Roles, Users: fs.Users})
