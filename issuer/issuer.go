@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/edge"
@@ -859,27 +858,34 @@ func (i *Issuer) mint(c *Client, u *identity.User, scope, profile string, s toke
 	if c.Audience != "" {
 		aud = c.Audience
 	}
-	access := jwt.MapClaims{}
-	for k, v := range u.Claims {
-		access[k] = v
+	access := newClaimSet()
+	access.str("iss", iss)
+	access.str("sub", u.ID)
+	access.str("aud", aud)
+	access.num("iat", now.Unix())
+	access.num("nbf", now.Unix())
+	access.num("exp", now.Add(accessTTL).Unix())
+	access.str("jti", newID())
+	access.str("client_id", c.ID)
+	access.str("scope", scope)
+	access.str("type", "access")
+	access.str("sid", sid)
+	access.num(sessionClaim, sessionEnd)
+	access.strIf("profile", profile)
+	access.strIf("email", u.Email)
+	access.strIf("preferred_username", u.Username)
+	access.strIf("role", u.Role)
+	access.strIf("partnerId", u.PartnerID)
+	// The user's own claims, where they name none of the above: those
+	// are tollgate's to say.
+	if err := access.extra(u.Claims); err != nil {
+		return nil, fmt.Errorf("user %s: claims: %w", u.ID, err)
 	}
-	for k, v := range map[string]any{
-		"iss": iss, "sub": u.ID, "aud": aud, "iat": now.Unix(), "nbf": now.Unix(),
-		"exp": now.Add(accessTTL).Unix(), "jti": newID(), "client_id": c.ID, "scope": scope,
-		"type": "access", "sid": sid, sessionClaim: sessionEnd,
-	} {
-		access[k] = v
-	}
-	setIf(access, "profile", profile)
-	setIf(access, "email", u.Email)
-	setIf(access, "preferred_username", u.Username)
-	setIf(access, "role", u.Role)
-	setIf(access, "partnerId", u.PartnerID)
 	t := &Tokens{Issuer: iss, AuthTime: s.authTime, ClientID: c.ID, IssuedAt: now, AccessExpires: now.Add(accessTTL), RefreshExp: now.Add(refreshTTL), Scope: scope,
 		SessionID: sid, Profile: profile, User: u, AccessTTL: accessTTL, RefreshLifetime: refreshTTL}
 	legacy := c.SigningAlg == "HS256"
 	var err error
-	if t.Access, err = i.keys.sign(access, "at+jwt", legacy); errors.Is(err, errNoKeys) {
+	if t.Access, err = i.keys.sign(access.json(), "at+jwt", legacy); errors.Is(err, errNoKeys) {
 		return nil, refuse(ErrBusy, "no signing key is loaded").because(err)
 	} else if err != nil {
 		return nil, err
@@ -909,15 +915,24 @@ const accessOnly = "\x00access-only"
 // issuer accepts, ending with the session.
 func (i *Issuer) mintRefresh(t *Tokens, c *Client) error {
 	t.RefreshID = newID()
-	refresh := jwt.MapClaims{
-		"iss": t.Issuer, "sub": t.User.ID, "aud": t.Issuer, "iat": t.IssuedAt.Unix(), "nbf": t.IssuedAt.Unix(),
-		"exp": t.RefreshExp.Unix(), "jti": t.RefreshID, "client_id": c.ID, "scope": t.Scope,
-		"type": "refresh", "sid": t.SessionID, sessionClaim: t.RefreshExp.Unix(), "auth_time": t.AuthTime.Unix(),
-	}
-	setIf(refresh, "profile", t.Profile)
+	refresh := newClaimSet()
+	refresh.str("iss", t.Issuer)
+	refresh.str("sub", t.User.ID)
+	refresh.str("aud", t.Issuer)
+	refresh.num("iat", t.IssuedAt.Unix())
+	refresh.num("nbf", t.IssuedAt.Unix())
+	refresh.num("exp", t.RefreshExp.Unix())
+	refresh.str("jti", t.RefreshID)
+	refresh.str("client_id", c.ID)
+	refresh.str("scope", t.Scope)
+	refresh.str("type", "refresh")
+	refresh.str("sid", t.SessionID)
+	refresh.num(sessionClaim, t.RefreshExp.Unix())
+	refresh.num("auth_time", t.AuthTime.Unix())
+	refresh.strIf("profile", t.Profile)
 	// Never with the shared HMAC key: whoever holds it could mint sessions.
 	var err error
-	t.Refresh, err = i.keys.signRefresh(refresh, i.cfg.RefreshSigning == RefreshMAC)
+	t.Refresh, err = i.keys.signRefresh(refresh.json(), i.cfg.RefreshSigning == RefreshMAC)
 	return err
 }
 
@@ -926,29 +941,28 @@ func (i *Issuer) mintRefresh(t *Tokens, c *Client) error {
 // library can verify) or the client's registered algorithm; otherwise with
 // the newest key.
 func (i *Issuer) mintID(t *Tokens, c *Client, u *identity.User, sid string, now time.Time, accessTTL time.Duration, legacy bool) error {
-	id := jwt.MapClaims{
-		"iss": t.Issuer, "sub": u.ID, "aud": c.ID, "iat": now.Unix(), "exp": now.Add(accessTTL).Unix(),
-		"auth_time": t.AuthTime.Unix(), "sid": sid, "azp": c.ID,
-	}
-	setIf(id, "email", u.Email)
-	setIf(id, "preferred_username", u.Username)
+	id := newClaimSet()
+	id.str("iss", t.Issuer)
+	id.str("sub", u.ID)
+	id.str("aud", c.ID)
+	id.num("iat", now.Unix())
+	id.num("exp", now.Add(accessTTL).Unix())
+	id.num("auth_time", t.AuthTime.Unix())
+	id.str("sid", sid)
+	id.str("azp", c.ID)
+	id.strIf("email", u.Email)
+	id.strIf("preferred_username", u.Username)
 	var err error
 	if legacy {
-		t.ID, err = i.keys.sign(id, "JWT", true)
+		t.ID, err = i.keys.sign(id.json(), "JWT", true)
 		return err
 	}
 	alg := c.IDTokenAlg
 	if alg == "" {
 		alg = "RS256"
 	}
-	t.ID, err = i.keys.signWith(id, "JWT", alg)
+	t.ID, err = i.keys.signWith(id.json(), "JWT", alg)
 	return err
-}
-
-func setIf(c jwt.MapClaims, k, v string) {
-	if v != "" {
-		c[k] = v
-	}
 }
 
 // newID returns a random identifier in UUID v4 format, as the fielded

@@ -181,9 +181,9 @@ func (k *Keys) Algorithms() []string {
 	return algs
 }
 
-// sign signs claims with the current key, or with the newest HMAC key
-// when legacy is set.
-func (k *Keys) sign(claims jwt.MapClaims, typ string, legacy bool) (string, error) {
+// sign signs a claims set (JSON) with the current key, or with the newest
+// HMAC key when legacy is set.
+func (k *Keys) sign(payload []byte, typ string, legacy bool) (string, error) {
 	s := k.snap.Load()
 	sk := s.current
 	if sk == nil {
@@ -196,15 +196,12 @@ func (k *Keys) sign(claims jwt.MapClaims, typ string, legacy bool) (string, erro
 		}
 		sk, key = s.hmac, s.hmac.secret
 	}
-	t := jwt.NewWithClaims(sk.method, claims)
-	t.Header["kid"] = sk.ID
-	t.Header["typ"] = typ
-	return t.SignedString(key)
+	return signJWT(sk.method, sk.ID, typ, key, payload)
 }
 
-// signWith signs claims with the newest key of alg, or the newest key
-// when none of alg is loaded.
-func (k *Keys) signWith(claims jwt.MapClaims, typ, alg string) (string, error) {
+// signWith signs a claims set with the newest key of alg, or the newest
+// key when none of alg is loaded.
+func (k *Keys) signWith(payload []byte, typ, alg string) (string, error) {
 	s := k.snap.Load()
 	sk := s.current
 	if sk == nil {
@@ -216,10 +213,20 @@ func (k *Keys) signWith(claims jwt.MapClaims, typ, alg string) (string, error) {
 			break
 		}
 	}
-	t := jwt.NewWithClaims(sk.method, claims)
-	t.Header["kid"] = sk.ID
-	t.Header["typ"] = typ
-	return t.SignedString(sk.signer)
+	return signJWT(sk.method, sk.ID, typ, sk.signer, payload)
+}
+
+// signJWT returns the compact JWS of payload (RFC 7515 §7.1), its header
+// holding alg, kid and typ.
+func signJWT(method jwt.SigningMethod, kid, typ string, key any, payload []byte) (string, error) {
+	in := signingInput(jwtHeader(method.Alg(), kid, typ), payload)
+	sig, err := method.Sign(string(in), key)
+	if err != nil {
+		return "", err
+	}
+	in = append(in, '.')
+	in = base64.RawURLEncoding.AppendEncode(in, sig)
+	return string(in), nil
 }
 
 // RefreshKeys is the key source of refresh tokens: for each private key of
@@ -234,20 +241,17 @@ func (r refreshKeys) Keys(ctx context.Context, kid string) ([]*verifier.Key, err
 	return r.k.snap.Load().refresh.Keys(ctx, kid)
 }
 
-// signRefresh signs a stateless refresh token: with the current key's
-// refresh MAC key (HS256) when mac is set, else with the current key.
-func (k *Keys) signRefresh(claims jwt.MapClaims, mac bool) (string, error) {
+// signRefresh signs a stateless refresh token's claims: with the current
+// key's refresh MAC key (HS256) when mac is set, else with the current key.
+func (k *Keys) signRefresh(payload []byte, mac bool) (string, error) {
 	if !mac {
-		return k.sign(claims, "JWT", false)
+		return k.sign(payload, "JWT", false)
 	}
 	sk := k.snap.Load().current
 	if sk == nil {
 		return "", errNoKeys
 	}
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
-	t.Header["kid"] = refreshKID(sk)
-	t.Header["typ"] = "JWT"
-	return t.SignedString(sk.refreshMAC)
+	return signJWT(jwt.SigningMethodHS256, refreshKID(sk), "JWT", sk.refreshMAC, payload)
 }
 
 // refreshMACKey derives a private key's refresh MAC key: HKDF-SHA256
