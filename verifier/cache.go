@@ -240,11 +240,13 @@ func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *ca
 // compact fills dst with full's fields for a cache entry: the strings a
 // hit needs in one allocation — with those of memo, the entry's Memo
 // value, which it re-points there — and of the claims only those keep
-// names. A memo string equal to the subject shares the subject's bytes.
+// names. A memo string equal to one the token keeps anyway (its subject,
+// jti, session, issuer, algorithm or audience) shares it instead: the
+// proxy's X-User-Id, X-Session-Id and X-User-Issuer cost no bytes.
 func compact(dst, full *Token, memo []string, keep []string) {
 	n := len(full.Subject) + len(full.ID) + len(full.SessionID) + len(full.grants)
 	for _, v := range memo {
-		if v != full.Subject {
+		if full.keptString(v) == "" {
 			n += len(v)
 		}
 	}
@@ -255,7 +257,7 @@ func compact(dst, full *Token, memo []string, keep []string) {
 	b.WriteString(full.SessionID)
 	b.WriteString(full.grants)
 	for _, v := range memo {
-		if v != full.Subject {
+		if full.keptString(v) == "" {
 			b.WriteString(v)
 		}
 	}
@@ -272,8 +274,8 @@ func compact(dst, full *Token, memo []string, keep []string) {
 		cell:      dst.cell,
 	}
 	for i, v := range memo {
-		if v == full.Subject {
-			memo[i] = dst.Subject
+		if k := dst.keptString(v); k != "" {
+			memo[i] = k
 		} else {
 			memo[i] = cut(len(v))
 		}
@@ -293,6 +295,34 @@ func compact(dst, full *Token, memo []string, keep []string) {
 			dst.Claims[name] = v
 		}
 	}
+}
+
+// keptString returns the string t keeps anyway that equals v — its
+// subject, jti, session, issuer, algorithm or an audience — or "" when
+// none does (or v is empty, which needs no bytes either).
+func (t *Token) keptString(v string) string {
+	switch {
+	case v == "":
+		return ""
+	case v == t.Subject:
+		return t.Subject
+	case v == t.ID:
+		return t.ID
+	case v == t.SessionID:
+		return t.SessionID
+	case t.origin == nil:
+		return ""
+	case v == t.origin.issuer:
+		return t.origin.issuer
+	case v == t.origin.algorithm:
+		return t.origin.algorithm
+	}
+	for _, a := range t.origin.audience {
+		if v == a {
+			return a
+		}
+	}
+	return ""
 }
 
 // otterLogger hands otter's reports (a callback that panicked) to zap.

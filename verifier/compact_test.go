@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
@@ -489,4 +490,49 @@ func BenchmarkFleet(b *testing.B) {
 	st := f.v.CacheStats()
 	hits, misses := st.Hits-before.Hits, st.Misses-before.Misses
 	b.ReportMetric(float64(hits)/float64(hits+misses), "hits")
+}
+
+// sessionHeaders stands in for the proxy's default mapping where it
+// repeats what the token keeps anyway: sub, sid and iss, then profile.
+type sessionHeaders struct{}
+
+func sessionHeaderValues(_ any, tok *verifier.Token) []string {
+	out := make([]string, 4)
+	for i, name := range []string{"sub", "sid", "iss", "profile"} {
+		out[i], _ = tok.Claims[name].(string)
+	}
+	return out
+}
+
+// TestMemoSharesKeptStrings: a Memo value equal to a string the cached
+// token keeps anyway (here the subject, the session and the issuer) is
+// that string, not a copy; others are copied, with the same content.
+func TestMemoSharesKeptStrings(t *testing.T) {
+	f := newFleet(t, verifier.Config{}, 2)
+	key := &sessionHeaders{}
+	first, err := f.v.Verify(t.Context(), f.tokens[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Memo(key, sessionHeaderValues) // the key is known from now on
+	full, err := f.v.Verify(t.Context(), f.tokens[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hit, err := f.v.Verify(t.Context(), f.tokens[1])
+	if err != nil || hit == full {
+		t.Fatalf("not the cached form: %v", err)
+	}
+	got := hit.Memo(key, sessionHeaderValues)
+	want := []string{"user-1", full.SessionID, iss, "profile-1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("memo %q, want %q", got, want)
+	}
+	same := func(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
+	if !same(got[0], hit.Subject) || !same(got[1], hit.SessionID) || !same(got[2], hit.Issuer()) {
+		t.Errorf("the subject, session or issuer header value is a copy")
+	}
+	if same(got[3], full.Claims["profile"].(string)) {
+		t.Errorf("the profile header value is the full token's string, not the cache's own")
+	}
 }
