@@ -75,6 +75,13 @@ func checkBenchTable(t *testing.T, table, alg string) {
 			t.Errorf("no %q in:\n%s", row, table)
 		}
 	}
+	// The bare proxies' collector is measured as tollgate's is: cycles and
+	// a share of their CPU, and no cache hit rate ("–").
+	for _, row := range []string{"(b) bare httputil.ReverseProxy ", "(bp) bare httputil.ReverseProxy with a BufferPool"} {
+		if f := strings.Fields(lineWith(table, row)); len(f) < 4 || f[len(f)-4] != "–" || !strings.HasSuffix(f[len(f)-2], "%") {
+			t.Errorf("no GC figures for %s: %q", row, f)
+		}
+	}
 	// The cold scenario sends each token once: the cache answers none.
 	if line := lineWith(table, "(d) tollgate, cold: "); !strings.Contains(line, " 0.0% ") {
 		t.Errorf("the cold scenario's tokens were not all new: %s", line)

@@ -19,9 +19,11 @@
 // -fleet adds, for each size, a fleet of that many distinct tokens cycling
 // after a warm-up pass that sends each once (what set-top boxes coming
 // online do), then the hot token once the fleet fills the cache. For
-// tollgate's scenarios the table gives the token cache's hit rate and the
-// garbage collector's cycles and share of the gateway's CPU (from its
-// /metrics), and after the table the heap each cached token takes
+// tollgate's scenarios the table gives the token cache's hit rate, and for
+// them and the bare proxies' the garbage collector's cycles and share of
+// the process's CPU (from the runtime's CPU classes: tollgate's /metrics,
+// a bare proxy's own statistics listener), and after the table the heap
+// each cached token takes
 // (measured across the warm-ups, after collections). Scenario (d) is the
 // cold path: tokens the gateway has not seen, each sent once while -tokens
 // exceeds its requests (its hit rate shows when it does not).

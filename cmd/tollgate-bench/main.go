@@ -188,13 +188,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		admin    string // admin listener to take a CPU profile from (-profile); "": none
 		sidecar  *child // a process proc relies on, whose CPU is reported too
 		load     load
-		stats    string       // admin listener of a gateway whose cache and GC are reported; "": none
+		stats    string       // statistics of the process: its GC, and a gateway's cache; "": none
 		before   func() error // run before the clock starts (a fleet's warm-up); nil: nothing
 	}
 	scenarios := []scenario{
 		{id: "a", name: "(a) direct upstream", proc: upstream, load: shared(get(upstream.url, nil))},
-		{id: "b", name: "(b) bare httputil.ReverseProxy", proc: bare, load: shared(get(bare.url, hot))},
-		{id: "bp", name: "(bp) bare httputil.ReverseProxy with a BufferPool", proc: barePool, load: shared(get(barePool.url, hot))},
+		{id: "b", name: "(b) bare httputil.ReverseProxy", proc: bare, load: shared(get(bare.url, hot)), stats: bare.admin},
+		{id: "bp", name: "(bp) bare httputil.ReverseProxy with a BufferPool", proc: barePool, load: shared(get(barePool.url, hot)), stats: barePool.admin},
 		{id: "c", name: "(c) tollgate, one hot token, fresh process", proc: gw.child, admin: gw.admin, load: shared(get(gw.url, hot)), stats: gw.admin},
 	}
 	// The fleet scenarios: each size's tokens cycle after a warm-up pass

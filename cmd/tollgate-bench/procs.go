@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,11 +24,13 @@ import (
 type child struct {
 	cmd    *exec.Cmd
 	url    string        // base URL it serves on
+	admin  string        // base URL of its runtime statistics (serveAnnounced's /metrics)
 	exited chan struct{} // closed once the process has exited and been waited for
 }
 
 // startChild runs this harness binary (self) as one of its child processes
-// and waits for the "listening <url>" line it prints once it serves.
+// and waits for the "listening <url> <admin url>" line it prints once it
+// serves.
 func startChild(ctx context.Context, self string, args ...string) (*child, error) {
 	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Stderr = os.Stderr
@@ -51,7 +54,12 @@ func startChild(ctx context.Context, self string, args ...string) (*child, error
 		c.stop()
 		return nil, fmt.Errorf("%v: %w", args, err)
 	}
-	c.url = strings.TrimSpace(strings.TrimPrefix(line, "listening "))
+	fields := strings.Fields(strings.TrimPrefix(line, "listening "))
+	if len(fields) != 2 {
+		c.stop()
+		return nil, fmt.Errorf("%v: announced %q", args, line)
+	}
+	c.url, c.admin = fields[0], fields[1]
 	return c, nil
 }
 
@@ -143,18 +151,45 @@ func (b *bufferPool) Get() []byte {
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
-// serveAnnounced serves h on a loopback port until ctx is cancelled,
-// announcing "listening <url>" on stdout once it accepts connections.
+// serveAnnounced serves h on a loopback port until ctx is cancelled, and
+// the process's runtime statistics on another (runtimeStats), announcing
+// "listening <url> <admin url>" on stdout once both accept connections.
 func serveAnnounced(ctx context.Context, stdout io.Writer, h http.Handler) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { <-ctx.Done(); srv.Close() }()
-	fmt.Fprintf(stdout, "listening http://%s\n", ln.Addr())
+	admin := &http.Server{Handler: http.HandlerFunc(runtimeStats), ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); srv.Close(); admin.Close() }()
+	go admin.Serve(adminLn)
+	fmt.Fprintf(stdout, "listening http://%s http://%s\n", ln.Addr(), adminLn.Addr())
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// runtimeStats writes, in the Prometheus text format and under the names
+// tollgate's /metrics gives them (its Go collector), what the harness
+// reads of a baseline process: its garbage collector's cycles and the
+// runtime's CPU classes — so that a baseline's GC share is measured as
+// tollgate's is.
+func runtimeStats(w http.ResponseWriter, _ *http.Request) {
+	samples := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+		{Name: "/cpu/classes/total:cpu-seconds"},
+		{Name: "/cpu/classes/idle:cpu-seconds"},
+	}
+	metrics.Read(samples)
+	fmt.Fprintf(w, "go_gc_duration_seconds_count %d\n", samples[0].Value.Uint64())
+	fmt.Fprintf(w, "go_cpu_classes_gc_total_cpu_seconds_total %g\n", samples[1].Value.Float64())
+	fmt.Fprintf(w, "go_cpu_classes_total_cpu_seconds_total %g\n", samples[2].Value.Float64())
+	fmt.Fprintf(w, "go_cpu_classes_idle_cpu_seconds_total %g\n", samples[3].Value.Float64())
 }
