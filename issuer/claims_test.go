@@ -2,6 +2,8 @@ package issuer
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +73,28 @@ func TestMintedClaims(t *testing.T) {
 	}
 	if h := parsed.Header; h["kid"] != f.keys.Current().ID || h["typ"] != "at+jwt" {
 		t.Errorf("header %v", h)
+	}
+	// Each token has exactly the claims it had when they were a map.
+	names := func(token string) []string {
+		p, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Sorted(maps.Keys(p.Claims.(jwt.MapClaims)))
+	}
+	for _, tc := range []struct {
+		name, token string
+		want        []string
+	}{
+		{"access", toks.Access, []string{"aud", "client_id", "exp", "flags", "iat", "iss", "jti", "nbf", "partnerId", "preferred_username",
+			"profile", "quote", "role", "scope", "session_exp", "sid", "sub", "tier", "type"}},
+		{"refresh", toks.Refresh, []string{"aud", "auth_time", "client_id", "exp", "iat", "iss", "jti", "nbf", "profile", "scope",
+			"session_exp", "sid", "sub", "type"}},
+		{"id", toks.ID, []string{"aud", "auth_time", "azp", "exp", "iat", "iss", "preferred_username", "sid", "sub"}},
+	} {
+		if got := names(tc.token); !slices.Equal(got, tc.want) {
+			t.Errorf("%s token claims %q, want %q", tc.name, got, tc.want)
+		}
 	}
 	// A value JSON cannot hold fails the mint rather than the token.
 	user.Claims = map[string]any{"bad": func() {}}

@@ -235,9 +235,6 @@ const (
 	badCredentials        = "invalid credentials"
 )
 
-// New validates cfg and builds the Issuer. access verifies bearer tokens
-// at userinfo; it is normally the proxy's verifier, which trusts Keys. A
-// nil logger logs nothing.
 // How stateless refresh tokens are signed (Config.RefreshSigning).
 const (
 	// RefreshMAC: HS256 with the signing key's refresh MAC key, which
@@ -248,6 +245,10 @@ const (
 	// RefreshSignature: signed like access tokens, with the newest key.
 	RefreshSignature = "signature"
 )
+
+// New validates cfg and builds the Issuer. access verifies bearer tokens
+// at userinfo; it is normally the proxy's verifier, which trusts Keys. A
+// nil logger logs nothing.
 
 func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap.Logger, opts ...Option) (*Issuer, error) {
 	if logger == nil {

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -255,19 +255,36 @@ func (k *Keys) signRefresh(payload []byte, mac bool) (string, error) {
 }
 
 // refreshMACKey derives a private key's refresh MAC key: HKDF-SHA256
-// (RFC 5869) of its PKCS #8 encoding, with a label of its own. A refresh
+// (RFC 5869) of its secret — the P-256 scalar in its fixed 32-byte form,
+// the Ed25519 seed, or the RSA private exponent and primes, so that no
+// encoding a Go release might change enters it — with a label and the
+// key's kid as the context. A refresh
 // token is read by tollgate alone, so it needs no signature anyone can
 // verify: a MAC under a key only the holders of the private key can
 // derive is as strong for it, and costs a refresh about a microsecond
 // where an ES256 signature and verification cost a hundred. Every replica
 // with the same keys directory derives the same key; removing the private
 // key retires its refresh tokens with it.
-func refreshMACKey(key crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
+func refreshMACKey(key crypto.Signer, kid string) ([]byte, error) {
+	var secret []byte
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		b, err := k.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		secret = b
+	case ed25519.PrivateKey:
+		secret = k.Seed()
+	case *rsa.PrivateKey:
+		secret = k.D.Bytes()
+		for _, p := range k.Primes {
+			secret = append(secret, p.Bytes()...)
+		}
+	default:
+		return nil, fmt.Errorf("no refresh MAC key for a %T", key)
 	}
-	return hkdf.Key(sha256.New, der, nil, "tollgate refresh token MAC key v1", 32)
+	return hkdf.Key(sha256.New, secret, nil, "tollgate refresh token MAC key v1 "+kid, 32)
 }
 
 // refreshKID is the kid of a refresh token MACed with sk's refresh MAC key.
@@ -370,7 +387,7 @@ func parseKeyFile(name string, data []byte) (*SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	mac, err := refreshMACKey(key)
+	mac, err := refreshMACKey(key, kid)
 	if err != nil {
 		return nil, err
 	}

@@ -225,8 +225,7 @@ func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *ca
 	e := &cacheEntry{h: t.h, n: t.n, gen: uint32(gen), used: used}
 	e.tok.cell = &e.cell
 	if d := c.deriver.Load(); d != nil {
-		e.cell.key, e.cell.value = d.key, d.fn(d.key, full)
-		compact(&e.tok, full, e.cell.value, c.keep)
+		e.cell.key, e.cell.value = d.key, compact(&e.tok, full, d.fn(d.key, full), c.keep)
 		e.cell.state.Store(memoKept)
 	} else {
 		compact(&e.tok, full, nil, c.keep)
@@ -238,12 +237,14 @@ func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *ca
 }
 
 // compact fills dst with full's fields for a cache entry: the strings a
-// hit needs in one allocation — with those of memo, the entry's Memo
-// value, which it re-points there — and of the claims only those keep
-// names. A memo string equal to one the token keeps anyway (its subject,
-// jti, session, issuer, algorithm or audience) shares it instead: the
-// proxy's X-User-Id, X-Session-Id and X-User-Issuer cost no bytes.
-func compact(dst, full *Token, memo []string, keep []string) {
+// hit needs in one allocation, with those of memo, the entry's Memo value
+// — it returns the value to keep, a new slice of strings cut from that
+// allocation (the consumer's slice is left as it is: it may be shared) —
+// and of the claims only those keep names. A memo string equal to one the
+// token keeps anyway (its subject, jti, session, issuer, algorithm or
+// audience) is that string instead: the proxy's X-User-Id, X-Session-Id
+// and X-User-Issuer cost no bytes.
+func compact(dst, full *Token, memo []string, keep []string) (kept []string) {
 	n := len(full.Subject) + len(full.ID) + len(full.SessionID) + len(full.grants)
 	for _, v := range memo {
 		if full.keptString(v) == "" {
@@ -273,11 +274,14 @@ func compact(dst, full *Token, memo []string, keep []string) {
 		grants:    cut(len(full.grants)),
 		cell:      dst.cell,
 	}
+	if memo != nil {
+		kept = make([]string, len(memo))
+	}
 	for i, v := range memo {
 		if k := dst.keptString(v); k != "" {
-			memo[i] = k
+			kept[i] = k
 		} else {
-			memo[i] = cut(len(v))
+			kept[i] = cut(len(v))
 		}
 	}
 	n = 0
@@ -287,7 +291,7 @@ func compact(dst, full *Token, memo []string, keep []string) {
 		}
 	}
 	if n == 0 {
-		return
+		return kept
 	}
 	dst.Claims = make(map[string]any, n)
 	for _, name := range keep {
@@ -295,6 +299,7 @@ func compact(dst, full *Token, memo []string, keep []string) {
 			dst.Claims[name] = v
 		}
 	}
+	return kept
 }
 
 // keptString returns the string t keeps anyway that equals v — its

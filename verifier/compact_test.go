@@ -536,3 +536,46 @@ func TestMemoSharesKeptStrings(t *testing.T) {
 		t.Errorf("the profile header value is the full token's string, not the cache's own")
 	}
 }
+
+// sharedValues is a Memo value a consumer hands out to every token: a
+// pure function may return one slice for all.
+var sharedValues = []string{"User", "tollgate"}
+
+func sharedMemo(_ any, _ *verifier.Token) []string { return sharedValues }
+
+// TestMemoLeavesTheConsumersSliceAlone: a token cached with its Memo value
+// keeps a slice of its own; the one the consumer's function returned is
+// never written — it may be shared by every token, and requests on other
+// goroutines read it (go test -race sees a write).
+func TestMemoLeavesTheConsumersSliceAlone(t *testing.T) {
+	f := newFleet(t, verifier.Config{}, 200)
+	key := new(int)
+	first, err := f.v.Verify(t.Context(), f.tokens[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Memo(key, sharedMemo)
+	before := [2]*byte{unsafe.StringData(sharedValues[0]), unsafe.StringData(sharedValues[1])}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 1 + g; i < len(f.tokens); i += 4 {
+				for range 2 { // cached, then a hit
+					tok, err := f.v.Verify(t.Context(), f.tokens[i])
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if got := tok.Memo(key, sharedMemo); !slices.Equal(got, []string{"User", "tollgate"}) || sharedValues[0] != "User" {
+						t.Errorf("memo %q, shared %q", got, sharedValues)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if after := [2]*byte{unsafe.StringData(sharedValues[0]), unsafe.StringData(sharedValues[1])}; after != before {
+		t.Error("the consumer's slice was re-pointed into a cached token's strings")
+	}
+}

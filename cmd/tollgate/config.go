@@ -600,7 +600,7 @@ func (c *Config) check() []error {
 	if c.AccessTokenTTL > 0 && c.RefreshTokenTTL > 0 && c.RefreshTokenTTL < c.AccessTokenTTL {
 		errs = append(errs, errors.New("TOLLGATE_REFRESH_TOKEN_TTL: shorter than TOLLGATE_ACCESS_TOKEN_TTL"))
 	}
-	if c.RefreshSigning != issuer.RefreshMAC && c.RefreshSigning != issuer.RefreshSignature {
+	if c.RefreshSigning != "" && c.RefreshSigning != issuer.RefreshMAC && c.RefreshSigning != issuer.RefreshSignature {
 		errs = append(errs, fmt.Errorf("TOLLGATE_REFRESH_SIGNING: %q, want %s or %s", c.RefreshSigning, issuer.RefreshMAC, issuer.RefreshSignature))
 	}
 	if c.Issuer == "" && c.SigningKeysDir == "" && len(c.File.TrustedIssuers) == 0 {
