@@ -229,16 +229,19 @@ func (m *Metrics) Declare(s Subjects) {
 
 // TokenCache exports the verified-token cache's counters, read at scrape
 // time (the hot path only bumps atomics).
-func (m *Metrics) TokenCache(stats func() (hits, misses, evictions uint64, size int)) {
+func (m *Metrics) TokenCache(stats func() (hits, misses, evictions uint64, size, offHeapBytes int)) {
 	counter := func(name, help string, pick func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, pick)
 	}
 	m.reg.MustRegister(
-		counter("tollgate_token_cache_hits_total", "Verified-token cache hits.", func() float64 { h, _, _, _ := stats(); return float64(h) }),
-		counter("tollgate_token_cache_misses_total", "Verified-token cache misses (full verification).", func() float64 { _, mi, _, _ := stats(); return float64(mi) }),
-		counter("tollgate_token_cache_evictions_total", "Entries evicted from the full verified-token cache.", func() float64 { _, _, e, _ := stats(); return float64(e) }),
+		counter("tollgate_token_cache_hits_total", "Verified-token cache hits.", func() float64 { h, _, _, _, _ := stats(); return float64(h) }),
+		counter("tollgate_token_cache_misses_total", "Verified-token cache misses (full verification).", func() float64 { _, mi, _, _, _ := stats(); return float64(mi) }),
+		counter("tollgate_token_cache_evictions_total", "Entries evicted from the full verified-token cache.", func() float64 { _, _, e, _, _ := stats(); return float64(e) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_token_cache_entries", Help: "Tokens in the verified-token cache."},
-			func() float64 { _, _, _, n := stats(); return float64(n) }),
+			func() float64 { _, _, _, n, _ := stats(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_token_cache_offheap_bytes",
+			Help: "Memory of the verified-token cache's records outside the Go heap (not in go_memstats_*)."},
+			func() float64 { _, _, _, _, b := stats(); return float64(b) }),
 	)
 }
 

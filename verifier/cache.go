@@ -29,13 +29,32 @@ import (
 // writes and evictions are O(1), with the policy's bookkeeping done on the
 // calling goroutine (no goroutine of its own). In front of it, the hot
 // table finds the most used tokens without tagging them.
+//
+// Where an entry lives: as a flat record in a slot of the slab, outside
+// the Go heap (flat.go) — otter then holds only the tag and the slot's
+// index, so the collector traces one small node per cached token instead
+// of the entry, its strings and its Memo value, and the heap it paces
+// itself by does not grow with the cache. A hit builds the entry from its
+// record (three small allocations); the hot table keeps the built entries
+// of the most used tokens, so theirs allocate nothing. Entries that cannot
+// be flat stay boxed on the heap: tokens verified with a remote key set's
+// keys (their validity follows the remote's generation), cached before a
+// Memo key was known, keeping claims (Config.CachedClaims), naming several
+// audiences, or with more strings than a slot holds.
 type tokenCache struct {
-	m        *otter.Cache[uint64, *cacheEntry]
-	hot      hotTable
-	tags     *tagger
-	leewayMs int64    // the verifier's leeway in milliseconds, rounded down
-	keep     []string // Config.CachedClaims
-	deriver  atomic.Pointer[derivation]
+	m *otter.Cache[uint64, cacheRef]
+	// slab holds most cached verifications as flat records outside the Go
+	// heap (see slab and flat.go); those that do not fit one stay boxed.
+	slab *slab
+	// origins are the verifier's shared origins, named in flat records by
+	// their index.
+	origins     []*origin
+	originIndex map[*origin]uint32
+	hot         hotTable
+	tags        *tagger
+	leewayMs    int64    // the verifier's leeway in milliseconds, rounded down
+	keep        []string // Config.CachedClaims
+	deriver     atomic.Pointer[derivation]
 
 	// counts are striped (see stripe), so that concurrent requests seldom
 	// contend for one cache line: a counter all of them add to costs a
@@ -49,6 +68,15 @@ const countStripes = 16
 type cacheCounts struct {
 	hits, misses atomic.Uint64
 	_            [48]byte // a cache line each
+}
+
+// cacheRef is what the cache holds under a tag: a flat record's slot, or
+// (e not nil) a boxed entry — a token verified with a remote key set's
+// keys, keeping claims (CachedClaims), cached before a Memo key was known,
+// or too long for a slot.
+type cacheRef struct {
+	e    *cacheEntry
+	slot uint32
 }
 
 // cacheEntry is one cached verification. The Token returned on a hit is
@@ -131,19 +159,28 @@ func (e *cacheEntry) remotesCurrent(now time.Time) bool {
 type CacheStats struct {
 	Hits, Misses, Evictions uint64
 	Size                    int
+	// OffHeapBytes is the memory of the flat records' slots, mapped
+	// outside the Go heap: not in the runtime's heap figures.
+	OffHeapBytes int
 }
 
 func newTokenCache(size, maxBytes int, leeway time.Duration, keep []string, logger *zap.Logger) *tokenCache {
 	c := &tokenCache{tags: newTagger(min(maxBytes, maxTaggedBytes)), leewayMs: leeway.Milliseconds(), keep: keep}
 	c.hot.seed = maphash.MakeSeed()
-	c.m = otter.Must(&otter.Options[uint64, *cacheEntry]{
+	// A slot for each cached token, and room for those otter holds for a
+	// moment beyond its size (candidates awaiting admission).
+	c.slab = newSlab(size + size/4 + chunkSlots)
+	c.m = otter.Must(&otter.Options[uint64, cacheRef]{
 		MaximumSize: size,
 		// Maintenance runs on the goroutine that calls the cache: nothing
 		// runs in the background, and the work a write leaves is bounded.
 		Executor: func(fn func()) { fn() },
-		OnDeletion: func(e otter.DeletionEvent[uint64, *cacheEntry]) {
+		OnDeletion: func(e otter.DeletionEvent[uint64, cacheRef]) {
 			if e.WasEvicted() {
 				c.evictions.Add(1)
+			}
+			if e.Value.e == nil {
+				c.slab.release(e.Value.slot)
 			}
 		},
 		Logger: otterLogger{logger},
@@ -188,7 +225,11 @@ func (c *tokenCache) lookup(raw string, now time.Time, gen uint64) (tok *Token, 
 // cached.
 func (c *tokenCache) get(t *tokenTag, now time.Time, gen uint64) (e *cacheEntry, promote, expired bool) {
 	counts := &c.counts[stripe(t.h[0])]
-	e, ok := c.m.GetIfPresent(t.slot())
+	ref, ok := c.m.GetIfPresent(t.slot())
+	if ok && ref.e == nil {
+		return c.getFlat(t, ref.slot, now, gen)
+	}
+	e = ref.e
 	switch {
 	case !ok || !t.equal(&tokenTag{e.h, e.n}):
 		counts.misses.Add(1)
@@ -204,6 +245,26 @@ func (c *tokenCache) get(t *tokenTag, now time.Time, gen uint64) (e *cacheEntry,
 	}
 	return e, counts.hits.Add(1)%hotEvery == 0, false
 }
+
+// getFlat is get for a flat record in slot.
+func (c *tokenCache) getFlat(t *tokenTag, slot uint32, now time.Time, gen uint64) (e *cacheEntry, promote, expired bool) {
+	counts := &c.counts[stripe(t.h[0])]
+	var rec [slotWords]uint64
+	d := c.deriver.Load()
+	if d == nil || !c.slab.read(slot, &rec) || !t.equal(ptr(flatTag(&rec))) {
+		// Reused or rewritten while read: a miss, never another token.
+		counts.misses.Add(1)
+		return nil, false, false
+	}
+	if usable, expired := c.flatUsable(&rec, now.UnixMilli(), gen); !usable {
+		c.m.Invalidate(t.slot())
+		counts.misses.Add(1)
+		return nil, false, expired
+	}
+	return c.decodeFlat(&rec, d), counts.hits.Add(1)%hotEvery == 0, false
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // token is what a hit returns: the token with every claim until a Memo
 // value is kept (see memoCell.pending), the compact one after.
@@ -232,8 +293,27 @@ func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *ca
 		e.cell.pending.Store(&pendingMemo{full: full, deriver: &c.deriver})
 	}
 	full.cell = &e.cell
-	c.m.Set(t.slot(), e)
+	if e.cell.state.Load() == memoKept {
+		var rec [slotWords]uint64
+		if c.encodeFlat(e, &rec) {
+			if slot, ok := c.slab.alloc(); ok {
+				c.slab.write(slot, &rec)
+				c.m.Set(t.slot(), cacheRef{slot: slot})
+				return e
+			}
+		}
+	}
+	c.m.Set(t.slot(), cacheRef{e: e})
 	return e
+}
+
+// setOrigins names the verifier's shared origins for flat records.
+func (c *tokenCache) setOrigins(origins []*origin) {
+	c.origins = origins
+	c.originIndex = make(map[*origin]uint32, len(origins))
+	for i, o := range origins {
+		c.originIndex[o] = uint32(i)
+	}
 }
 
 // compact fills dst with full's fields for a cache entry: the strings a
@@ -342,7 +422,7 @@ func (o otterLogger) Error(_ context.Context, msg string, err error) {
 }
 
 func (c *tokenCache) stats() CacheStats {
-	st := CacheStats{Evictions: c.evictions.Load(), Size: c.m.EstimatedSize()}
+	st := CacheStats{Evictions: c.evictions.Load(), Size: c.m.EstimatedSize(), OffHeapBytes: c.slab.mapped()}
 	for i := range c.counts {
 		st.Hits += c.counts[i].hits.Load()
 		st.Misses += c.counts[i].misses.Load()

@@ -237,6 +237,15 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	if v.cache != nil {
+		var origins []*origin
+		for _, ic := range cfg.Issuers {
+			for i := range v.issuers[ic.Issuer].origins {
+				origins = append(origins, &v.issuers[ic.Issuer].origins[i])
+			}
+		}
+		v.cache.setOrigins(origins)
+	}
 	return v, nil
 }
 

@@ -28,6 +28,7 @@ type gatewayStats struct {
 	cpuTotal, cpuIdle     float64 // go_cpu_classes_total_cpu_seconds_total, go_cpu_classes_idle_cpu_seconds_total
 	hits, misses, entries float64 // tollgate_token_cache_*
 	heapAlloc             float64 // go_memstats_heap_alloc_bytes
+	offHeap               float64 // tollgate_token_cache_offheap_bytes
 }
 
 // scrapeStats reads a process's statistics from its admin listener: a
@@ -55,6 +56,7 @@ func scrapeStats(ctx context.Context, admin string) (gatewayStats, error) {
 		"tollgate_token_cache_misses_total":         &st.misses,
 		"tollgate_token_cache_entries":              &st.entries,
 		"go_memstats_heap_alloc_bytes":              &st.heapAlloc,
+		"tollgate_token_cache_offheap_bytes":        &st.offHeap,
 	}
 	// The collector's four every process has; the rest only a gateway.
 	const collector = 4

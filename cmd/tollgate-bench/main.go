@@ -226,8 +226,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				if cached <= 0 {
 					return fmt.Errorf("the warm-up cached no token (is TOLLGATE_TOKEN_CACHE_SIZE 0 in the environment?)")
 				}
-				fleetMemory = append(fleetMemory, fmt.Sprintf("fleet of %d: %.0f tokens cached, heap +%.1f MiB = %.0f B per cached token, RSS %.1f MiB",
-					n, cached, (after.heapAlloc-beforeFleet.heapAlloc)/(1<<20), (after.heapAlloc-beforeFleet.heapAlloc)/cached, gw.rss()/(1<<20)))
+				heap, offHeap := after.heapAlloc-beforeFleet.heapAlloc, after.offHeap-beforeFleet.offHeap
+				fleetMemory = append(fleetMemory, fmt.Sprintf("fleet of %d: %.0f tokens cached, heap +%.1f MiB and off-heap records +%.1f MiB = %.0f B per cached token (%.0f B of it on the heap), RSS %.1f MiB",
+					n, cached, heap/(1<<20), offHeap/(1<<20), (heap+offHeap)/cached, heap/cached, gw.rss()/(1<<20)))
 				return nil
 			}})
 	}

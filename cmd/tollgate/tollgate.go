@@ -186,9 +186,9 @@ func NewMain(cfg *Config, logger *zap.Logger, opts ...mainOption) (*Main, error)
 	}
 	m.verifier = v
 	if v != nil {
-		m.metrics.TokenCache(func() (uint64, uint64, uint64, int) {
+		m.metrics.TokenCache(func() (uint64, uint64, uint64, int, int) {
 			st := v.CacheStats()
-			return st.Hits, st.Misses, st.Evictions, st.Size
+			return st.Hits, st.Misses, st.Evictions, st.Size, st.OffHeapBytes
 		})
 		m.addRunner("key refresh", v.Run)
 		m.addCheck("keys", v.Ready)

@@ -1,0 +1,121 @@
+package verifier
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// slab holds cached verifications as fixed-size records outside the Go
+// heap (where the platform allows; see mapChunk): a record holds no Go
+// pointer, so the garbage collector neither traces the cache's tokens nor
+// counts them in the heap it paces itself by. Records live in chunks of
+// chunkSlots, mapped as the cache fills, and are reused through a free
+// list; a slot is named by its index.
+//
+// A slot's first word is its sequence number, odd while the slot is being
+// written: a reader copies the slot with atomic loads and keeps the copy
+// only if the number was even and unchanged around the copy. A slot
+// reused while a reader copies it is therefore a miss for that reader,
+// never a mix of two records; the reader then checks that the copy's tag
+// is the one it looked up.
+type slab struct {
+	chunks atomic.Pointer[[]*chunk]
+
+	mu   sync.Mutex // guards free, next and growing chunks
+	free []uint32
+	next uint32 // slots below next have been handed out at least once
+	max  uint32 // slots the slab may hold
+}
+
+const (
+	slotWords  = 40 // 320 bytes: 112 of header, 208 for the strings
+	chunkSlots = 1024
+)
+
+type chunk [chunkSlots][slotWords]uint64
+
+// newSlab returns a slab of up to max slots. Its chunks are unmapped once
+// the slab is unreachable.
+func newSlab(max int) *slab {
+	s := &slab{max: uint32(max)}
+	s.chunks.Store(new([]*chunk))
+	return s
+}
+
+// alloc returns a free slot, or false when the slab is full.
+func (s *slab) alloc() (uint32, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.free); n > 0 {
+		i := s.free[n-1]
+		s.free = s.free[:n-1]
+		return i, true
+	}
+	if s.next >= s.max {
+		return 0, false
+	}
+	chunks := *s.chunks.Load()
+	if int(s.next/chunkSlots) >= len(chunks) {
+		c, unmap := mapChunk()
+		if c == nil {
+			return 0, false
+		}
+		grown := append(chunks[:len(chunks):len(chunks)], c)
+		s.chunks.Store(&grown)
+		runtime.AddCleanup(s, func(f func()) { f() }, unmap)
+	}
+	i := s.next
+	s.next++
+	return i, true
+}
+
+// release puts slot i back on the free list.
+func (s *slab) release(i uint32) {
+	s.mu.Lock()
+	s.free = append(s.free, i)
+	s.mu.Unlock()
+}
+
+// inUse reports the slots handed out and not released.
+func (s *slab) inUse() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int(s.next) - len(s.free)
+}
+
+// mapped reports the bytes of the chunks mapped so far.
+func (s *slab) mapped() int {
+	return len(*s.chunks.Load()) * int(unsafe.Sizeof(chunk{}))
+}
+
+func (s *slab) slot(i uint32) *[slotWords]uint64 {
+	return &(*s.chunks.Load())[i/chunkSlots][i%chunkSlots]
+}
+
+// write stores rec in slot i, which the caller owns (from alloc, not yet
+// published).
+func (s *slab) write(i uint32, rec *[slotWords]uint64) {
+	p := s.slot(i)
+	seq := atomic.LoadUint64(&p[0])
+	atomic.StoreUint64(&p[0], seq+1)
+	for w := 1; w < slotWords; w++ {
+		atomic.StoreUint64(&p[w], rec[w])
+	}
+	atomic.StoreUint64(&p[0], seq+2)
+}
+
+// read copies slot i into dst; false when the slot was being written or
+// changed during the copy.
+func (s *slab) read(i uint32, dst *[slotWords]uint64) bool {
+	p := s.slot(i)
+	seq := atomic.LoadUint64(&p[0])
+	if seq&1 != 0 {
+		return false
+	}
+	for w := 1; w < slotWords; w++ {
+		dst[w] = atomic.LoadUint64(&p[w])
+	}
+	return atomic.LoadUint64(&p[0]) == seq
+}
