@@ -155,6 +155,18 @@ func (e *cacheEntry) remotesCurrent(now time.Time) bool {
 	return true
 }
 
+// OffHeapLimit is the most memory the verified-token cache's records may
+// take outside the Go heap (CacheStats.OffHeapBytes grows to it as the
+// cache fills): what an owner setting the runtime's soft memory limit
+// must leave for them, since the runtime counts none of it. 0 without a
+// cache.
+func (v *Verifier) OffHeapLimit() int {
+	if v.cache == nil {
+		return 0
+	}
+	return v.cache.slab.limit()
+}
+
 // CacheStats are the verified-token cache's counters.
 type CacheStats struct {
 	Hits, Misses, Evictions uint64

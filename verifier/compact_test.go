@@ -650,3 +650,25 @@ func TestTokensTooLongForARecordStayCached(t *testing.T) {
 		t.Errorf("want one miss then two hits: %+v → %+v", before, st)
 	}
 }
+
+// TestOffHeapLimit: the records outside the heap never take more than
+// OffHeapLimit, which owners reserve from the runtime's memory limit, and
+// a verifier without a cache reserves nothing.
+func TestOffHeapLimit(t *testing.T) {
+	f := newFleet(t, verifier.Config{CacheSize: 1000}, 3000)
+	hdr := &proxyHeaders{}
+	first, _ := f.v.Verify(t.Context(), f.tokens[0])
+	first.Memo(hdr, headerValues)
+	for _, raw := range f.tokens {
+		if _, err := f.v.Verify(t.Context(), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, limit := f.v.CacheStats(), f.v.OffHeapLimit()
+	if st.OffHeapBytes == 0 || st.OffHeapBytes > limit || limit < 1000*320 {
+		t.Errorf("records %d B, limit %d B", st.OffHeapBytes, limit)
+	}
+	if v := newFleet(t, verifier.Config{CacheSize: -1}, 0).v; v.OffHeapLimit() != 0 {
+		t.Errorf("no cache, yet %d B reserved", v.OffHeapLimit())
+	}
+}

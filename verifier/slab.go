@@ -85,6 +85,12 @@ func (s *slab) inUse() int {
 	return int(s.next) - len(s.free)
 }
 
+// limit reports the bytes of the chunks a full slab maps.
+func (s *slab) limit() int {
+	chunks := (int(s.max) + chunkSlots - 1) / chunkSlots
+	return chunks * int(unsafe.Sizeof(chunk{}))
+}
+
 // mapped reports the bytes of the chunks mapped so far.
 func (s *slab) mapped() int {
 	return len(*s.chunks.Load()) * int(unsafe.Sizeof(chunk{}))

@@ -117,7 +117,11 @@ func serve(ctx context.Context, reload <-chan os.Signal, environ []string, stder
 	if err != nil {
 		return err
 	}
-	applyMemoryLimit(environ, logger)
+	var offHeap int64
+	if m.verifier != nil {
+		offHeap = int64(m.verifier.OffHeapLimit())
+	}
+	applyMemoryLimit(environ, offHeap, logger)
 	return start(ctx, m, reload, nil, nil)
 }
 

@@ -21,11 +21,14 @@ const noLimit = 1 << 62
 
 // memoryLimit returns the soft memory limit serve gives the Go runtime:
 // 90% of the memory limit of the cgroup under root (v2 memory.max, else
-// v1 memory/memory.limit_in_bytes), so that a burst of logins or renewals
-// makes the collector work harder instead of the container being killed.
-// It returns 0 and why when it sets none: GOMEMLIMIT is already set (the
-// runtime read it), or there is no limit to read.
-func memoryLimit(environ []string, root string) (int64, string) {
+// v1 memory/memory.limit_in_bytes), less offHeap — memory tollgate maps
+// outside the Go heap, which the runtime does not count (the token
+// cache's records) — so that a burst of logins or renewals makes the
+// collector work harder instead of the container being killed. It returns
+// 0 and why when it sets none: GOMEMLIMIT is already set (the runtime read
+// it), there is no limit to read, or offHeap leaves the heap less than a
+// quarter of it.
+func memoryLimit(environ []string, root string, offHeap int64) (int64, string) {
 	for _, kv := range environ {
 		if strings.HasPrefix(kv, "GOMEMLIMIT=") {
 			return 0, "GOMEMLIMIT is set"
@@ -47,19 +50,24 @@ func memoryLimit(environ []string, root string) (int64, string) {
 		if n >= noLimit {
 			return 0, "the container has no memory limit"
 		}
-		return int64(float64(n) * memoryLimitShare), ""
+		limit := int64(float64(n)*memoryLimitShare) - offHeap
+		if limit < n/4 {
+			return 0, fmt.Sprintf("the token cache's records (%d bytes at most) leave the Go heap less than a quarter of the container's %d bytes: lower TOLLGATE_TOKEN_CACHE_SIZE or raise the limit", offHeap, n)
+		}
+		return limit, ""
 	}
 	return 0, "no cgroup memory limit found"
 }
 
 // applyMemoryLimit sets the soft memory limit memoryLimit computes for the
 // cgroup tollgate runs in, and says so.
-func applyMemoryLimit(environ []string, logger *zap.Logger) {
-	limit, why := memoryLimit(environ, "/sys/fs/cgroup")
+func applyMemoryLimit(environ []string, offHeap int64, logger *zap.Logger) {
+	limit, why := memoryLimit(environ, "/sys/fs/cgroup", offHeap)
 	if limit == 0 {
 		logger.Debug("Go memory limit left alone", zap.String("why", why))
 		return
 	}
 	debug.SetMemoryLimit(limit)
-	logger.Info("Go memory limit set to 90% of the container's", zap.Int64("bytes", limit))
+	logger.Info("Go memory limit set to 90% of the container's, less the token cache's records outside the heap",
+		zap.Int64("bytes", limit), zap.Int64("off_heap_bytes", offHeap))
 }

@@ -11,16 +11,19 @@ func TestMemoryLimit(t *testing.T) {
 		name    string
 		files   map[string]string
 		environ []string
+		offHeap int64
 		want    int64
 	}{
-		{"cgroup v2 limit", map[string]string{"memory.max": "268435456\n"}, nil, 241591910},
-		{"cgroup v2 unlimited", map[string]string{"memory.max": "max\n"}, nil, 0},
-		{"cgroup v1 limit", map[string]string{"memory/memory.limit_in_bytes": "536870912\n"}, nil, 483183820},
-		{"cgroup v1 unlimited", map[string]string{"memory/memory.limit_in_bytes": "9223372036854771712\n"}, nil, 0},
-		{"v2 preferred over v1", map[string]string{"memory.max": "1000", "memory/memory.limit_in_bytes": "2000"}, nil, 900},
-		{"garbage", map[string]string{"memory.max": "lots"}, nil, 0},
-		{"no cgroup files", nil, nil, 0},
-		{"GOMEMLIMIT wins", map[string]string{"memory.max": "268435456"}, []string{"GOMEMLIMIT=100MiB"}, 0},
+		{"cgroup v2 limit", map[string]string{"memory.max": "268435456\n"}, nil, 0, 241591910},
+		{"less the records outside the heap", map[string]string{"memory.max": "268435456\n"}, nil, 40 << 20, 241591910 - 40<<20},
+		{"records leaving the heap too little", map[string]string{"memory.max": "268435456\n"}, nil, 200 << 20, 0},
+		{"cgroup v2 unlimited", map[string]string{"memory.max": "max\n"}, nil, 0, 0},
+		{"cgroup v1 limit", map[string]string{"memory/memory.limit_in_bytes": "536870912\n"}, nil, 0, 483183820},
+		{"cgroup v1 unlimited", map[string]string{"memory/memory.limit_in_bytes": "9223372036854771712\n"}, nil, 0, 0},
+		{"v2 preferred over v1", map[string]string{"memory.max": "1000", "memory/memory.limit_in_bytes": "2000"}, nil, 0, 900},
+		{"garbage", map[string]string{"memory.max": "lots"}, nil, 0, 0},
+		{"no cgroup files", nil, nil, 0, 0},
+		{"GOMEMLIMIT wins", map[string]string{"memory.max": "268435456"}, []string{"GOMEMLIMIT=100MiB"}, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,7 +35,7 @@ func TestMemoryLimit(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got, why := memoryLimit(tt.environ, root)
+			got, why := memoryLimit(tt.environ, root, tt.offHeap)
 			if got != tt.want {
 				t.Errorf("limit %d (%s), want %d", got, why, tt.want)
 			}
