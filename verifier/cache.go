@@ -77,6 +77,7 @@ type cacheCounts struct {
 type cacheRef struct {
 	e    *cacheEntry
 	slot uint32
+	flat bool // slot names a record; e is nil
 }
 
 // cacheEntry is one cached verification. The Token returned on a hit is
@@ -191,7 +192,7 @@ func newTokenCache(size, maxBytes int, leeway time.Duration, keep []string, logg
 			if e.WasEvicted() {
 				c.evictions.Add(1)
 			}
-			if e.Value.e == nil {
+			if e.Value.flat {
 				c.slab.release(e.Value.slot)
 			}
 		},
@@ -238,7 +239,7 @@ func (c *tokenCache) lookup(raw string, now time.Time, gen uint64) (tok *Token, 
 func (c *tokenCache) get(t *tokenTag, now time.Time, gen uint64) (e *cacheEntry, promote, expired bool) {
 	counts := &c.counts[stripe(t.h[0])]
 	ref, ok := c.m.GetIfPresent(t.slot())
-	if ok && ref.e == nil {
+	if ok && ref.flat {
 		return c.getFlat(t, ref.slot, now, gen)
 	}
 	e = ref.e
@@ -310,7 +311,7 @@ func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *ca
 		if c.encodeFlat(e, &rec) {
 			if slot, ok := c.slab.alloc(); ok {
 				c.slab.write(slot, &rec)
-				c.m.Set(t.slot(), cacheRef{slot: slot})
+				c.m.Set(t.slot(), cacheRef{slot: slot, flat: true})
 				return e
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -307,35 +308,75 @@ func TestEntryValidity(t *testing.T) {
 		{"remote stale", snap.use, now.Add(time.Hour), 0, nil, false, false},
 		{"remote changed", snap.use, now, 0, func() { r.keys.Store(&remoteKeys{set: NewKeySet(), gen: 2}) }, false, false},
 	}
-	for _, hot := range []bool{true, false} {
-		for _, tt := range tests {
-			t.Run(fmt.Sprintf("%s, hot %v", tt.name, hot), func(t *testing.T) {
-				r.keys.Store(snap)
-				c := newTestCache(t, 16)
-				raw := "token-" + tt.name
-				tag, _ := c.tags.tag(raw)
-				e := c.put(&tag, fakeToken("u", now.Add(time.Hour)), tt.used, 0) // valid until exp + leeway
-				if hot {
-					c.hot.store(raw, e)
-				}
-				if tt.change != nil {
-					tt.change()
-				}
-				tok, _, _, expired := c.lookup(raw, tt.at, tt.gen)
-				if (tok != nil) != tt.hit || expired != tt.expired {
-					t.Fatalf("hit %v, expired %v; want %v, %v", tok != nil, expired, tt.hit, tt.expired)
-				}
-				if tt.hit {
-					return
-				}
-				// Refused once, refused again: neither path still holds it.
-				if slot, _ := c.hot.slot(raw); slot.Load() != nil {
-					t.Error("the hot table still holds it")
-				}
-				if _, ok := c.m.GetIfPresent(tag.slot()); ok {
-					t.Error("the cache still holds it")
-				}
-			})
+	// A record for the flat cases: a shared origin and a Memo key known.
+	o := &origin{issuer: "https://issuer.test", algorithm: "ES256", audience: []string{"api"}}
+	headers := func(_ any, tok *Token) []string { return []string{tok.Subject, "x"} }
+	for _, flat := range []bool{false, true} {
+		for _, hot := range []bool{true, false} {
+			for _, tt := range tests {
+				t.Run(fmt.Sprintf("%s, hot %v, flat %v", tt.name, hot, flat), func(t *testing.T) {
+					r.keys.Store(snap)
+					c := newTestCache(t, 16)
+					tok := fakeToken("u", now.Add(time.Hour)) // valid until exp + leeway
+					if flat {
+						tok.origin = o
+						c.setOrigins([]*origin{o})
+						c.deriver.Store(&derivation{key: o, fn: headers})
+					}
+					raw := "token-" + tt.name
+					tag, _ := c.tags.tag(raw)
+					e := c.put(&tag, tok, tt.used, 0)
+					// Only tokens of in-process keys become records.
+					if ref, _ := c.m.GetIfPresent(tag.slot()); ref.flat != (flat && tt.used == nil) {
+						t.Fatalf("flat %v", ref.flat)
+					}
+					if hot {
+						c.hot.store(raw, e)
+					}
+					if tt.change != nil {
+						tt.change()
+					}
+					got, _, _, expired := c.lookup(raw, tt.at, tt.gen)
+					if (got != nil) != tt.hit || expired != tt.expired {
+						t.Fatalf("hit %v, expired %v; want %v, %v", got != nil, expired, tt.hit, tt.expired)
+					}
+					if tt.hit {
+						if got.Subject != "u" || got.Issuer() != "https://issuer.test" || !got.ExpiresAt().Equal(now.Add(time.Hour).Truncate(time.Millisecond)) ||
+							!got.HasScope("b") || flat && !slices.Equal(got.Memo(o, headers), []string{"u", "x"}) {
+							t.Errorf("hit answered %+v", got)
+						}
+						return
+					}
+					// Refused once, refused again: neither path still holds it.
+					if slot, _ := c.hot.slot(raw); slot.Load() != nil {
+						t.Error("the hot table still holds it")
+					}
+					if _, ok := c.m.GetIfPresent(tag.slot()); ok {
+						t.Error("the cache still holds it")
+					}
+				})
+			}
 		}
+	}
+}
+
+// TestNilMemoStaysBoxed: a Memo value of nil (the consumer could derive
+// none) is kept boxed, where a hit answers it nil, not an empty list.
+func TestNilMemoStaysBoxed(t *testing.T) {
+	o := &origin{issuer: "https://issuer.test", algorithm: "ES256", audience: []string{"api"}}
+	none := func(any, *Token) []string { return nil }
+	c := newTestCache(t, 16)
+	c.setOrigins([]*origin{o})
+	c.deriver.Store(&derivation{key: o, fn: none})
+	tok := fakeToken("u", time.Now().Add(time.Hour))
+	tok.origin = o
+	tag, _ := c.tags.tag("raw")
+	c.put(&tag, tok, nil, 0)
+	if ref, _ := c.m.GetIfPresent(tag.slot()); ref.flat {
+		t.Fatal("a nil Memo value became a record")
+	}
+	got, _, _, _ := c.lookup("raw", time.Now(), 0)
+	if got == nil || got.Memo(o, none) != nil {
+		t.Fatalf("hit %v", got)
 	}
 }

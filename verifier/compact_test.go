@@ -672,3 +672,24 @@ func TestOffHeapLimit(t *testing.T) {
 		t.Errorf("no cache, yet %d B reserved", v.OffHeapLimit())
 	}
 }
+
+func nilMemo(_ any, _ *verifier.Token) []string { return nil }
+
+// TestNilMemoStaysNil: a consumer's function that derives nothing (nil)
+// is answered nil on hits too, not an empty list: the proxy tells "no
+// identity can be derived" from "no headers apply" that way.
+func TestNilMemoStaysNil(t *testing.T) {
+	f := newFleet(t, verifier.Config{}, 2)
+	key := new(int)
+	first, _ := f.v.Verify(t.Context(), f.tokens[0])
+	first.Memo(key, nilMemo)
+	for range 3 {
+		tok, err := f.v.Verify(t.Context(), f.tokens[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.Memo(key, nilMemo); got != nil {
+			t.Fatalf("memo %#v, want nil", got)
+		}
+	}
+}

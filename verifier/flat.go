@@ -38,7 +38,9 @@ func (c *tokenCache) encodeFlat(e *cacheEntry, rec *[slotWords]uint64) bool {
 	tok := &e.tok
 	oi, ok := c.originIndex[tok.origin]
 	memo := e.cell.value
-	if !ok || e.used != nil || tok.Claims != nil || len(memo) > maxFlatMemo {
+	// A nil Memo value (fn could derive none) is not an empty one: it
+	// stays boxed, where it keeps that difference.
+	if !ok || e.used != nil || tok.Claims != nil || memo == nil || len(memo) > maxFlatMemo {
 		return false
 	}
 	buf := (*[flatBufBytes]byte)(unsafe.Pointer(&rec[14]))

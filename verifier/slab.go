@@ -110,6 +110,7 @@ func (s *slab) write(i uint32, rec *[slotWords]uint64) {
 		atomic.StoreUint64(&p[w], rec[w])
 	}
 	atomic.StoreUint64(&p[0], seq+2)
+	runtime.KeepAlive(s) // p is not a pointer the collector follows
 }
 
 // read copies slot i into dst; false when the slot was being written or
@@ -123,5 +124,7 @@ func (s *slab) read(i uint32, dst *[slotWords]uint64) bool {
 	for w := 1; w < slotWords; w++ {
 		dst[w] = atomic.LoadUint64(&p[w])
 	}
-	return atomic.LoadUint64(&p[0]) == seq
+	ok := atomic.LoadUint64(&p[0]) == seq
+	runtime.KeepAlive(s) // p is not a pointer the collector follows
+	return ok
 }

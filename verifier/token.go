@@ -7,11 +7,12 @@ import (
 	"time"
 )
 
-// Token is a verified access token. While its verification is cached, the
-// requests that present the same raw token share one *Token (the first
-// after a Memo keeps its value: the cached form, see Claims), so it MUST
-// be treated as read-only; Constrain alone may narrow Claims, before the
-// token is cached.
+// Token is a verified access token. While its verification is cached,
+// requests that present the same raw token may share one *Token (the
+// first after a Memo keeps its value: the cached form, see Claims; a hit
+// on a flat record builds a Token of its own, one in the hot table is
+// shared), so it MUST be treated as read-only; Constrain alone may narrow
+// Claims, before the token is cached.
 type Token struct {
 	// origin is the issuer, algorithm and audience, shared by the tokens
 	// that have the same (see Issuer, Algorithm, Audience).

@@ -24,10 +24,10 @@ const noLimit = 1 << 62
 // v1 memory/memory.limit_in_bytes), less offHeap — memory tollgate maps
 // outside the Go heap, which the runtime does not count (the token
 // cache's records) — so that a burst of logins or renewals makes the
-// collector work harder instead of the container being killed. It returns
-// 0 and why when it sets none: GOMEMLIMIT is already set (the runtime read
-// it), there is no limit to read, or offHeap leaves the heap less than a
-// quarter of it.
+// collector work harder instead of the container being killed; never less
+// than a quarter of the container's limit, and then why, as a warning. It
+// returns 0 and why when it sets none: GOMEMLIMIT is already set (the
+// runtime read it), or there is no limit to read.
 func memoryLimit(environ []string, root string, offHeap int64) (int64, string) {
 	for _, kv := range environ {
 		if strings.HasPrefix(kv, "GOMEMLIMIT=") {
@@ -52,7 +52,7 @@ func memoryLimit(environ []string, root string, offHeap int64) (int64, string) {
 		}
 		limit := int64(float64(n)*memoryLimitShare) - offHeap
 		if limit < n/4 {
-			return 0, fmt.Sprintf("the token cache's records (%d bytes at most) leave the Go heap less than a quarter of the container's %d bytes: lower TOLLGATE_TOKEN_CACHE_SIZE or raise the limit", offHeap, n)
+			return n / 4, fmt.Sprintf("the token cache's records (%d bytes at most, outside the Go heap) leave the heap less than a quarter of the container's %d bytes: the container may be killed when the cache fills; lower TOLLGATE_TOKEN_CACHE_SIZE or raise the limit", offHeap, n)
 		}
 		return limit, ""
 	}
@@ -66,6 +66,9 @@ func applyMemoryLimit(environ []string, offHeap int64, logger *zap.Logger) {
 	if limit == 0 {
 		logger.Debug("Go memory limit left alone", zap.String("why", why))
 		return
+	}
+	if why != "" {
+		logger.Warn(why)
 	}
 	debug.SetMemoryLimit(limit)
 	logger.Info("Go memory limit set to 90% of the container's, less the token cache's records outside the heap",

@@ -16,7 +16,7 @@ func TestMemoryLimit(t *testing.T) {
 	}{
 		{"cgroup v2 limit", map[string]string{"memory.max": "268435456\n"}, nil, 0, 241591910},
 		{"less the records outside the heap", map[string]string{"memory.max": "268435456\n"}, nil, 40 << 20, 241591910 - 40<<20},
-		{"records leaving the heap too little", map[string]string{"memory.max": "268435456\n"}, nil, 200 << 20, 0},
+		{"records leaving the heap too little", map[string]string{"memory.max": "268435456\n"}, nil, 200 << 20, 268435456 / 4},
 		{"cgroup v2 unlimited", map[string]string{"memory.max": "max\n"}, nil, 0, 0},
 		{"cgroup v1 limit", map[string]string{"memory/memory.limit_in_bytes": "536870912\n"}, nil, 0, 483183820},
 		{"cgroup v1 unlimited", map[string]string{"memory/memory.limit_in_bytes": "9223372036854771712\n"}, nil, 0, 0},
@@ -41,6 +41,9 @@ func TestMemoryLimit(t *testing.T) {
 			}
 			if got == 0 && why == "" {
 				t.Error("no limit and no reason")
+			}
+			if tt.offHeap > 0 && (why != "") != (tt.want == 268435456/4) {
+				t.Errorf("clamped to a quarter without a warning, or a warning without: %q", why)
 			}
 		})
 	}
