@@ -240,7 +240,7 @@ func (c *tokenCache) get(t *tokenTag, now time.Time, gen uint64) (e *cacheEntry,
 	counts := &c.counts[stripe(t.h[0])]
 	ref, ok := c.m.GetIfPresent(t.slot())
 	if ok && ref.flat {
-		return c.getFlat(t, ref.slot, now, gen)
+		return c.getFlat(t, ref.slot, now, gen, counts)
 	}
 	e = ref.e
 	switch {
@@ -260,11 +260,10 @@ func (c *tokenCache) get(t *tokenTag, now time.Time, gen uint64) (e *cacheEntry,
 }
 
 // getFlat is get for a flat record in slot.
-func (c *tokenCache) getFlat(t *tokenTag, slot uint32, now time.Time, gen uint64) (e *cacheEntry, promote, expired bool) {
-	counts := &c.counts[stripe(t.h[0])]
+func (c *tokenCache) getFlat(t *tokenTag, slot uint32, now time.Time, gen uint64, counts *cacheCounts) (e *cacheEntry, promote, expired bool) {
 	var rec [slotWords]uint64
 	d := c.deriver.Load()
-	if d == nil || !c.slab.read(slot, &rec) || !t.equal(ptr(flatTag(&rec))) {
+	if d == nil || !c.slab.read(slot, &rec) || !flatTagIs(&rec, t) {
 		// Reused or rewritten while read: a miss, never another token.
 		counts.misses.Add(1)
 		return nil, false, false
@@ -276,8 +275,6 @@ func (c *tokenCache) getFlat(t *tokenTag, slot uint32, now time.Time, gen uint64
 	}
 	return c.decodeFlat(&rec, d), counts.hits.Add(1)%hotEvery == 0, false
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // token is what a hit returns: the token with every claim until a Memo
 // value is kept (see memoCell.pending), the compact one after.
@@ -298,22 +295,22 @@ func (e *cacheEntry) token() *Token {
 func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *cacheEntry {
 	e := &cacheEntry{h: t.h, n: t.n, gen: uint32(gen), used: used}
 	e.tok.cell = &e.cell
-	if d := c.deriver.Load(); d != nil {
-		e.cell.key, e.cell.value = d.key, compact(&e.tok, full, d.fn(d.key, full), c.keep)
-		e.cell.state.Store(memoKept)
-	} else {
+	full.cell = &e.cell
+	d := c.deriver.Load()
+	if d == nil {
 		compact(&e.tok, full, nil, c.keep)
 		e.cell.pending.Store(&pendingMemo{full: full, deriver: &c.deriver})
+		c.m.Set(t.slot(), cacheRef{e: e})
+		return e
 	}
-	full.cell = &e.cell
-	if e.cell.state.Load() == memoKept {
-		var rec [slotWords]uint64
-		if c.encodeFlat(e, &rec) {
-			if slot, ok := c.slab.alloc(); ok {
-				c.slab.write(slot, &rec)
-				c.m.Set(t.slot(), cacheRef{slot: slot, flat: true})
-				return e
-			}
+	e.cell.key, e.cell.value = d.key, compact(&e.tok, full, d.fn(d.key, full), c.keep)
+	e.cell.state.Store(memoKept)
+	var rec [slotWords]uint64
+	if c.encodeFlat(e, &rec) {
+		if slot, ok := c.slab.alloc(); ok {
+			c.slab.write(slot, &rec)
+			c.m.Set(t.slot(), cacheRef{slot: slot, flat: true})
+			return e
 		}
 	}
 	c.m.Set(t.slot(), cacheRef{e: e})
@@ -340,7 +337,7 @@ func (c *tokenCache) setOrigins(origins []*origin) {
 func compact(dst, full *Token, memo []string, keep []string) (kept []string) {
 	n := len(full.Subject) + len(full.ID) + len(full.SessionID) + len(full.grants)
 	for _, v := range memo {
-		if full.keptString(v) == "" {
+		if full.keptKind(v) == keptNone {
 			n += len(v)
 		}
 	}
@@ -351,7 +348,7 @@ func compact(dst, full *Token, memo []string, keep []string) (kept []string) {
 	b.WriteString(full.SessionID)
 	b.WriteString(full.grants)
 	for _, v := range memo {
-		if full.keptString(v) == "" {
+		if full.keptKind(v) == keptNone {
 			b.WriteString(v)
 		}
 	}
@@ -371,8 +368,8 @@ func compact(dst, full *Token, memo []string, keep []string) (kept []string) {
 		kept = make([]string, len(memo))
 	}
 	for i, v := range memo {
-		if k := dst.keptString(v); k != "" {
-			kept[i] = k
+		if k := dst.keptKind(v); k != keptNone {
+			kept[i] = dst.kept(k)
 		} else {
 			kept[i] = cut(len(v))
 		}
@@ -395,32 +392,61 @@ func compact(dst, full *Token, memo []string, keep []string) (kept []string) {
 	return kept
 }
 
-// keptString returns the string t keeps anyway that equals v — its
-// subject, jti, session, issuer, algorithm or an audience — or "" when
-// none does (or v is empty, which needs no bytes either).
-func (t *Token) keptString(v string) string {
+// The strings a token keeps anyway, which a Memo string equal to one of
+// them shares (compact) or refers to (a flat record): keptNone, or which
+// one — keptAudience+j for the token's audience j.
+const (
+	keptNone = iota
+	keptSubject
+	keptID
+	keptSession
+	keptIssuer
+	keptAlgorithm
+	keptAudience
+)
+
+// keptKind says which string t keeps anyway equals v; keptNone for none,
+// or for "" (which needs no bytes either).
+func (t *Token) keptKind(v string) int {
 	switch {
 	case v == "":
-		return ""
+		return keptNone
 	case v == t.Subject:
-		return t.Subject
+		return keptSubject
 	case v == t.ID:
-		return t.ID
+		return keptID
 	case v == t.SessionID:
-		return t.SessionID
+		return keptSession
 	case t.origin == nil:
-		return ""
+		return keptNone
 	case v == t.origin.issuer:
-		return t.origin.issuer
+		return keptIssuer
 	case v == t.origin.algorithm:
-		return t.origin.algorithm
+		return keptAlgorithm
 	}
-	for _, a := range t.origin.audience {
+	for j, a := range t.origin.audience {
 		if v == a {
-			return a
+			return keptAudience + j
 		}
 	}
-	return ""
+	return keptNone
+}
+
+// kept returns the string of kind (keptKind, not keptNone).
+func (t *Token) kept(kind int) string {
+	switch kind {
+	case keptSubject:
+		return t.Subject
+	case keptID:
+		return t.ID
+	case keptSession:
+		return t.SessionID
+	case keptIssuer:
+		return t.origin.issuer
+	case keptAlgorithm:
+		return t.origin.algorithm
+	}
+	return t.origin.audience[kind-keptAudience]
 }
 
 // otterLogger hands otter's reports (a callback that panicked) to zap.

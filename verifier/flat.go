@@ -16,19 +16,13 @@ import (
 //	      count, bytes used
 //
 // A Memo ref is an offset (16 bits) and a length (16 bits) in the bytes,
-// or, for a string of the token's origin, originRef and which one.
+// or, for a string the token keeps anyway, keptRef and which one
+// (Token.keptKind).
 const (
 	maxFlatMemo  = 8
 	flatBufWords = slotWords - 14
 	flatBufBytes = flatBufWords * 8
-	originRef    = 0xffff
-)
-
-// flatOrigin names an origin string in a Memo ref's length field.
-const (
-	flatIssuer = iota
-	flatAlgorithm
-	flatAudience
+	keptRef      = 0xffff
 )
 
 // encodeFlat writes e — a compact cached token with its Memo value, no
@@ -53,34 +47,19 @@ func (c *tokenCache) encodeFlat(e *cacheEntry, rec *[slotWords]uint64) bool {
 		n += copy(buf[n:], s)
 		return off, true
 	}
-	var offs [4]int
-	for i, s := range []string{tok.Subject, tok.ID, tok.SessionID, tok.grants} {
+	for _, s := range []string{tok.Subject, tok.ID, tok.SessionID, tok.grants} {
 		if len(s) > 0xffff {
 			return false
 		}
-		if offs[i], ok = put(s); !ok {
+		if _, ok = put(s); !ok {
 			return false
 		}
 	}
 	refs := (*[maxFlatMemo]uint32)(unsafe.Pointer(&rec[10]))
 	*refs = [maxFlatMemo]uint32{}
 	for i, v := range memo {
-		var off, l int
-		switch {
-		case v == "":
-		case v == tok.Subject:
-			off, l = offs[0], len(v)
-		case v == tok.ID:
-			off, l = offs[1], len(v)
-		case v == tok.SessionID:
-			off, l = offs[2], len(v)
-		case v == tok.origin.issuer:
-			off, l = originRef, flatIssuer
-		case v == tok.origin.algorithm:
-			off, l = originRef, flatAlgorithm
-		case len(tok.origin.audience) == 1 && v == tok.origin.audience[0]:
-			off, l = originRef, flatAudience
-		default:
+		off, l := keptRef, tok.keptKind(v)
+		if l == keptNone {
 			if len(v) > 0xffff {
 				return false
 			}
@@ -99,9 +78,9 @@ func (c *tokenCache) encodeFlat(e *cacheEntry, rec *[slotWords]uint64) bool {
 	return true
 }
 
-// flatTag is the tag a record was written for.
-func flatTag(rec *[slotWords]uint64) tokenTag {
-	return tokenTag{h: [4]uint64{rec[1], rec[2], rec[3], rec[4]}, n: uint32(rec[5])}
+// flatTagIs reports whether a record was written for tag t.
+func flatTagIs(rec *[slotWords]uint64, t *tokenTag) bool {
+	return t.equal(&tokenTag{h: [4]uint64{rec[1], rec[2], rec[3], rec[4]}, n: uint32(rec[5])})
 }
 
 // flatUsable reports whether the record's token is unexpired at now
@@ -130,15 +109,10 @@ func (c *tokenCache) decodeFlat(rec *[slotWords]uint64, d *derivation) *cacheEnt
 	memo := make([]string, int(rec[8]>>32&0xffff))
 	for i := range memo {
 		off, l := uint64(refs[i]&0xffff), uint64(refs[i]>>16)
-		switch {
-		case off != originRef:
+		if off == keptRef {
+			memo[i] = e.tok.kept(int(l))
+		} else {
 			memo[i] = cut(off, l)
-		case l == flatIssuer:
-			memo[i] = o.issuer
-		case l == flatAlgorithm:
-			memo[i] = o.algorithm
-		default:
-			memo[i] = o.audience[0]
 		}
 	}
 	e.cell.key, e.cell.value = d.key, memo
