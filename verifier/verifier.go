@@ -207,12 +207,12 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
 	if v.maxBytes <= 0 {
 		v.maxBytes = 8192
 	}
-	keep := slices.Clone(cfg.CachedClaims)
-	switch {
-	case cfg.CacheSize == 0:
-		v.cache = newTokenCache(100_000, v.maxBytes, cfg.Leeway, keep, logger)
-	case cfg.CacheSize > 0:
-		v.cache = newTokenCache(cfg.CacheSize, v.maxBytes, cfg.Leeway, keep, logger)
+	size := cfg.CacheSize
+	if size == 0 {
+		size = 100_000
+	}
+	if size > 0 {
+		v.cache = newTokenCache(size, v.maxBytes, cfg.Leeway, slices.Clone(cfg.CachedClaims), logger)
 	}
 	var errs []error
 	if len(cfg.Issuers) == 0 {
@@ -520,9 +520,12 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 	}
 	// The configured strings, not the token's copies: a cached token then
 	// holds no string of its own for them.
-	if j := slices.Index(iss.audiences, first(aud)); len(aud) == 1 && j >= 0 {
-		tok.origin = &iss.origins[i*len(iss.audiences)+j]
-	} else {
+	if len(aud) == 1 {
+		if j := slices.Index(iss.audiences, aud[0]); j >= 0 {
+			tok.origin = &iss.origins[i*len(iss.audiences)+j]
+		}
+	}
+	if tok.origin == nil {
 		tok.origin = &origin{issuer: iss.name, algorithm: iss.algs[i], audience: aud}
 	}
 	check := checkType
@@ -554,14 +557,6 @@ func (v *Verifier) checkClaims(header map[string]any, c jwt.MapClaims) (*Token, 
 		return nil, err
 	}
 	return tok, nil
-}
-
-// first is list's first element, "" for an empty list.
-func first(list []string) string {
-	if len(list) == 0 {
-		return ""
-	}
-	return list[0]
 }
 
 // checkCrit refuses a header with a crit parameter (RFC 7515 §4.1.11). crit
