@@ -40,9 +40,11 @@ type SigningKey struct {
 	method jwt.SigningMethod
 	signer crypto.Signer
 	secret []byte // HMAC keys only
-	// refreshMAC is the key's refresh MAC key (see refreshMACKey); nil
-	// for HMAC keys.
+	// refreshMAC is the key's refresh MAC key (see refreshMACKey), and
+	// refreshKID the kid of refresh tokens MACed with it ("rt-" + ID);
+	// unset for HMAC keys.
 	refreshMAC []byte
+	refreshKID string
 }
 
 // Public returns the key's public half.
@@ -251,7 +253,7 @@ func (k *Keys) signRefresh(payload []byte, mac bool) (string, error) {
 	if sk == nil {
 		return "", errNoKeys
 	}
-	return signJWT(jwt.SigningMethodHS256, refreshKID(sk), "JWT", sk.refreshMAC, payload)
+	return signJWT(jwt.SigningMethodHS256, sk.refreshKID, "JWT", sk.refreshMAC, payload)
 }
 
 // refreshMACKey derives a private key's refresh MAC key: HKDF-SHA256
@@ -286,9 +288,6 @@ func refreshMACKey(key crypto.Signer, kid string) ([]byte, error) {
 	}
 	return hkdf.Key(sha256.New, secret, nil, "tollgate refresh token MAC key v1 "+kid, 32)
 }
-
-// refreshKID is the kid of a refresh token MACed with sk's refresh MAC key.
-func refreshKID(sk *SigningKey) string { return "rt-" + sk.ID }
 
 // hasHMAC reports whether an HMAC key is loaded.
 func (k *Keys) hasHMAC() bool { return k.snap.Load().hmac != nil }
@@ -335,7 +334,7 @@ func parseKeyDir(dir string, files []watch.File) (*keySnapshot, error) {
 			pub := sk.signer.Public()
 			public = append(public, &verifier.Key{ID: sk.ID, Algorithms: []string{sk.Algorithm}, Public: pub})
 			refresh = append(refresh, public[len(public)-1],
-				&verifier.Key{ID: refreshKID(sk), Algorithms: []string{"HS256"}, Public: sk.refreshMAC})
+				&verifier.Key{ID: sk.refreshKID, Algorithms: []string{"HS256"}, Public: sk.refreshMAC})
 			jwks.Keys = append(jwks.Keys, jose.JSONWebKey{Key: pub, KeyID: sk.ID, Algorithm: sk.Algorithm, Use: "sig"})
 		case ".jwk":
 			sk, err := parseHMACKey(name, f.Data)
@@ -391,7 +390,7 @@ func parseKeyFile(name string, data []byte) (*SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SigningKey{ID: kid, Algorithm: alg, File: name, method: jwt.GetSigningMethod(alg), signer: key, refreshMAC: mac}, nil
+	return &SigningKey{ID: kid, Algorithm: alg, File: name, method: jwt.GetSigningMethod(alg), signer: key, refreshMAC: mac, refreshKID: "rt-" + kid}, nil
 }
 
 // DefaultRSABits is the size of RS256 keys keygen makes. 2048 bits:
