@@ -1,15 +1,12 @@
 package verifier
 
 import (
-	"context"
 	"hash/maphash"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
-
-	"github.com/maypok86/otter/v2"
-	"go.uber.org/zap"
 )
 
 // tokenCache remembers tokens that verified, under their tag (see
@@ -21,31 +18,32 @@ import (
 // set that supplied its candidate keys: a refresh of one remote retires
 // that remote's tokens and no others.
 //
-// Which tokens stay is otter's adaptive W-TinyLFU: a new token is admitted
-// over the least valuable cached one only if it has been seen more often,
-// so that a cycle over more tokens than fit keeps a fixed part of them
-// cached instead of evicting each before its next use (as LRU or FIFO
-// would), and a skewed load keeps its hot tokens. Hits are lock-free;
-// writes and evictions are O(1), with the policy's bookkeeping done on the
-// calling goroutine (no goroutine of its own). In front of it, the hot
-// table finds the most used tokens without tagging them.
+// Which tokens stay is the index's TinyLFU (index.go): a new token is
+// admitted over a cached one only if it has been looked up more often, so
+// that a cycle over more tokens than fit keeps a fixed part of them cached
+// instead of evicting each before its next use (as LRU or FIFO would), and
+// a skewed load keeps its hot tokens. Hits are lock-free; writes and
+// evictions are O(1) and done on the calling goroutine (no goroutine of
+// the cache's own). In front of it, the hot table finds the most used
+// tokens without tagging them.
 //
 // Where an entry lives: as a flat record in a slot of the slab, outside
-// the Go heap (flat.go) — otter then holds only the tag and the slot's
-// index, so the collector traces one small node per cached token instead
-// of the entry, its strings and its Memo value, and the heap it paces
-// itself by does not grow with the cache. A hit builds the entry from its
-// record (three small allocations); the hot table keeps the built entries
-// of the most used tokens, so theirs allocate nothing. Entries that cannot
-// be flat stay boxed on the heap: tokens verified with a remote key set's
-// keys (their validity follows the remote's generation), cached before a
-// Memo key was known, keeping claims (Config.CachedClaims), naming several
-// audiences, or with more strings than a slot holds.
+// the Go heap (flat.go), and the index maps the tag to the slot. Neither
+// holds a Go pointer, so the collector traces nothing per cached token,
+// and the heap it paces itself by does not grow with the cache. A hit
+// builds the entry from its record (three small allocations); the hot
+// table keeps the built entries of the most used tokens, so theirs
+// allocate nothing. Entries that cannot be flat stay boxed on the heap
+// (boxes), the index naming them by number: tokens verified with a remote
+// key set's keys (their validity follows the remote's generation), cached
+// before a Memo key was known, keeping claims (Config.CachedClaims),
+// naming several audiences, or with more strings than a slot holds.
 type tokenCache struct {
-	m *otter.Cache[uint64, cacheRef]
+	idx *index
 	// slab holds most cached verifications as flat records outside the Go
 	// heap (see slab and flat.go); those that do not fit one stay boxed.
-	slab *slab
+	slab  *slab
+	boxes boxes
 	// origins are the verifier's shared origins, named in flat records by
 	// their index.
 	origins     []*origin
@@ -59,8 +57,7 @@ type tokenCache struct {
 	// counts are striped (see stripe), so that concurrent requests seldom
 	// contend for one cache line: a counter all of them add to costs a
 	// hit more than the rest of it on a many-core machine.
-	counts    [countStripes]cacheCounts
-	evictions atomic.Uint64
+	counts [countStripes]cacheCounts
 }
 
 const countStripes = 16
@@ -70,14 +67,54 @@ type cacheCounts struct {
 	_            [48]byte // a cache line each
 }
 
-// cacheRef is what the cache holds under a tag: a flat record's slot, or
-// (e not nil) a boxed entry — a token verified with a remote key set's
-// keys, keeping claims (CachedClaims), cached before a Memo key was known,
-// or too long for a slot.
-type cacheRef struct {
-	e    *cacheEntry
-	slot uint32
-	flat bool // slot names a record; e is nil
+// boxed marks an index value that numbers a boxed entry (boxes) rather
+// than a slab slot: a token verified with a remote key set's keys,
+// keeping claims (CachedClaims), cached before a Memo key was known, or
+// too long for a slot.
+const boxed = 1 << 31
+
+// boxes holds the boxed entries under numbers the index can name: the
+// cache's one table of pointers, a word per number, allocated a chunk at a
+// time as numbers are first used.
+type boxes struct {
+	mu      sync.Mutex // guards numbers and allocating chunks
+	numbers freeList
+	chunks  []atomic.Pointer[[chunkSlots]atomic.Pointer[cacheEntry]]
+}
+
+func (b *boxes) init(max int) {
+	b.numbers.max = uint32(min(max, boxed-1))
+	b.chunks = make([]atomic.Pointer[[chunkSlots]atomic.Pointer[cacheEntry]], (max+chunkSlots-1)/chunkSlots)
+}
+
+// put boxes e under a free number; false when all are taken.
+func (b *boxes) put(e *cacheEntry) (uint32, bool) {
+	b.mu.Lock()
+	i, fresh, ok := b.numbers.take()
+	if ok && fresh && i%chunkSlots == 0 {
+		b.chunks[i/chunkSlots].Store(new([chunkSlots]atomic.Pointer[cacheEntry]))
+	}
+	b.mu.Unlock()
+	if ok {
+		b.chunks[i/chunkSlots].Load()[i%chunkSlots].Store(e)
+	}
+	return i, ok
+}
+
+// get returns the entry numbered i; nil if none.
+func (b *boxes) get(i uint32) *cacheEntry {
+	if c := b.chunks[i/chunkSlots].Load(); c != nil {
+		return c[i%chunkSlots].Load()
+	}
+	return nil
+}
+
+// release frees number i.
+func (b *boxes) release(i uint32) {
+	b.chunks[i/chunkSlots].Load()[i%chunkSlots].Store(nil)
+	b.mu.Lock()
+	b.numbers.give(i)
+	b.mu.Unlock()
 }
 
 // cacheEntry is one cached verification. The Token returned on a hit is
@@ -177,29 +214,19 @@ type CacheStats struct {
 	OffHeapBytes int
 }
 
-func newTokenCache(size, maxBytes int, leeway time.Duration, keep []string, logger *zap.Logger) *tokenCache {
+func newTokenCache(size, maxBytes int, leeway time.Duration, keep []string) *tokenCache {
 	c := &tokenCache{tags: newTagger(min(maxBytes, maxTaggedBytes)), leewayMs: leeway.Milliseconds(), keep: keep}
 	c.hot.seed = maphash.MakeSeed()
-	// A slot for each cached token, and room for those otter holds for a
-	// moment beyond its size (candidates awaiting admission).
-	c.slab = newSlab(size + size/4 + chunkSlots)
-	c.m = otter.Must(&otter.Options[uint64, cacheRef]{
-		MaximumSize: size,
-		// Maintenance runs on the goroutine that calls the cache: nothing
-		// runs in the background, and the work a write leaves is bounded.
-		Executor: func(fn func()) { fn() },
-		OnDeletion: func(e otter.DeletionEvent[uint64, cacheRef]) {
-			if e.WasEvicted() {
-				c.evictions.Add(1)
-			}
-			if e.Value.flat {
-				c.slab.release(e.Value.slot)
-			}
-		},
-		Logger: otterLogger{logger},
-		// The cache has no expiry of its own (a hit checks the token's):
-		// its clock need not read the time.
-		Clock: noClock{},
+	// A slot or a number for each cached token, and for the few being
+	// put at a moment (the index admits them, or they are given back).
+	c.slab = newSlab(size + chunkSlots)
+	c.boxes.init(size + chunkSlots)
+	c.idx = newIndex(size, func(v uint32) {
+		if v&boxed != 0 {
+			c.boxes.release(v &^ boxed)
+		} else {
+			c.slab.release(v)
+		}
 	})
 	return c
 }
@@ -238,21 +265,24 @@ func (c *tokenCache) lookup(raw string, now time.Time, gen uint64) (tok *Token, 
 // cached.
 func (c *tokenCache) get(t *tokenTag, now time.Time, gen uint64) (e *cacheEntry, promote, expired bool) {
 	counts := &c.counts[stripe(t.h[0])]
-	ref, ok := c.m.GetIfPresent(t.slot())
-	if ok && ref.flat {
-		return c.getFlat(t, ref.slot, now, gen, counts)
+	key := indexKey(t.slot())
+	v, ok := c.idx.get(key)
+	if ok && v&boxed == 0 {
+		return c.getFlat(t, key, v, now, gen, counts)
 	}
-	e = ref.e
+	if ok {
+		e = c.boxes.get(v &^ boxed)
+	}
 	switch {
-	case !ok || !t.equal(&tokenTag{e.h, e.n}):
+	case e == nil || !t.equal(&tokenTag{e.h, e.n}):
 		counts.misses.Add(1)
 		return nil, false, false
 	case !c.usable(e, now.UnixMilli()):
-		c.m.Invalidate(t.slot())
+		c.idx.remove(key, v)
 		counts.misses.Add(1)
 		return nil, false, true
 	case !e.current(gen, now):
-		c.m.Invalidate(t.slot())
+		c.idx.remove(key, v)
 		counts.misses.Add(1)
 		return nil, false, false
 	}
@@ -260,7 +290,7 @@ func (c *tokenCache) get(t *tokenTag, now time.Time, gen uint64) (e *cacheEntry,
 }
 
 // getFlat is get for a flat record in slot.
-func (c *tokenCache) getFlat(t *tokenTag, slot uint32, now time.Time, gen uint64, counts *cacheCounts) (e *cacheEntry, promote, expired bool) {
+func (c *tokenCache) getFlat(t *tokenTag, key uint64, slot uint32, now time.Time, gen uint64, counts *cacheCounts) (e *cacheEntry, promote, expired bool) {
 	var rec [slotWords]uint64
 	d := c.deriver.Load()
 	if d == nil || !c.slab.read(slot, &rec) || !flatTagIs(&rec, t) {
@@ -269,7 +299,7 @@ func (c *tokenCache) getFlat(t *tokenTag, slot uint32, now time.Time, gen uint64
 		return nil, false, false
 	}
 	if usable, expired := c.flatUsable(&rec, now.UnixMilli(), gen); !usable {
-		c.m.Invalidate(t.slot())
+		c.idx.remove(key, slot)
 		counts.misses.Add(1)
 		return nil, false, expired
 	}
@@ -300,7 +330,7 @@ func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *ca
 	if d == nil {
 		compact(&e.tok, full, nil, c.keep)
 		e.cell.pending.Store(&pendingMemo{full: full, deriver: &c.deriver})
-		c.m.Set(t.slot(), cacheRef{e: e})
+		c.box(t, e)
 		return e
 	}
 	e.cell.key, e.cell.value = d.key, compact(&e.tok, full, d.fn(d.key, full), c.keep)
@@ -309,12 +339,21 @@ func (c *tokenCache) put(t *tokenTag, full *Token, used *keyUse, gen uint64) *ca
 	if c.encodeFlat(e, &rec) {
 		if slot, ok := c.slab.alloc(); ok {
 			c.slab.write(slot, &rec)
-			c.m.Set(t.slot(), cacheRef{slot: slot, flat: true})
+			if !c.idx.set(indexKey(t.slot()), slot) {
+				c.slab.release(slot)
+			}
 			return e
 		}
 	}
-	c.m.Set(t.slot(), cacheRef{e: e})
+	c.box(t, e)
 	return e
+}
+
+// box caches e boxed on the heap under t.
+func (c *tokenCache) box(t *tokenTag, e *cacheEntry) {
+	if i, ok := c.boxes.put(e); ok && !c.idx.set(indexKey(t.slot()), i|boxed) {
+		c.boxes.release(i)
+	}
 }
 
 // setOrigins names the verifier's shared origins for flat records.
@@ -449,19 +488,8 @@ func (t *Token) kept(kind int) string {
 	return t.origin.audience[kind-keptAudience]
 }
 
-// otterLogger hands otter's reports (a callback that panicked) to zap.
-type otterLogger struct{ l *zap.Logger }
-
-func (o otterLogger) Warn(_ context.Context, msg string, err error) {
-	o.l.Warn("token cache: "+msg, zap.Error(err))
-}
-
-func (o otterLogger) Error(_ context.Context, msg string, err error) {
-	o.l.Error("token cache: "+msg, zap.Error(err))
-}
-
 func (c *tokenCache) stats() CacheStats {
-	st := CacheStats{Evictions: c.evictions.Load(), Size: c.m.EstimatedSize(), OffHeapBytes: c.slab.mapped()}
+	st := CacheStats{Evictions: c.idx.evictions.Load(), Size: int(c.idx.count.Load()), OffHeapBytes: c.slab.mapped()}
 	for i := range c.counts {
 		st.Hits += c.counts[i].hits.Load()
 		st.Misses += c.counts[i].misses.Load()
@@ -477,10 +505,3 @@ func stripe(h uint64) uint64 {
 	var onStack byte
 	return (h ^ uint64(uintptr(unsafe.Pointer(&onStack))>>13)) % countStripes
 }
-
-// noClock is otter's clock for a cache without expiry: it never ticks,
-// and its time stands still.
-type noClock struct{}
-
-func (noClock) NowNano() int64                      { return 0 }
-func (noClock) Tick(time.Duration) <-chan time.Time { return nil }

@@ -23,11 +23,35 @@ import (
 type slab struct {
 	chunks atomic.Pointer[[]*chunk]
 
-	mu   sync.Mutex // guards free, next and growing chunks
-	free []uint32
-	next uint32 // slots below next have been handed out at least once
-	max  uint32 // slots the slab may hold
+	mu    sync.Mutex // guards slots and growing chunks
+	slots freeList
 }
+
+// freeList hands out numbers below max, reusing those given back.
+type freeList struct {
+	free []uint32
+	next uint32 // numbers below next have been handed out at least once
+	max  uint32
+}
+
+// take returns a number; false when all max are out. fresh reports one
+// never handed out before.
+func (f *freeList) take() (i uint32, fresh, ok bool) {
+	if n := len(f.free); n > 0 {
+		i = f.free[n-1]
+		f.free = f.free[:n-1]
+		return i, false, true
+	}
+	if f.next >= f.max {
+		return 0, false, false
+	}
+	f.next++
+	return f.next - 1, true, true
+}
+
+func (f *freeList) give(i uint32) { f.free = append(f.free, i) }
+
+func (f *freeList) inUse() int { return int(f.next) - len(f.free) }
 
 const (
 	slotWords  = 40 // 320 bytes: 112 of header, 208 for the strings
@@ -39,7 +63,7 @@ type chunk [chunkSlots][slotWords]uint64
 // newSlab returns a slab of up to max slots. Its chunks are unmapped once
 // the slab is unreachable.
 func newSlab(max int) *slab {
-	s := &slab{max: uint32(max)}
+	s := &slab{slots: freeList{max: uint32(max)}}
 	s.chunks.Store(new([]*chunk))
 	return s
 }
@@ -48,33 +72,27 @@ func newSlab(max int) *slab {
 func (s *slab) alloc() (uint32, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := len(s.free); n > 0 {
-		i := s.free[n-1]
-		s.free = s.free[:n-1]
-		return i, true
+	i, fresh, ok := s.slots.take()
+	if !ok || !fresh || i%chunkSlots != 0 {
+		return i, ok
 	}
-	if s.next >= s.max {
+	// The first slot of a chunk not mapped yet.
+	c, unmap := mapChunk()
+	if c == nil {
+		s.slots.next--
 		return 0, false
 	}
 	chunks := *s.chunks.Load()
-	if int(s.next/chunkSlots) >= len(chunks) {
-		c, unmap := mapChunk()
-		if c == nil {
-			return 0, false
-		}
-		grown := append(chunks[:len(chunks):len(chunks)], c)
-		s.chunks.Store(&grown)
-		runtime.AddCleanup(s, func(f func()) { f() }, unmap)
-	}
-	i := s.next
-	s.next++
+	grown := append(chunks[:len(chunks):len(chunks)], c)
+	s.chunks.Store(&grown)
+	runtime.AddCleanup(s, func(f func()) { f() }, unmap)
 	return i, true
 }
 
 // release puts slot i back on the free list.
 func (s *slab) release(i uint32) {
 	s.mu.Lock()
-	s.free = append(s.free, i)
+	s.slots.give(i)
 	s.mu.Unlock()
 }
 
@@ -82,12 +100,12 @@ func (s *slab) release(i uint32) {
 func (s *slab) inUse() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return int(s.next) - len(s.free)
+	return s.slots.inUse()
 }
 
 // limit reports the bytes of the chunks a full slab maps.
 func (s *slab) limit() int {
-	chunks := (int(s.max) + chunkSlots - 1) / chunkSlots
+	chunks := (int(s.slots.max) + chunkSlots - 1) / chunkSlots
 	return chunks * int(unsafe.Sizeof(chunk{}))
 }
 

@@ -68,7 +68,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cold scenario (d), each sent once: it ends early when they run out")
 	fleet := fs.String("fleet", "10000,100000", "fleet sizes: for each, that many distinct tokens cycling after a warm-up pass (comma-separated, ascending; empty: none)")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
-	profiles := fs.String("profile", "", "directory for CPU profiles of the gateway in scenarios (c), (d) and (e), and in the -store ones (empty: none)")
+	profiles := fs.String("profile", "", "directory for CPU profiles of the gateway in scenarios (bp), (c), (c-full), (d) and (e), and in the -store ones (empty: none)")
 	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
 	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
 	store := fs.String("store", "", "add the session store scenarios: memory, redis or all (empty: none)")
@@ -194,7 +194,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scenarios := []scenario{
 		{id: "a", name: "(a) direct upstream", proc: upstream, load: shared(get(upstream.url, nil))},
 		{id: "b", name: "(b) bare httputil.ReverseProxy", proc: bare, load: shared(get(bare.url, hot)), stats: bare.admin},
-		{id: "bp", name: "(bp) bare httputil.ReverseProxy with a BufferPool", proc: barePool, load: shared(get(barePool.url, hot)), stats: barePool.admin},
+		{id: "bp", name: "(bp) bare httputil.ReverseProxy with a BufferPool", proc: barePool, admin: barePool.admin, load: shared(get(barePool.url, hot)), stats: barePool.admin},
 		{id: "c", name: "(c) tollgate, one hot token, fresh process", proc: gw.child, admin: gw.admin, load: shared(get(gw.url, hot)), stats: gw.admin},
 	}
 	// The fleet scenarios: each size's tokens cycle after a warm-up pass
@@ -234,7 +234,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if len(fleetSizes) > 0 {
 		scenarios = append(scenarios, scenario{id: "c-full", name: "(c-full) tollgate, one hot token, the fleet in the cache",
-			proc: gw.child, load: shared(get(gw.url, hot)), stats: gw.admin})
+			proc: gw.child, admin: gw.admin, load: shared(get(gw.url, hot)), stats: gw.admin})
 	}
 	scenarios = append(scenarios,
 		scenario{id: "d", name: fmt.Sprintf("(d) tollgate, cold: %d distinct %s tokens, each new", len(many), *alg), proc: gw.child, admin: gw.admin, load: shared(once(get(gw.url, many), len(many))), stats: gw.admin},

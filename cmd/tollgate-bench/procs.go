@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/exec"
@@ -165,7 +166,10 @@ func serveAnnounced(ctx context.Context, stdout io.Writer, h http.Handler) error
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	admin := &http.Server{Handler: http.HandlerFunc(runtimeStats), ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", runtimeStats)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile) // -profile
+	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { <-ctx.Done(); srv.Close(); admin.Close() }()
 	go admin.Serve(adminLn)
 	fmt.Fprintf(stdout, "listening http://%s http://%s\n", ln.Addr(), adminLn.Addr())

@@ -1,0 +1,280 @@
+package verifier
+
+import (
+	"math/bits"
+	"sync"
+	"sync/atomic"
+)
+
+// index maps a cached token's key (tokenTag.slot) to where its
+// verification is kept — a slab slot, or a boxed entry's number — and
+// decides which tokens stay when it is full. It holds no Go pointer: the
+// collector has nothing of it to trace, however many tokens are cached.
+//
+// Layout: a table of buckets of bucketWays keys and values, with half as
+// many ways again as the index holds entries. A key may live in either of
+// two buckets, chosen by two hashes of it, and goes to the emptier one:
+// with two choices no bucket overflows at that load in practice (Azar et
+// al., "Balanced allocations", 1994; none of 2 million keys put into
+// twenty indexes of 100,000, against 382 with a quarter more ways), so
+// the index fills to its size. A lookup
+// reads at most the two buckets, without a lock; a change locks them (a
+// mutex per bucket stripe).
+//
+// Policy: TinyLFU (Einziger, Friedman and Manes, "TinyLFU: a highly
+// efficient cache admission policy", 2017). A frequency sketch counts how
+// often each key was looked up, halving every count after ten lookups per
+// entry so that it follows the load. When the index is full, a new key
+// is admitted only if it was looked up more often than the least
+// frequent key of its two buckets, which it then replaces: a cycle over
+// more tokens than fit keeps a fixed part of them (LRU and FIFO keep none
+// — each token is evicted just before its next use), and a skewed load
+// keeps its hot tokens. The victim is the least frequent of up to
+// 2×bucketWays keys, not of all: a sampled LFU, as ristretto's is.
+//
+// Concurrency: a way's key is 0 while its value changes, so a reader that
+// loads the key, the value and the key again, the same non-zero key both
+// times, has a value that was set for that key. It may be one released
+// since: a slot's record or a box names its token's whole tag, which the
+// cache checks (a reused slot is a miss, never another token).
+type index struct {
+	buckets []bucket
+	locks   [indexLocks]sync.Mutex
+	freq    sketch
+	size    int64 // the most entries
+	count   atomic.Int64
+	// release is told of every value the index stops holding: replaced,
+	// evicted or removed. It runs under the index's lock.
+	release   func(v uint32)
+	evictions atomic.Uint64
+}
+
+const (
+	bucketWays = 8
+	indexLocks = 256
+)
+
+type bucket struct {
+	keys [bucketWays]uint64 // 0: a free way
+	vals [bucketWays]uint32
+}
+
+func newIndex(size int, release func(uint32)) *index {
+	ways := size + size/2
+	x := &index{
+		buckets: make([]bucket, max(2, (ways+bucketWays-1)/bucketWays)),
+		size:    int64(size),
+		release: release,
+	}
+	x.freq.init(size)
+	return x
+}
+
+// indexKey is the index's key for a tag's slot: never 0, which marks a
+// free way.
+func indexKey(slot uint64) uint64 { return max(slot, 1) }
+
+// pair returns key's two buckets (possibly the same one).
+func (x *index) pair(key uint64) (b1, b2 int) {
+	n := uint64(len(x.buckets))
+	h1, _ := bits.Mul64(key, n)
+	h2, _ := bits.Mul64(bits.RotateLeft64(key, 32)*0x9e3779b97f4a7c15, n)
+	return int(h1), int(h2)
+}
+
+// get returns key's value, counting the lookup in the frequency sketch.
+func (x *index) get(key uint64) (uint32, bool) {
+	x.freq.add(key)
+	b1, b2 := x.pair(key)
+	if v, ok := x.buckets[b1].find(key); ok {
+		return v, true
+	}
+	return x.buckets[b2].find(key)
+}
+
+func (b *bucket) find(key uint64) (uint32, bool) {
+	for w := range b.keys {
+		if atomic.LoadUint64(&b.keys[w]) == key {
+			v := atomic.LoadUint32(&b.vals[w])
+			if atomic.LoadUint64(&b.keys[w]) == key {
+				return v, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// lock locks key's buckets and returns them, with the function that
+// unlocks them.
+func (x *index) lock(key uint64) (b1, b2 *bucket, unlock func()) {
+	i, j := x.pair(key)
+	li, lj := i%indexLocks, j%indexLocks
+	if li > lj {
+		li, lj = lj, li
+	}
+	x.locks[li].Lock()
+	if lj != li {
+		x.locks[lj].Lock()
+	}
+	return &x.buckets[i], &x.buckets[j], func() {
+		if lj != li {
+			x.locks[lj].Unlock()
+		}
+		x.locks[li].Unlock()
+	}
+}
+
+// set maps key to v, replacing key's value if it has one. When the index
+// is full it admits key only over a less frequent one, which it evicts;
+// false means v was not admitted (and is the caller's still).
+func (x *index) set(key uint64, v uint32) bool {
+	b1, b2, unlock := x.lock(key)
+	defer unlock()
+	for _, b := range [2]*bucket{b1, b2} {
+		for w := range b.keys {
+			if b.keys[w] == key {
+				old := b.vals[w]
+				atomic.StoreUint32(&b.vals[w], v)
+				x.release(old)
+				return true
+			}
+		}
+	}
+	b, w := x.freeWay(b1, b2)
+	if x.count.Add(1) > x.size || b == nil {
+		// Full (the index, or both buckets): take a less frequent key's
+		// way, or keep out.
+		x.count.Add(-1)
+		var vkey uint64
+		if b, w, vkey = x.victim(b1, b2); b == nil || x.freq.estimate(key) <= x.freq.estimate(vkey) {
+			return false
+		}
+		atomic.StoreUint64(&b.keys[w], 0)
+		x.release(b.vals[w])
+		x.evictions.Add(1)
+	}
+	atomic.StoreUint32(&b.vals[w], v)
+	atomic.StoreUint64(&b.keys[w], key)
+	return true
+}
+
+// freeWay returns a free way of the emptier of b1 and b2; nil when both
+// are full.
+func (x *index) freeWay(b1, b2 *bucket) (*bucket, int) {
+	if b1.used() > b2.used() {
+		b1, b2 = b2, b1
+	}
+	for _, b := range [2]*bucket{b1, b2} {
+		for w := range b.keys {
+			if b.keys[w] == 0 {
+				return b, w
+			}
+		}
+	}
+	return nil, 0
+}
+
+func (b *bucket) used() int {
+	n := 0
+	for _, k := range b.keys {
+		if k != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// victim returns the way of the least frequent key in b1 and b2, and the
+// key; nil when both are empty.
+func (x *index) victim(b1, b2 *bucket) (vb *bucket, vw int, vkey uint64) {
+	least := -1
+	for _, b := range [2]*bucket{b1, b2} {
+		for w, k := range b.keys {
+			if k == 0 {
+				continue
+			}
+			if f := x.freq.estimate(k); least < 0 || f < least {
+				vb, vw, vkey, least = b, w, k, f
+			}
+		}
+	}
+	return vb, vw, vkey
+}
+
+// remove drops key if its value is still v.
+func (x *index) remove(key uint64, v uint32) {
+	b1, b2, unlock := x.lock(key)
+	defer unlock()
+	for _, b := range [2]*bucket{b1, b2} {
+		for w := range b.keys {
+			if b.keys[w] == key && b.vals[w] == v {
+				atomic.StoreUint64(&b.keys[w], 0)
+				x.count.Add(-1)
+				x.release(v)
+				return
+			}
+		}
+	}
+}
+
+// sketch is a count-min sketch of 4-bit counters (TinyLFU's, as Caffeine
+// lays it out): a key's four counters are in one 64-byte block, so that
+// counting a lookup touches one cache line. Every count halves after
+// period additions. Counting is approximate by design: a count is never
+// below the key's true count since the last halving, save for additions
+// lost to a concurrent one (a failed compare-and-swap is not retried).
+type sketch struct {
+	words  []uint64 // 16 counters each, 8 words a block
+	blocks uint64   // a power of two
+	adds   atomic.Uint64
+	period uint64
+}
+
+func (s *sketch) init(size int) {
+	words := max(8, 1<<bits.Len(uint(max(size, 1)-1))) // the next power of two
+	s.words = make([]uint64, words)
+	s.blocks = uint64(words / 8)
+	s.period = 10 * uint64(max(size, 1))
+}
+
+// counter returns key's counter i (0–3): its word, and its shift within.
+func (s *sketch) counter(h uint64, i int) (*uint64, uint) {
+	block := h & (s.blocks - 1)
+	word := block*8 + (h>>(32+3*i))&7
+	return &s.words[word], uint((h>>(48+4*i))&15) * 4
+}
+
+// spread mixes key, which may differ from another in few bits.
+func spread(key uint64) uint64 {
+	key ^= key >> 33
+	key *= 0xff51afd7ed558ccd
+	key ^= key >> 33
+	return key
+}
+
+func (s *sketch) add(key uint64) {
+	h := spread(key)
+	for i := range 4 {
+		w, shift := s.counter(h, i)
+		old := atomic.LoadUint64(w)
+		if old>>shift&15 < 15 {
+			atomic.CompareAndSwapUint64(w, old, old+1<<shift)
+		}
+	}
+	if s.adds.Add(1)%s.period == 0 {
+		for i := range s.words {
+			atomic.StoreUint64(&s.words[i], atomic.LoadUint64(&s.words[i])>>1&0x7777777777777777)
+		}
+	}
+}
+
+// estimate returns key's count: the least of its four counters.
+func (s *sketch) estimate(key uint64) int {
+	h := spread(key)
+	least := 15
+	for i := range 4 {
+		w, shift := s.counter(h, i)
+		least = min(least, int(atomic.LoadUint64(w)>>shift&15))
+	}
+	return least
+}
