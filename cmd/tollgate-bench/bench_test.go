@@ -116,10 +116,16 @@ func checkFleet(t *testing.T, table, alg string) {
 		}
 	}
 	for _, row := range []string{"(c-full) tollgate, one hot token, the fleet in the cache", "fleet: requests/s ×(bp) after warm-up",
-		"fleet: one hot token with the cache full: ", "cold: every token new: "} {
+		"fleet: one hot token with the cache full: ", "cold: every token new: ",
+		// Each fleet target's baseline is measured again just before it.
+		"(bp) again, before (g)", "(bp) again, before (c-full)", "(bp) again, before (d)"} {
 		if !strings.Contains(table, row) {
 			t.Errorf("no %q in:\n%s", row, table)
 		}
+	}
+	again := strings.TrimSpace(lineWith(table, "baseline: (bp) again before each fleet, (c-full) and (d): "))
+	if again = again[strings.LastIndexByte(again, ':')+1:]; len(strings.Split(again, ",")) != 4 {
+		t.Errorf("want four repeated baselines (two fleets, (c-full), (d)): %q", again)
 	}
 }
 

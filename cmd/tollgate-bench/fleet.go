@@ -203,18 +203,29 @@ func parseSizes(s string) ([]int, error) {
 // (docs/PERFORMANCE.md), as ratios to the bare proxy with a buffer pool
 // (bp) of the same run.
 func printFleetRatios(w io.Writer, results map[string]result, sizes []int) {
-	bp := results["bp"]
-	var fleet []string
+	base := baseline(results)
+	var fleet, ids []string
 	for _, n := range sizes {
-		r := results[fmt.Sprintf("g%d", n)]
-		fleet = append(fleet, fmt.Sprintf("%d tokens %.2f (hits %.1f%%, GC %.1f%% of CPU)", n, r.rps/bp.rps, 100*r.gc.hitRate, 100*r.gc.cpuShare))
+		id := fmt.Sprintf("g%d", n)
+		ids = append(ids, id)
+		r := results[id]
+		fleet = append(fleet, fmt.Sprintf("%d tokens %.2f (hits %.1f%%, GC %.1f%% of CPU)", n, r.rps/base(id).rps, 100*r.gc.hitRate, 100*r.gc.cpuShare))
 	}
 	fmt.Fprintf(w, "fleet: requests/s ×(bp) after warm-up (target ≥ 0.9, GC ≤ 3%%): %s\n", strings.Join(fleet, ", "))
 	if c, ok := results["c-full"]; ok {
+		bp := base("c-full")
 		fmt.Fprintf(w, "fleet: one hot token with the cache full: %.2f×(bp) requests/s (target ≥ 0.95), p99 %.2f×(bp) (≤ 1.2), CPU %+.1f µs/req over (bp) (≤ 5), GC %.1f%% of CPU\n",
 			c.rps/bp.rps, float64(c.p99)/float64(bp.p99), (c.cpuPer10k-bp.cpuPer10k)*100, 100*c.gc.cpuShare)
 	}
 	if d, ok := results["d"]; ok {
-		fmt.Fprintf(w, "cold: every token new: %.2f×(bp) requests/s (target ≥ 0.5), %.2f×(b)\n", d.rps/bp.rps, d.rps/results["b"].rps)
+		fmt.Fprintf(w, "cold: every token new: %.2f×(bp) requests/s (target ≥ 0.5), %.2f×(b)\n", d.rps/base("d").rps, d.rps/results["b"].rps)
 	}
+	first := results["bp"]
+	var again []string
+	for _, id := range append(ids, "c-full", "d") {
+		if r, ok := results["bp@"+id]; ok {
+			again = append(again, fmt.Sprintf("%.2f", r.rps/first.rps))
+		}
+	}
+	fmt.Fprintf(w, "baseline: (bp) again before each fleet, (c-full) and (d): %s× the first (bp)\n", strings.Join(again, ", "))
 }

@@ -57,7 +57,7 @@ func once(next request, n int) request {
 }
 
 type result struct {
-	name              string
+	id, name          string
 	requests, errors  int
 	rps               float64
 	p50, p99, p999    time.Duration
@@ -169,7 +169,18 @@ func drive(ctx context.Context, client *http.Client, proc, sidecar *child, l loa
 // proxy (b) and the bare proxy with a buffer pool (bp), and, for
 // tollgate's scenarios, the token cache's hit rate and the garbage
 // collector's cycles and share of the gateway's CPU.
-func printTable(w io.Writer, results []result, b, bp result) {
+// baseline returns the (bp) a scenario's ratios are to: the one measured
+// just before it if there is one (bp@id), the first otherwise.
+func baseline(results map[string]result) func(id string) result {
+	return func(id string) result {
+		if r, ok := results["bp@"+id]; ok {
+			return r
+		}
+		return results["bp"]
+	}
+}
+
+func printTable(w io.Writer, results []result, b result, base func(id string) result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\trequests/s\t×(b)\t×(bp)\tp50\tp99\t×(bp)\tp99.9\tCPU µs/req\t−(bp)\tRSS MiB\tcache hits\tGC cycles\tGC CPU\terrors\t")
 	for _, r := range results {
@@ -180,11 +191,13 @@ func printTable(w io.Writer, results []result, b, bp result) {
 				hits = fmt.Sprintf("%.1f%%", 100*r.gc.hitRate)
 			}
 		}
+		bp := base(r.id)
 		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%s\t%s\t%.2f\t%s\t%.1f\t%+.1f\t%.1f\t%s\t%s\t%s\t%d\t\n", r.name, r.rps, r.rps/b.rps, r.rps/bp.rps,
 			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), float64(r.p99)/float64(bp.p99), r.p999.Round(time.Microsecond),
 			r.cpuPer10k*100, (r.cpuPer10k-bp.cpuPer10k)*100, r.rssMiB, hits, cycles, share, r.errors)
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "×(bp) and −(bp) of a scenario after a \"(bp) again\" row are to that row.")
 }
 
 func newLoadClient(conns int) *http.Client {
