@@ -214,7 +214,12 @@ type CacheStats struct {
 	OffHeapBytes int
 }
 
+// maxCacheSize bounds a cache's size: the index names a slot or a box in
+// 31 bits.
+const maxCacheSize = 1 << 30
+
 func newTokenCache(size, maxBytes int, leeway time.Duration, keep []string) *tokenCache {
+	size = min(size, maxCacheSize)
 	c := &tokenCache{tags: newTagger(min(maxBytes, maxTaggedBytes)), leewayMs: leeway.Milliseconds(), keep: keep}
 	c.hot.seed = maphash.MakeSeed()
 	// A slot or a number for each cached token, and for the few being

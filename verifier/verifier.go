@@ -55,7 +55,7 @@ type Config struct {
 	MaxTokenBytes int
 	// CacheSize bounds the verified-token cache, in tokens. Zero means
 	// 100000, a replica's share of a large fleet; negative disables the
-	// cache. A token like tollgate's own, with the proxy's header values,
+	// cache; more than 2³⁰ is 2³⁰. A token like tollgate's own, with the proxy's header values,
 	// takes about 0.4 KiB with no claims kept (CachedClaims nil), almost all
 	// of it outside the Go heap (see OffHeapLimit), and about 1 KiB of heap
 	// with ten claims kept (tokens cached before a Memo consumer such as

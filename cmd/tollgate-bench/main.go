@@ -68,7 +68,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cold scenario (d), each sent once: it ends early when they run out")
 	fleet := fs.String("fleet", "10000,100000", "fleet sizes: for each, that many distinct tokens cycling after a warm-up pass (comma-separated, ascending; empty: none)")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
-	profiles := fs.String("profile", "", "directory for CPU profiles of the gateway in scenarios (bp), (c), (c-full), (d) and (e), and in the -store ones (empty: none)")
+	profiles := fs.String("profile", "", "directory for CPU profiles of the process under test in scenarios (bp) (each time), (c), (c-full), (d) and (e), and in the -store ones (empty: none)")
 	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
 	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
 	store := fs.String("store", "", "add the session store scenarios: memory, redis or all (empty: none)")
@@ -249,7 +249,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for i := 0; i < len(scenarios); i++ {
 		if s := scenarios[i]; strings.HasPrefix(s.id, "g") || s.id == "c-full" || s.id == "d" {
 			scenarios = slices.Insert(scenarios, i, scenario{id: "bp@" + s.id, name: "(bp) again, before " + s.name[:strings.IndexByte(s.name, ')')+1],
-				proc: barePool, load: shared(get(barePool.url, hot)), stats: barePool.admin, before: s.before})
+				proc: barePool, admin: barePool.admin, load: shared(get(barePool.url, hot)), stats: barePool.admin, before: s.before})
 			scenarios[i+1].before = nil
 			i++
 		}

@@ -24,7 +24,7 @@ import (
 )
 
 // maxTokenCacheSize caps TOLLGATE_TOKEN_CACHE_SIZE: ten million tokens
-// are 10–30 GiB, past any replica's memory.
+// are 4–10 GiB, past any replica's memory.
 const maxTokenCacheSize = 10_000_000
 
 // envPrefix is the prefix of every environment variable tollgate reads.
@@ -56,9 +56,9 @@ type Config struct {
 	// MaxTokenBytes bounds the length of a bearer token.
 	MaxTokenBytes int `env:"MAX_TOKEN_BYTES" envDefault:"8192"`
 	// TokenCacheSize bounds the verified-token cache in tokens (about
-	// 0.7 KiB each, so ~70 MiB at the default, a replica's share of a
-	// large fleet); 0 turns the cache off, so every request verifies a
-	// signature.
+	// 0.35 KiB each for tollgate's own, most of it outside the Go heap, so
+	// ~33 MiB at the default, a replica's share of a large fleet); 0 turns
+	// the cache off, so every request verifies a signature.
 	TokenCacheSize int `env:"TOKEN_CACHE_SIZE" envDefault:"100000"`
 	// JWKSRefresh is the background refresh interval of remote JWKS.
 	JWKSRefresh time.Duration `env:"JWKS_REFRESH" envDefault:"15m"`
