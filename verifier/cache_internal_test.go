@@ -388,3 +388,29 @@ func TestNilMemoStaysBoxed(t *testing.T) {
 		t.Fatalf("hit %v", got)
 	}
 }
+
+// BenchmarkSlabWrite writes a record into a slot never used before (the
+// slab growing, as while a replica's cache first fills) and into one
+// reused from the free list.
+func BenchmarkSlabWrite(b *testing.B) {
+	var rec [slotWords]uint64
+	b.Run("fresh", func(b *testing.B) {
+		s := newSlab(1 << 22)
+		for b.Loop() {
+			i, ok := s.alloc()
+			if !ok {
+				s = newSlab(1 << 22)
+				i, _ = s.alloc()
+			}
+			s.write(i, &rec)
+		}
+	})
+	b.Run("reused", func(b *testing.B) {
+		s := newSlab(chunkSlots)
+		for b.Loop() {
+			i, _ := s.alloc()
+			s.write(i, &rec)
+			s.release(i)
+		}
+	})
+}
