@@ -32,11 +32,17 @@ import (
 // keeps its hot tokens. The victim is the least frequent of up to
 // 2×bucketWays keys, not of all: a sampled LFU, as ristretto's is.
 //
-// Concurrency: a way's key is 0 while its value changes, so a reader that
-// loads the key, the value and the key again, the same non-zero key both
-// times, has a value that was set for that key. It may be one released
-// since: a slot's record or a box names its token's whole tag, which the
-// cache checks (a reused slot is a miss, never another token).
+// Recency: a key not found in a whole recency period (half the sketch's)
+// is stale, and is evicted before any other and whatever its
+// count (see sweep): what otter's LRU window did for tokens that stop
+// being used, such as one replaced by its refresh.
+//
+// Concurrency: a way's key is 0 while it changes hands, and a reader
+// loads the key, the value and the key again. What it gets is only a
+// candidate: a way can change hands and come back to the same key between
+// its loads, and a value it reads may have been released since. The
+// cache checks every candidate against the whole tag its slot's record or
+// box names, so a reused slot is a miss, never another token.
 type index struct {
 	buckets []bucket
 	locks   [indexLocks]sync.Mutex
@@ -57,6 +63,9 @@ const (
 type bucket struct {
 	keys [bucketWays]uint64 // 0: a free way
 	vals [bucketWays]uint32
+	// ref has a bit for each way found since the last sweep; stale, one
+	// for each way not found in the whole period before it (see sweep).
+	ref, stale uint32
 }
 
 func newIndex(size int, release func(uint32)) *index {
@@ -82,9 +91,12 @@ func (x *index) pair(key uint64) (b1, b2 int) {
 	return int(h1), int(h2)
 }
 
-// get returns key's value, counting the lookup in the frequency sketch.
+// get returns key's value, counting the lookup in the frequency sketch
+// and marking key's way as found.
 func (x *index) get(key uint64) (uint32, bool) {
-	x.freq.add(key)
+	if x.freq.add(key) {
+		x.sweep()
+	}
 	b1, b2 := x.pair(key)
 	if v, ok := x.buckets[b1].find(key); ok {
 		return v, true
@@ -97,6 +109,9 @@ func (b *bucket) find(key uint64) (uint32, bool) {
 		if atomic.LoadUint64(&b.keys[w]) == key {
 			v := atomic.LoadUint32(&b.vals[w])
 			if atomic.LoadUint64(&b.keys[w]) == key {
+				if bit := uint32(1) << w; atomic.LoadUint32(&b.ref)&bit == 0 {
+					atomic.OrUint32(&b.ref, bit)
+				}
 				return v, true
 			}
 		}
@@ -104,11 +119,29 @@ func (b *bucket) find(key uint64) (uint32, bool) {
 	return 0, false
 }
 
-// lock locks key's buckets and returns them, with the function that
-// unlocks them.
-func (x *index) lock(key uint64) (b1, b2 *bucket, unlock func()) {
+// sweep starts a recency period, half the sketch's: a way not found in
+// the one that ends is stale, and set evicts it before any other whatever
+// its frequency — a token replaced by its successor (refreshed, or its
+// session ended) is never presented again, yet its count from when it was
+// in use would otherwise keep newer tokens out for several halvings
+// (TestCacheHitRateTokenTurnover). Five lookups per entry is long enough
+// for a cycle over a few times the cache's size to keep finding its
+// cached part (TestCacheHitRates), and short enough for tokens to turn
+// over. It runs on the lookup that ends a period.
+func (x *index) sweep() {
+	for i := range x.buckets {
+		b := &x.buckets[i]
+		x.locks[i%indexLocks].Lock()
+		atomic.StoreUint32(&b.stale, ^atomic.SwapUint32(&b.ref, 0)&(1<<bucketWays-1))
+		x.locks[i%indexLocks].Unlock()
+	}
+}
+
+// lock locks key's buckets and returns them with the locks to pass to
+// unlock.
+func (x *index) lock(key uint64) (b1, b2 *bucket, li, lj int) {
 	i, j := x.pair(key)
-	li, lj := i%indexLocks, j%indexLocks
+	li, lj = i%indexLocks, j%indexLocks
 	if li > lj {
 		li, lj = lj, li
 	}
@@ -116,23 +149,26 @@ func (x *index) lock(key uint64) (b1, b2 *bucket, unlock func()) {
 	if lj != li {
 		x.locks[lj].Lock()
 	}
-	return &x.buckets[i], &x.buckets[j], func() {
-		if lj != li {
-			x.locks[lj].Unlock()
-		}
-		x.locks[li].Unlock()
+	return &x.buckets[i], &x.buckets[j], li, lj
+}
+
+func (x *index) unlock(li, lj int) {
+	if lj != li {
+		x.locks[lj].Unlock()
 	}
+	x.locks[li].Unlock()
 }
 
 // set maps key to v, replacing key's value if it has one. When the index
 // is full it admits key only over a less frequent one, which it evicts;
 // false means v was not admitted (and is the caller's still).
 func (x *index) set(key uint64, v uint32) bool {
-	b1, b2, unlock := x.lock(key)
-	defer unlock()
+	b1, b2, li, lj := x.lock(key)
+	defer x.unlock(li, lj)
 	for _, b := range [2]*bucket{b1, b2} {
 		for w := range b.keys {
 			if b.keys[w] == key {
+				// Another value for the same key: a reader may get either.
 				old := b.vals[w]
 				atomic.StoreUint32(&b.vals[w], v)
 				x.release(old)
@@ -142,11 +178,12 @@ func (x *index) set(key uint64, v uint32) bool {
 	}
 	b, w := x.freeWay(b1, b2)
 	if x.count.Add(1) > x.size || b == nil {
-		// Full (the index, or both buckets): take a less frequent key's
-		// way, or keep out.
+		// Full (the index, or both buckets): take a stale key's way, or a
+		// less frequent key's, or keep out.
 		x.count.Add(-1)
 		var vkey uint64
-		if b, w, vkey = x.victim(b1, b2); b == nil || x.freq.estimate(key) <= x.freq.estimate(vkey) {
+		var stale bool
+		if b, w, vkey, stale = x.victim(b1, b2); b == nil || !stale && x.freq.estimate(key) <= x.freq.estimate(vkey) {
 			return false
 		}
 		atomic.StoreUint64(&b.keys[w], 0)
@@ -155,6 +192,10 @@ func (x *index) set(key uint64, v uint32) bool {
 	}
 	atomic.StoreUint32(&b.vals[w], v)
 	atomic.StoreUint64(&b.keys[w], key)
+	// New: neither stale nor found yet; it counts as found in the period
+	// it came in.
+	atomic.AndUint32(&b.stale, ^(uint32(1) << w))
+	atomic.OrUint32(&b.ref, uint32(1)<<w)
 	return true
 }
 
@@ -184,27 +225,29 @@ func (b *bucket) used() int {
 	return n
 }
 
-// victim returns the way of the least frequent key in b1 and b2, and the
-// key; nil when both are empty.
-func (x *index) victim(b1, b2 *bucket) (vb *bucket, vw int, vkey uint64) {
+// victim returns the way in b1 and b2 to evict, and its key: the least
+// frequent stale key if there is one (stale true), else the least
+// frequent key; nil when both buckets are empty.
+func (x *index) victim(b1, b2 *bucket) (vb *bucket, vw int, vkey uint64, stale bool) {
 	least := -1
 	for _, b := range [2]*bucket{b1, b2} {
 		for w, k := range b.keys {
 			if k == 0 {
 				continue
 			}
-			if f := x.freq.estimate(k); least < 0 || f < least {
-				vb, vw, vkey, least = b, w, k, f
+			s := b.stale&(1<<w) != 0
+			if f := x.freq.estimate(k); least < 0 || s && !stale || s == stale && f < least {
+				vb, vw, vkey, least, stale = b, w, k, f, s
 			}
 		}
 	}
-	return vb, vw, vkey
+	return vb, vw, vkey, stale
 }
 
 // remove drops key if its value is still v.
 func (x *index) remove(key uint64, v uint32) {
-	b1, b2, unlock := x.lock(key)
-	defer unlock()
+	b1, b2, li, lj := x.lock(key)
+	defer x.unlock(li, lj)
 	for _, b := range [2]*bucket{b1, b2} {
 		for w := range b.keys {
 			if b.keys[w] == key && b.vals[w] == v {
@@ -218,29 +261,40 @@ func (x *index) remove(key uint64, v uint32) {
 }
 
 // sketch is a count-min sketch of 4-bit counters (TinyLFU's, as Caffeine
-// lays it out): a key's four counters are in one 64-byte block, so that
-// counting a lookup touches one cache line. Every count halves after
-// period additions. Counting is approximate by design: a count is never
-// below the key's true count since the last halving, save for additions
-// lost to a concurrent one (a failed compare-and-swap is not retried).
+// lays it out): a key's four counters are in four words of one 64-byte
+// block, so that counting a lookup touches one cache line. Every count
+// halves after period additions. Counting is approximate by design: a
+// count is never below the key's true count since the last halving, save
+// for additions lost to a concurrent one (a failed compare-and-swap is
+// not retried).
 type sketch struct {
 	words  []uint64 // 16 counters each, 8 words a block
 	blocks uint64   // a power of two
-	adds   atomic.Uint64
-	period uint64
+	// adds counts additions by stripe (see stripe), a stripe's share of
+	// the period at a time, so that lookups seldom write one cache line;
+	// shares counts the shares completed.
+	adds   [countStripes]paddedCount
+	shares atomic.Uint64
+	share  uint64 // period / countStripes
+}
+
+type paddedCount struct {
+	n atomic.Uint64
+	_ [56]byte
 }
 
 func (s *sketch) init(size int) {
 	words := max(8, 1<<bits.Len(uint(max(size, 1)-1))) // the next power of two
 	s.words = make([]uint64, words)
 	s.blocks = uint64(words / 8)
-	s.period = 10 * uint64(max(size, 1))
+	s.share = max(1, 10*uint64(max(size, 1))/countStripes)
 }
 
 // counter returns key's counter i (0–3): its word, and its shift within.
+// The four are in distinct words of the block.
 func (s *sketch) counter(h uint64, i int) (*uint64, uint) {
 	block := h & (s.blocks - 1)
-	word := block*8 + (h>>(32+3*i))&7
+	word := block*8 + (h>>32+2*uint64(i))&7
 	return &s.words[word], uint((h>>(48+4*i))&15) * 4
 }
 
@@ -252,7 +306,9 @@ func spread(key uint64) uint64 {
 	return key
 }
 
-func (s *sketch) add(key uint64) {
+// add counts a lookup of key. Every period it halves every count; true
+// when it ended a period or half of one (the index's sweep: see sweep).
+func (s *sketch) add(key uint64) bool {
 	h := spread(key)
 	for i := range 4 {
 		w, shift := s.counter(h, i)
@@ -261,11 +317,16 @@ func (s *sketch) add(key uint64) {
 			atomic.CompareAndSwapUint64(w, old, old+1<<shift)
 		}
 	}
-	if s.adds.Add(1)%s.period == 0 {
-		for i := range s.words {
-			atomic.StoreUint64(&s.words[i], atomic.LoadUint64(&s.words[i])>>1&0x7777777777777777)
-		}
+	if s.adds[stripe(h)].n.Add(1)%s.share != 0 {
+		return false
 	}
+	if n := s.shares.Add(1); n%countStripes != 0 {
+		return n%(countStripes/2) == 0
+	}
+	for i := range s.words {
+		atomic.StoreUint64(&s.words[i], atomic.LoadUint64(&s.words[i])>>1&0x7777777777777777)
+	}
+	return true
 }
 
 // estimate returns key's count: the least of its four counters.

@@ -150,6 +150,20 @@ func TestIndexFillsToSize(t *testing.T) {
 	}
 }
 
+// TestIndexAllocatesNothing: a lookup, a set and a removal allocate
+// nothing (an unlock closure once escaped to the heap on every write).
+func TestIndexAllocatesNothing(t *testing.T) {
+	x := newIndex(64, func(uint32) {})
+	key := indexKey(12345)
+	if n := testing.AllocsPerRun(100, func() {
+		x.set(key, 7)
+		x.get(key)
+		x.remove(key, 7)
+	}); n != 0 {
+		t.Errorf("%.1f allocations per set, get and remove", n)
+	}
+}
+
 // BenchmarkIndexGet is a lookup of a held key, with its frequency counted.
 func BenchmarkIndexGet(b *testing.B) {
 	const size = 100_000
