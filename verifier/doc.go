@@ -47,7 +47,7 @@
 // proxy's upstream header values, derived once from every claim as the
 // token is cached — in under 0.5 KiB (TestCacheMemoryPerToken). For
 // tollgate's own tokens that is a 320-byte record outside the Go heap and
-// 18 bytes of the index's table, which holds no pointer: the garbage
+// about 20 bytes of the index's table, which holds no pointer: the garbage
 // collector traces nothing per cached token. The issuer, algorithm and
 // audience are shared between tokens. Not the claims: they are most of
 // what a cached token would cost, and no consumer on the hot path needs

@@ -55,14 +55,17 @@ type Config struct {
 	MaxTokenBytes int
 	// CacheSize bounds the verified-token cache, in tokens. Zero means
 	// 100000, a replica's share of a large fleet; negative disables the
-	// cache; more than 2³⁰ is 2³⁰. A token like tollgate's own, with the proxy's header values,
-	// takes about 0.4 KiB with no claims kept (CachedClaims nil), almost all
-	// of it outside the Go heap (see OffHeapLimit), and about 1 KiB of heap
+	// cache; more than 2³⁰ is 2³⁰. A token like tollgate's own, with the
+	// proxy's header values, takes about 0.35 KiB with no claims kept
+	// (CachedClaims nil), almost all of it outside the Go heap (see
+	// OffHeapLimit) and mapped as tokens are cached; about 1 KiB of heap
 	// with ten claims kept (tokens cached before a Memo consumer such as
-	// the proxy first used one keep every claim until it uses them). An
-	// entry lives until its token expires, the remote key set that
-	// verified it changes or goes stale, KeysChanged is called, or the
-	// cache needs its room for a token used more often.
+	// the proxy first used one keep every claim until it uses them). The
+	// index takes 30 bytes per token of CacheSize, allocated up front (3
+	// MiB at the default). An entry lives until its token expires, the
+	// remote key set that verified it changes or goes stale, KeysChanged
+	// is called, or the cache needs its room for a token used more often
+	// or more recently.
 	CacheSize int
 	// CachedClaims names the claims a Token served from the cache keeps in
 	// Claims, for consumers that read claims by name; a token from a full
