@@ -17,9 +17,8 @@ import (
 // with two choices no bucket overflows at that load in practice (Azar et
 // al., "Balanced allocations", 1994; none of 2 million keys put into
 // twenty indexes of 100,000, against 382 with a quarter more ways), so
-// the index fills to its size. A lookup
-// reads at most the two buckets, without a lock; a change locks them (a
-// mutex per bucket stripe).
+// the index fills to its size. A lookup reads at most the two buckets,
+// without a lock; a change locks them (a mutex per bucket stripe).
 //
 // Policy: TinyLFU (Einziger, Friedman and Manes, "TinyLFU: a highly
 // efficient cache admission policy", 2017). A frequency sketch counts how
@@ -33,9 +32,9 @@ import (
 // 2×bucketWays keys, not of all: a sampled LFU, as ristretto's is.
 //
 // Recency: a key not found in a whole recency period (half the sketch's)
-// is stale, and is evicted before any other and whatever its
-// count (see sweep): what otter's LRU window did for tokens that stop
-// being used, such as one replaced by its refresh.
+// is stale, and is evicted before any other whatever its count (see
+// sweep): what otter's LRU window did for tokens that stop being used,
+// such as one replaced by its refresh.
 //
 // Concurrency: a way's key is 0 while it changes hands, and a reader
 // loads the key, the value and the key again. What it gets is only a
