@@ -33,11 +33,13 @@ import (
 // and the heap it paces itself by does not grow with the cache. A hit
 // builds the entry from its record (three small allocations); the hot
 // table keeps the built entries of the most used tokens, so theirs
-// allocate nothing. Entries that cannot be flat stay boxed on the heap
-// (boxes), the index naming them by number: tokens verified with a remote
-// key set's keys (their validity follows the remote's generation), cached
-// before a Memo key was known, keeping claims (Config.CachedClaims),
-// naming several audiences, or with more strings than a slot holds.
+// allocate nothing. A record of a token verified with a remote key set's
+// keys names the set and its generation: it is usable while that set is
+// still the one served, unstale. Entries that cannot be flat stay boxed
+// on the heap (boxes), the index naming them by number: tokens verified
+// with keys of several remote sets, cached before a Memo key was known,
+// keeping claims (Config.CachedClaims), naming several audiences, or with
+// more strings than a slot holds.
 type tokenCache struct {
 	idx *index
 	// slab holds most cached verifications as flat records outside the Go
@@ -48,6 +50,10 @@ type tokenCache struct {
 	// their index.
 	origins     []*origin
 	originIndex map[*origin]uint32
+	// remotes are the verifier's remote key sets, named in flat records
+	// by their index.
+	remotes     []*Remote
+	remoteIndex map[*Remote]uint16
 	hot         hotTable
 	tags        *tagger
 	leewayMs    int64    // the verifier's leeway in milliseconds, rounded down
@@ -68,9 +74,9 @@ type cacheCounts struct {
 }
 
 // boxed marks an index value that numbers a boxed entry (boxes) rather
-// than a slab slot: a token verified with a remote key set's keys,
-// keeping claims (CachedClaims), cached before a Memo key was known, or
-// too long for a slot.
+// than a slab slot: a token verified with keys of several remote key
+// sets, keeping claims (CachedClaims), cached before a Memo key was known,
+// or too long for a slot.
 const boxed = 1 << 31
 
 // boxes holds the boxed entries under numbers the index can name: the
@@ -303,12 +309,13 @@ func (c *tokenCache) getFlat(t *tokenTag, key uint64, slot uint32, now time.Time
 		counts.misses.Add(1)
 		return nil, false, false
 	}
-	if usable, expired := c.flatUsable(&rec, now.UnixMilli(), gen); !usable {
+	use, usable, expired := c.flatUsable(&rec, now, gen)
+	if !usable {
 		c.idx.remove(key, slot)
 		counts.misses.Add(1)
 		return nil, false, expired
 	}
-	return c.decodeFlat(&rec, d), counts.hits.Add(1)%hotEvery == 0, false
+	return c.decodeFlat(&rec, d, use), counts.hits.Add(1)%hotEvery == 0, false
 }
 
 // token is what a hit returns: the token with every claim until a Memo
@@ -367,6 +374,17 @@ func (c *tokenCache) setOrigins(origins []*origin) {
 	c.originIndex = make(map[*origin]uint32, len(origins))
 	for i, o := range origins {
 		c.originIndex[o] = uint32(i)
+	}
+}
+
+// setRemotes names the verifier's remote key sets for flat records.
+func (c *tokenCache) setRemotes(remotes []*Remote) {
+	c.remotes = remotes
+	c.remoteIndex = make(map[*Remote]uint16, len(remotes))
+	for i, r := range remotes {
+		if i < maxFlatRemotes {
+			c.remoteIndex[r] = uint16(i)
+		}
 	}
 }
 

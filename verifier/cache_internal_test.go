@@ -378,13 +378,15 @@ func TestEntryValidity(t *testing.T) {
 					if flat {
 						tok.origin = o
 						c.setOrigins([]*origin{o})
+						c.setRemotes([]*Remote{r})
 						c.deriver.Store(&derivation{key: o, fn: headers})
 					}
 					raw := "token-" + tt.name
 					tag, _ := c.tags.tag(raw)
 					e := c.put(&tag, tok, tt.used, 0)
-					// Only tokens of in-process keys become records.
-					if v, ok := c.peek(&tag); !ok || (v&boxed == 0) != (flat && tt.used == nil) {
+					// Tokens of in-process keys and of one remote set
+					// become records.
+					if v, ok := c.peek(&tag); !ok || (v&boxed == 0) != flat {
 						t.Fatalf("flat %v (%v)", v&boxed == 0, ok)
 					}
 					if hot {
@@ -414,6 +416,46 @@ func TestEntryValidity(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestFlatRemoteEntryFollowsItsSet: an entry built from the record of a
+// remote set's token depends on that set as a boxed one does, so that the
+// hot table, which keeps built entries, drops it once the set changes or
+// goes stale.
+func TestFlatRemoteEntryFollowsItsSet(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	o := &origin{issuer: "https://issuer.test", algorithm: "ES256", audience: []string{"api"}}
+	headers := func(_ any, tok *Token) []string { return []string{tok.Subject} }
+	for _, change := range []string{"changed", "stale"} {
+		t.Run(change, func(t *testing.T) {
+			r := NewRemote(RemoteConfig{URL: "https://issuer.test/jwks", MaxStale: time.Hour}, []string{"ES256"}, nil)
+			r.store(NewKeySet())
+			snap := r.keys.Load()
+			snap.use.until = now.Add(time.Hour)
+			c := newTestCache(t, 16)
+			c.setOrigins([]*origin{o})
+			c.setRemotes([]*Remote{r})
+			c.deriver.Store(&derivation{key: o, fn: headers})
+			tok := fakeToken("u", now.Add(2*time.Hour))
+			tok.origin = o
+			tag, _ := c.tags.tag("raw")
+			c.put(&tag, tok, snap.use, 0)
+			e, _, _ := c.get(&tag, now, 0) // built from the record
+			if e == nil || e.used != snap.use {
+				t.Fatalf("entry %v, want one that depends on the set", e)
+			}
+			c.hot.store("raw", e)
+			at := now
+			if change == "changed" {
+				r.keys.Store(&remoteKeys{set: NewKeySet(), gen: snap.gen + 1, use: &keyUse{until: now.Add(time.Hour)}})
+			} else {
+				at = now.Add(time.Hour)
+			}
+			if got, _, _, _ := c.lookup("raw", at, 0); got != nil {
+				t.Fatalf("set %s: the cache still answered %s", change, got.Subject)
+			}
+		})
 	}
 }
 

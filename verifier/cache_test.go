@@ -264,3 +264,78 @@ func TestCachePerSource(t *testing.T) {
 		t.Errorf("B after MaxStale: %v, want stale keys", err)
 	}
 }
+
+// TestRemoteTokensCachedFlat: tokens of a remote issuer (JWKS), used as
+// the proxy uses them, are cached as flat records outside the Go heap —
+// each hit answers its own token's header values — and stop being served
+// from them once the remote's keys change.
+func TestRemoteTokensCachedFlat(t *testing.T) {
+	a1, a2 := testkit.NewKey(t, "ES256", "a1"), testkit.NewKey(t, "ES256", "a2")
+	srv := newJWKSServer(t)
+	srv.serveKeys(t, a1)
+	const issA = "https://a.test"
+	clock := testkit.NewClock(now)
+	obs := &loadedObserver{loaded: make(chan string, 16)}
+	v, err := verifier.New(verifier.Config{Leeway: time.Minute, Issuers: []verifier.IssuerConfig{
+		{Issuer: issA, Audiences: []string{aud}, JWKSURLs: []string{srv.URL},
+			Remote: verifier.RemoteConfig{RefreshInterval: time.Hour, Cooldown: 30 * time.Second, MaxStale: 2 * time.Hour}},
+	}}, zap.NewNop(), verifier.WithClock(clock.Now), verifier.WithHTTPClient(srv.Client()), verifier.WithObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { v.Run(ctx); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	<-obs.loaded
+
+	hdr := &proxyHeaders{}
+	sign := func(i int, kid string) string {
+		c := testkit.Claims(issA, aud, now, func(c jwt.MapClaims) {
+			c["exp"] = now.Add(12 * time.Hour).Unix()
+			c["sub"], c["profile"] = fmt.Sprint("user-", i), fmt.Sprint("profile-", i)
+		})
+		return a1.Sign(t, c, map[string]any{"typ": "at+jwt", "kid": kid})
+	}
+	first, err := v.Verify(t.Context(), sign(-1, "a1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Memo(hdr, headerValues) // the proxy's first request: its Memo key is known
+	const n = 50
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = sign(i, "a1")
+		tok, err := v.Verify(t.Context(), tokens[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok.Memo(hdr, headerValues)
+	}
+	if st := v.CacheStats(); st.OffHeapBytes == 0 {
+		t.Fatalf("no record outside the heap: %+v", st)
+	}
+	before := v.CacheStats()
+	for i, raw := range tokens {
+		tok, err := v.Verify(t.Context(), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.Memo(hdr, headerValues); got[0] != fmt.Sprint("user-", i) || got[1] != fmt.Sprint("profile-", i) {
+			t.Fatalf("token %d answered %q", i, got)
+		}
+	}
+	if after := v.CacheStats(); after.Hits-before.Hits != n {
+		t.Fatalf("%d hits of %d", after.Hits-before.Hits, n)
+	}
+	// A rotates to a2 alone: a token needing an unknown kid makes it fetch.
+	srv.serveKeys(t, a2)
+	clock.Add(31 * time.Second)
+	v.Verify(t.Context(), sign(-2, "unknown"))
+	<-obs.loaded
+	for i, raw := range tokens {
+		if _, err := v.Verify(t.Context(), raw); err == nil {
+			t.Fatalf("token %d still accepted after its key left the set", i)
+		}
+	}
+}

@@ -46,7 +46,8 @@
 // its scope and role grants, and the Memo value of its consumer — the
 // proxy's upstream header values, derived once from every claim as the
 // token is cached — in under 0.5 KiB (TestCacheMemoryPerToken). For
-// tollgate's own tokens that is a 320-byte record outside the Go heap and
+// tollgate's own tokens, and those of a remote issuer verified with one
+// key set's keys, that is a 320-byte record outside the Go heap and
 // about 20 bytes of the index's table, which holds no pointer: the garbage
 // collector traces nothing per cached token. The issuer, algorithm and
 // audience are shared between tokens. Not the claims: they are most of

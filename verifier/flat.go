@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -17,30 +18,50 @@ import (
 //
 // A Memo ref is an offset (16 bits) and a length (16 bits) in the bytes,
 // or, for a string the token keeps anyway, keptRef and which one
-// (Token.keptKind).
+// (Token.keptKind). A token verified with a remote key set's keys has
+// flatRemote in its origin index, and word 14 names the set (its index,
+// 16 bits) and the generation of its keys (48 bits); its bytes start at
+// word 15.
 const (
-	maxFlatMemo  = 8
-	flatBufWords = slotWords - 14
-	flatBufBytes = flatBufWords * 8
-	keptRef      = 0xffff
+	maxFlatMemo    = 8
+	flatBufWords   = slotWords - 14
+	flatBufBytes   = flatBufWords * 8
+	keptRef        = 0xffff
+	flatRemote     = 1 << 31
+	maxFlatRemotes = 1 << 16
 )
 
 // encodeFlat writes e — a compact cached token with its Memo value, no
-// claims and no remote key sets — into rec; false if it does not fit a
-// slot or its origin is not one of the verifier's shared ones.
+// claims and the keys of at most one remote set — into rec; false if it
+// does not fit a slot, or its origin or remote set is not one of the
+// verifier's.
 func (c *tokenCache) encodeFlat(e *cacheEntry, rec *[slotWords]uint64) bool {
 	tok := &e.tok
 	oi, ok := c.originIndex[tok.origin]
 	memo := e.cell.value
 	// A nil Memo value (fn could derive none) is not an empty one: it
 	// stays boxed, where it keeps that difference.
-	if !ok || e.used != nil || tok.Claims != nil || memo == nil || len(memo) > maxFlatMemo {
+	if !ok || tok.Claims != nil || memo == nil || len(memo) > maxFlatMemo {
 		return false
 	}
-	buf := (*[flatBufBytes]byte)(unsafe.Pointer(&rec[14]))
+	first := 14
+	if e.used != nil {
+		if len(e.used.remotes) != 1 {
+			return false
+		}
+		rg := e.used.remotes[0]
+		ri, ok := c.remoteIndex[rg.r]
+		if !ok || rg.gen >= 1<<48 {
+			return false
+		}
+		oi |= flatRemote
+		rec[14] = uint64(ri) | rg.gen<<16
+		first = 15
+	}
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(&rec[first])), (slotWords-first)*8)
 	n := 0
 	put := func(s string) (int, bool) {
-		if n+len(s) > flatBufBytes {
+		if n+len(s) > len(buf) {
 			return 0, false
 		}
 		off := n
@@ -83,26 +104,43 @@ func flatTagIs(rec *[slotWords]uint64, t *tokenTag) bool {
 	return t.equal(&tokenTag{h: [4]uint64{rec[1], rec[2], rec[3], rec[4]}, n: uint32(rec[5])})
 }
 
-// flatUsable reports whether the record's token is unexpired at now
-// (Unix milliseconds) and was verified under gen.
-func (c *tokenCache) flatUsable(rec *[slotWords]uint64, now int64, gen uint64) (usable, expired bool) {
-	if now >= int64(rec[6])+c.leewayMs {
-		return false, true
+// flatUsable reports whether the record's token is unexpired at now and
+// was verified under gen and, if with a remote set's keys, whether that
+// set still serves the same generation unstale (use: what the entry
+// built from the record depends on, as a boxed one's used).
+func (c *tokenCache) flatUsable(rec *[slotWords]uint64, now time.Time, gen uint64) (use *keyUse, usable, expired bool) {
+	if now.UnixMilli() >= int64(rec[6])+c.leewayMs {
+		return nil, false, true
 	}
-	return uint32(rec[5]>>32) == uint32(gen), false
+	if uint32(rec[5]>>32) != uint32(gen) {
+		return nil, false, false
+	}
+	if uint32(rec[8])&flatRemote == 0 {
+		return nil, true, false
+	}
+	r := c.remotes[uint16(rec[14])]
+	snap := r.keys.Load()
+	if snap == nil || snap.use == nil || snap.gen != rec[14]>>16 || !now.Before(snap.use.until) {
+		return nil, false, false
+	}
+	return snap.use, true, false
 }
 
 // decodeFlat builds the cache entry a record holds, for a hit: one
 // allocation for the entry with its Token, one for the strings, one for
-// the Memo value. d is the derivation whose value the record holds.
-func (c *tokenCache) decodeFlat(rec *[slotWords]uint64, d *derivation) *cacheEntry {
-	buf := (*[flatBufBytes]byte)(unsafe.Pointer(&rec[14]))
-	s := strings.Clone(unsafe.String(&buf[0], int(rec[8]>>48)))
-	o := c.origins[uint32(rec[8])]
+// the Memo value. d is the derivation whose value the record holds, use
+// what its validity depends on (flatUsable).
+func (c *tokenCache) decodeFlat(rec *[slotWords]uint64, d *derivation, use *keyUse) *cacheEntry {
+	first := 14
+	if uint32(rec[8])&flatRemote != 0 {
+		first = 15
+	}
+	s := strings.Clone(unsafe.String((*byte)(unsafe.Pointer(&rec[first])), int(rec[8]>>48)))
+	o := c.origins[uint32(rec[8])&^flatRemote]
 	lens := rec[9]
 	cut := func(off, n uint64) string { return s[off : off+n] }
 	lsub, lid, lsid, lgr := lens&0xffff, lens>>16&0xffff, lens>>32&0xffff, lens>>48
-	e := &cacheEntry{h: [4]uint64{rec[1], rec[2], rec[3], rec[4]}, n: uint32(rec[5]), gen: uint32(rec[5] >> 32)}
+	e := &cacheEntry{h: [4]uint64{rec[1], rec[2], rec[3], rec[4]}, n: uint32(rec[5]), gen: uint32(rec[5] >> 32), used: use}
 	e.tok = Token{origin: o, Subject: cut(0, lsub), ID: cut(lsub, lid), SessionID: cut(lsub+lid, lsid), grants: cut(lsub+lid+lsid, lgr),
 		exp: int64(rec[6]), iat: int64(rec[7]), cell: &e.cell}
 	refs := (*[maxFlatMemo]uint32)(unsafe.Pointer(&rec[10]))

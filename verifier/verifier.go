@@ -249,6 +249,7 @@ func New(cfg Config, logger *zap.Logger, opts ...Option) (*Verifier, error) {
 			}
 		}
 		v.cache.setOrigins(origins)
+		v.cache.setRemotes(v.remotes)
 	}
 	return v, nil
 }
