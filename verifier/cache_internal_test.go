@@ -363,7 +363,9 @@ func TestEntryValidity(t *testing.T) {
 		{"keys changed", nil, now, 1, nil, false, false},
 		{"remote valid", snap.use, now, 0, nil, true, false},
 		{"remote stale", snap.use, now.Add(time.Hour), 0, nil, false, false},
-		{"remote changed", snap.use, now, 0, func() { r.keys.Store(&remoteKeys{set: NewKeySet(), gen: 2}) }, false, false},
+		{"remote changed", snap.use, now, 0, func() {
+			r.keys.Store(&remoteKeys{set: NewKeySet(), gen: 2, use: &keyUse{until: now.Add(time.Hour), remotes: []remoteGen{{r, 2}}}})
+		}, false, false},
 	}
 	// A record for the flat cases: a shared origin and a Memo key known.
 	o := &origin{issuer: "https://issuer.test", algorithm: "ES256", audience: []string{"api"}}
@@ -456,6 +458,92 @@ func TestFlatRemoteEntryFollowsItsSet(t *testing.T) {
 				t.Fatalf("set %s: the cache still answered %s", change, got.Subject)
 			}
 		})
+	}
+}
+
+// testRemote is a remote key set holding an empty set of generation 1,
+// served until an hour after now.
+func testRemote(url string, now time.Time) *Remote {
+	r := NewRemote(RemoteConfig{URL: url, MaxStale: time.Hour}, []string{"ES256"}, nil)
+	r.store(NewKeySet())
+	r.keys.Load().use.until = now.Add(time.Hour)
+	return r
+}
+
+// TestFlatRecordsNameTheirSet: with two remote sets, a record follows the
+// set that verified its token: a rotation of one refuses its tokens and
+// keeps the other's, whose built entries depend on their own set.
+func TestFlatRecordsNameTheirSet(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	o := &origin{issuer: "https://issuer.test", algorithm: "ES256", audience: []string{"api"}}
+	headers := func(_ any, tok *Token) []string { return []string{tok.Subject} }
+	for rotated := range 2 {
+		remotes := []*Remote{testRemote("https://a.test/jwks", now), testRemote("https://b.test/jwks", now)}
+		c := newTestCache(t, 16)
+		c.setOrigins([]*origin{o})
+		c.setRemotes(remotes)
+		c.deriver.Store(&derivation{key: o, fn: headers})
+		var tags [2]tokenTag
+		for i, r := range remotes {
+			tok := fakeToken(fmt.Sprint("user-", i), now.Add(2*time.Hour))
+			tok.origin = o
+			tags[i], _ = c.tags.tag(fmt.Sprint("raw-", i))
+			c.put(&tags[i], tok, r.keys.Load().use, 0)
+			if v, ok := c.peek(&tags[i]); !ok || v&boxed != 0 {
+				t.Fatalf("set %d's token is not a record", i)
+			}
+		}
+		r := remotes[rotated]
+		gen := r.keys.Load().gen + 1
+		r.keys.Store(&remoteKeys{set: NewKeySet(), gen: gen, use: &keyUse{until: now.Add(time.Hour), remotes: []remoteGen{{r, gen}}}})
+		for i := range remotes {
+			e, _, _ := c.get(&tags[i], now, 0)
+			if (e != nil) != (i != rotated) {
+				t.Errorf("set %d rotated: set %d's token hit %v", rotated, i, e != nil)
+			}
+			if e != nil && (e.used != remotes[i].keys.Load().use || e.tok.Subject != fmt.Sprint("user-", i)) {
+				t.Errorf("set %d rotated: set %d's token built as %s, depending on %v", rotated, i, e.tok.Subject, e.used)
+			}
+		}
+	}
+}
+
+// TestFlatRecordRoom: a remote set's record has 8 bytes less room for
+// strings (its set and generation take a word): 200 bytes of strings
+// stay a record, 201 are boxed; 208 and 209 for in-process keys. Each
+// record decodes to what was put.
+func TestFlatRecordRoom(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	o := &origin{issuer: "https://issuer.test", algorithm: "ES256", audience: []string{"api"}}
+	headers := func(_ any, tok *Token) []string { return []string{"m-" + tok.Subject} }
+	r := testRemote("https://a.test/jwks", now)
+	for _, tt := range []struct {
+		remote bool
+		bytes  int
+		flat   bool
+	}{{true, 200, true}, {true, 201, false}, {false, 208, true}, {false, 209, false}} {
+		c := newTestCache(t, 16)
+		c.setOrigins([]*origin{o})
+		c.setRemotes([]*Remote{r})
+		c.deriver.Store(&derivation{key: o, fn: headers})
+		tok := fakeToken("sub", now.Add(2*time.Hour))
+		tok.origin = o
+		// The strings: subject, jti, session, grants and the Memo value.
+		used := len(tok.Subject) + len(tok.SessionID) + len(tok.grants) + len("m-sub")
+		tok.ID = strings.Repeat("j", tt.bytes-used)
+		var use *keyUse
+		if tt.remote {
+			use = r.keys.Load().use
+		}
+		tag, _ := c.tags.tag("raw")
+		c.put(&tag, tok, use, 0)
+		if v, ok := c.peek(&tag); !ok || (v&boxed == 0) != tt.flat {
+			t.Fatalf("remote %v, %d bytes: a record %v, want %v", tt.remote, tt.bytes, v&boxed == 0, tt.flat)
+		}
+		e, _, _ := c.get(&tag, now, 0)
+		if e == nil || e.tok.Subject != "sub" || e.tok.ID != tok.ID || e.tok.SessionID != "s-sub" || !slices.Equal(e.cell.value, []string{"m-sub"}) {
+			t.Fatalf("remote %v, %d bytes: built %+v", tt.remote, tt.bytes, e)
+		}
 	}
 }
 

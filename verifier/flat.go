@@ -24,8 +24,6 @@ import (
 // word 15.
 const (
 	maxFlatMemo    = 8
-	flatBufWords   = slotWords - 14
-	flatBufBytes   = flatBufWords * 8
 	keptRef        = 0xffff
 	flatRemote     = 1 << 31
 	maxFlatRemotes = 1 << 16
@@ -107,7 +105,10 @@ func flatTagIs(rec *[slotWords]uint64, t *tokenTag) bool {
 // flatUsable reports whether the record's token is unexpired at now and
 // was verified under gen and, if with a remote set's keys, whether that
 // set still serves the same generation unstale (use: what the entry
-// built from the record depends on, as a boxed one's used).
+// built from the record depends on, as a boxed one's used). Staleness is
+// the set's current snapshot's: after a fetch that returned the same keys
+// it comes later than the one a boxed entry keeps from when it was cached
+// — as a full verification at now would judge it.
 func (c *tokenCache) flatUsable(rec *[slotWords]uint64, now time.Time, gen uint64) (use *keyUse, usable, expired bool) {
 	if now.UnixMilli() >= int64(rec[6])+c.leewayMs {
 		return nil, false, true
