@@ -123,6 +123,17 @@ func (c *tokenCache) peek(t *tokenTag) (uint32, bool) {
 	return c.idx.buckets[b2].find(key)
 }
 
+// newFlatCache is a test cache whose entries can be records: o is the
+// verifier's one origin, remotes its remote sets, and fn the Memo
+// consumer's derivation, as if the consumer had already asked.
+func newFlatCache(t testing.TB, o *origin, remotes []*Remote, fn func(any, *Token) []string) *tokenCache {
+	c := newTestCache(t, 16)
+	c.setOrigins([]*origin{o})
+	c.setRemotes(remotes)
+	c.deriver.Store(&derivation{key: o, fn: fn})
+	return c
+}
+
 func newTestCache(t testing.TB, size int) *tokenCache {
 	t.Helper()
 	return newTokenCache(size, 8192, time.Minute, nil)
@@ -379,9 +390,7 @@ func TestEntryValidity(t *testing.T) {
 					tok := fakeToken("u", now.Add(time.Hour)) // valid until exp + leeway
 					if flat {
 						tok.origin = o
-						c.setOrigins([]*origin{o})
-						c.setRemotes([]*Remote{r})
-						c.deriver.Store(&derivation{key: o, fn: headers})
+						c = newFlatCache(t, o, []*Remote{r}, headers)
 					}
 					raw := "token-" + tt.name
 					tag, _ := c.tags.tag(raw)
@@ -435,10 +444,7 @@ func TestFlatRemoteEntryFollowsItsSet(t *testing.T) {
 			r.store(NewKeySet())
 			snap := r.keys.Load()
 			snap.use.until = now.Add(time.Hour)
-			c := newTestCache(t, 16)
-			c.setOrigins([]*origin{o})
-			c.setRemotes([]*Remote{r})
-			c.deriver.Store(&derivation{key: o, fn: headers})
+			c := newFlatCache(t, o, []*Remote{r}, headers)
 			tok := fakeToken("u", now.Add(2*time.Hour))
 			tok.origin = o
 			tag, _ := c.tags.tag("raw")
@@ -479,10 +485,7 @@ func TestFlatRecordsNameTheirSet(t *testing.T) {
 	headers := func(_ any, tok *Token) []string { return []string{tok.Subject} }
 	for rotated := range 2 {
 		remotes := []*Remote{testRemote("https://a.test/jwks", now), testRemote("https://b.test/jwks", now)}
-		c := newTestCache(t, 16)
-		c.setOrigins([]*origin{o})
-		c.setRemotes(remotes)
-		c.deriver.Store(&derivation{key: o, fn: headers})
+		c := newFlatCache(t, o, remotes, headers)
 		var tags [2]tokenTag
 		for i, r := range remotes {
 			tok := fakeToken(fmt.Sprint("user-", i), now.Add(2*time.Hour))
@@ -522,10 +525,7 @@ func TestFlatRecordRoom(t *testing.T) {
 		bytes  int
 		flat   bool
 	}{{true, 200, true}, {true, 201, false}, {false, 208, true}, {false, 209, false}} {
-		c := newTestCache(t, 16)
-		c.setOrigins([]*origin{o})
-		c.setRemotes([]*Remote{r})
-		c.deriver.Store(&derivation{key: o, fn: headers})
+		c := newFlatCache(t, o, []*Remote{r}, headers)
 		tok := fakeToken("sub", now.Add(2*time.Hour))
 		tok.origin = o
 		// The strings: subject, jti, session, grants and the Memo value.
@@ -552,9 +552,7 @@ func TestFlatRecordRoom(t *testing.T) {
 func TestNilMemoStaysBoxed(t *testing.T) {
 	o := &origin{issuer: "https://issuer.test", algorithm: "ES256", audience: []string{"api"}}
 	none := func(any, *Token) []string { return nil }
-	c := newTestCache(t, 16)
-	c.setOrigins([]*origin{o})
-	c.deriver.Store(&derivation{key: o, fn: none})
+	c := newFlatCache(t, o, nil, none)
 	tok := fakeToken("u", time.Now().Add(time.Hour))
 	tok.origin = o
 	tag, _ := c.tags.tag("raw")

@@ -160,19 +160,12 @@ func TestCachePerSource(t *testing.T) {
 	clock := testkit.NewClock(now)
 	obs := &loadedObserver{loaded: make(chan string, 16)}
 	remote := verifier.RemoteConfig{RefreshInterval: time.Hour, Cooldown: 30 * time.Second, MaxStale: 2 * time.Hour}
-	v, err := verifier.New(verifier.Config{Leeway: time.Minute, Issuers: []verifier.IssuerConfig{
+	v := runVerifier(t, verifier.Config{Leeway: time.Minute, Issuers: []verifier.IssuerConfig{
 		{Issuer: issA, Audiences: []string{aud}, JWKSURLs: []string{srvA.URL}, Remote: remote},
 		{Issuer: issB, Audiences: []string{aud}, JWKSURLs: []string{srvB.URL}, Remote: remote},
 		{Issuer: iss, Audiences: []string{aud}, Sources: []verifier.KeySource{
 			verifier.NewKeySet(&verifier.Key{ID: "self", Algorithms: []string{"ES256"}, Public: self.Public()})}},
-	}}, zap.NewNop(), verifier.WithClock(clock.Now), verifier.WithHTTPClient(srvA.Client()), verifier.WithObserver(obs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { v.Run(ctx); close(stopped) }()
-	t.Cleanup(func() { cancel(); <-stopped })
+	}}, verifier.WithClock(clock.Now), verifier.WithHTTPClient(srvA.Client()), verifier.WithObserver(obs))
 	for range 2 {
 		<-obs.loaded // both remotes hold their first keys
 	}
@@ -265,6 +258,21 @@ func TestCachePerSource(t *testing.T) {
 	}
 }
 
+// runVerifier builds a verifier of cfg and runs it (its remote key sets'
+// fetches) until the test ends.
+func runVerifier(t *testing.T, cfg verifier.Config, opts ...verifier.Option) *verifier.Verifier {
+	t.Helper()
+	v, err := verifier.New(cfg, zap.NewNop(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { v.Run(ctx); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	return v
+}
+
 // TestRemoteTokensCachedFlat: tokens of a remote issuer (JWKS), used as
 // the proxy uses them, are cached as flat records outside the Go heap —
 // each hit answers its own token's header values — and stop being served
@@ -276,17 +284,10 @@ func TestRemoteTokensCachedFlat(t *testing.T) {
 	const issA = "https://a.test"
 	clock := testkit.NewClock(now)
 	obs := &loadedObserver{loaded: make(chan string, 16)}
-	v, err := verifier.New(verifier.Config{Leeway: time.Minute, Issuers: []verifier.IssuerConfig{
+	v := runVerifier(t, verifier.Config{Leeway: time.Minute, Issuers: []verifier.IssuerConfig{
 		{Issuer: issA, Audiences: []string{aud}, JWKSURLs: []string{srv.URL},
 			Remote: verifier.RemoteConfig{RefreshInterval: time.Hour, Cooldown: 30 * time.Second, MaxStale: 2 * time.Hour}},
-	}}, zap.NewNop(), verifier.WithClock(clock.Now), verifier.WithHTTPClient(srv.Client()), verifier.WithObserver(obs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { v.Run(ctx); close(stopped) }()
-	t.Cleanup(func() { cancel(); <-stopped })
+	}}, verifier.WithClock(clock.Now), verifier.WithHTTPClient(srv.Client()), verifier.WithObserver(obs))
 	<-obs.loaded
 
 	hdr := &proxyHeaders{}
