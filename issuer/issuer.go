@@ -249,7 +249,6 @@ const (
 // New validates cfg and builds the Issuer. access verifies bearer tokens
 // at userinfo; it is normally the proxy's verifier, which trusts Keys. A
 // nil logger logs nothing.
-
 func New(cfg Config, keys *Keys, users Users, access AccessVerifier, logger *zap.Logger, opts ...Option) (*Issuer, error) {
 	if logger == nil {
 		logger = zap.NewNop()

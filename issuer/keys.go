@@ -260,13 +260,12 @@ func (k *Keys) signRefresh(payload []byte, mac bool) (string, error) {
 // (RFC 5869) of its secret — the P-256 scalar in its fixed 32-byte form,
 // the Ed25519 seed, or the RSA private exponent and primes, so that no
 // encoding a Go release might change enters it — with a label and the
-// key's kid as the context. A refresh
-// token is read by tollgate alone, so it needs no signature anyone can
-// verify: a MAC under a key only the holders of the private key can
-// derive is as strong for it, and costs a refresh about a microsecond
-// where an ES256 signature and verification cost a hundred. Every replica
-// with the same keys directory derives the same key; removing the private
-// key retires its refresh tokens with it.
+// key's kid as the context. A refresh token is read by tollgate alone, so
+// it needs no signature anyone can verify: a MAC under a key only the
+// holders of the private key can derive is as strong for it, and costs a
+// refresh about a microsecond where an ES256 signature and verification
+// cost a hundred. Every replica with the same keys directory derives the
+// same key; removing the private key retires its refresh tokens with it.
 func refreshMACKey(key crypto.Signer, kid string) ([]byte, error) {
 	var secret []byte
 	switch k := key.(type) {

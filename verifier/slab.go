@@ -51,8 +51,6 @@ func (f *freeList) take() (i uint32, fresh, ok bool) {
 
 func (f *freeList) give(i uint32) { f.free = append(f.free, i) }
 
-func (f *freeList) inUse() int { return int(f.next) - len(f.free) }
-
 const (
 	slotWords  = 40 // 320 bytes: 112 of header, 208 for the strings
 	chunkSlots = 1024
@@ -94,13 +92,6 @@ func (s *slab) release(i uint32) {
 	s.mu.Lock()
 	s.slots.give(i)
 	s.mu.Unlock()
-}
-
-// inUse reports the slots handed out and not released.
-func (s *slab) inUse() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.slots.inUse()
 }
 
 // limit reports the bytes of the chunks a full slab maps.
