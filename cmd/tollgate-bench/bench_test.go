@@ -82,6 +82,21 @@ func checkBenchTable(t *testing.T, table, alg string) {
 			t.Errorf("no GC figures for %s: %q", row, f)
 		}
 	}
+	// (bh) adds what the upstream received from tollgate and not from
+	// (bp): the identity headers of the hot token, the request id and the
+	// trace context; both forward the Authorization header.
+	if !strings.Contains(table, "(bh) (bp) adding tollgate's ") {
+		t.Errorf("no (bh) row in:\n%s", table)
+	}
+	added := lineWith(table, "same upstream headers: (bh) adds ")
+	for _, h := range []string{"X-User-Id", "X-Session-Id", "X-Client-Id", "X-Request-Id", "Traceparent"} {
+		if !strings.Contains(added, h) {
+			t.Errorf("(bh) does not add %s: %q", h, added)
+		}
+	}
+	if strings.Contains(added, "Authorization") || !strings.Contains(table, "same upstream headers: tollgate requests/s ×(bh): (c) ") {
+		t.Errorf("no ratios to (bh), or (bh) adds a header the bare proxy forwards: %q", added)
+	}
 	// The cold scenario sends each token once: the cache answers none.
 	if line := lineWith(table, "(d) tollgate, cold: "); !strings.Contains(line, " 0.0% ") {
 		t.Errorf("the cold scenario's tokens were not all new: %s", line)
@@ -121,6 +136,23 @@ func checkFleet(t *testing.T, table, alg string) {
 		"(bp) again, before (g)", "(bp) again, before (c-full)", "(bp) again, before (d)"} {
 		if !strings.Contains(table, row) {
 			t.Errorf("no %q in:\n%s", row, table)
+		}
+	}
+	// (bh) is measured again after each of those (bp), and tollgate's
+	// fleet targets are compared with it too.
+	n := 0
+	for line := range strings.Lines(table) {
+		if strings.HasPrefix(strings.TrimSpace(line), "(bh) again ") {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Errorf("want four repeated (bh), got %d:\n%s", n, table)
+	}
+	same := lineWith(table, "same upstream headers: tollgate requests/s ×(bh): ")
+	for _, s := range []string{"50 tokens ", "400 tokens ", "(c-full) ", "(d) ", "CPU "} {
+		if !strings.Contains(same, s) {
+			t.Errorf("no %q in %q", s, same)
 		}
 	}
 	again := strings.TrimSpace(lineWith(table, "baseline: (bp) again before each fleet, (c-full) and (d): "))

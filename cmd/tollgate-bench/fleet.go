@@ -229,3 +229,42 @@ func printFleetRatios(w io.Writer, results map[string]result, sizes []int) {
 	}
 	fmt.Fprintf(w, "baseline: (bp) again before each fleet, (c-full) and (d): %s× the first (bp)\n", strings.Join(again, ", "))
 }
+
+// printSameHeaders prints tollgate's scenarios against (bh), the bare
+// proxy with a buffer pool adding the upstream headers tollgate adds
+// (named in added), each to the (bh) measured just before it: the part of
+// the gap to (bp) that is not the cost of carrying those headers.
+func printSameHeaders(w io.Writer, results map[string]result, sizes []int, added []string) {
+	bh := func(id string) result { return nearest(results, "bh", id) }
+	base := baseline(results)
+	var costs, ratios []string
+	ids := []string{"c"}
+	for _, n := range sizes {
+		ids = append(ids, fmt.Sprintf("g%d", n))
+	}
+	ids = append(ids, "c-full", "d")
+	if r, ok := results["bh"]; ok {
+		costs = append(costs, fmt.Sprintf("%.2f", r.rps/results["bp"].rps))
+	}
+	for _, id := range ids {
+		r, ok := results[id]
+		if !ok {
+			continue
+		}
+		if again, ok := results["bh@"+id]; ok {
+			costs = append(costs, fmt.Sprintf("%.2f", again.rps/base(id).rps))
+		}
+		label := "(" + id + ")"
+		if strings.HasPrefix(id, "g") {
+			label = id[1:] + " tokens"
+		}
+		ratios = append(ratios, fmt.Sprintf("%s %.2f", label, r.rps/bh(id).rps))
+	}
+	fmt.Fprintf(w, "same upstream headers: (bh) adds %s; (bh) ×(bp) requests/s %s\n", strings.Join(added, ", "), strings.Join(costs, ", "))
+	fmt.Fprintf(w, "same upstream headers: tollgate requests/s ×(bh): %s", strings.Join(ratios, ", "))
+	if c, ok := results["c-full"]; ok {
+		h := bh("c-full")
+		fmt.Fprintf(w, "; (c-full) p99 %.2f×(bh), CPU %+.1f µs/req over (bh)", float64(c.p99)/float64(h.p99), (c.cpuPer10k-h.cpuPer10k)*100)
+	}
+	fmt.Fprintln(w)
+}

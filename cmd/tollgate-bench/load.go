@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -165,21 +166,26 @@ func drive(ctx context.Context, client *http.Client, proc, sidecar *child, l loa
 	return r, nil
 }
 
+// baseline returns the (bp) a scenario's ratios are to: the one measured
+// just before it if there is one (bp@id), the first otherwise. A (bh)
+// measured again before id (bh@id) is compared with bp@id too.
+func baseline(results map[string]result) func(id string) result {
+	return func(id string) result { return nearest(results, "bp", strings.TrimPrefix(id, "bh@")) }
+}
+
+// nearest returns the baseline scenario base as measured again just before
+// the scenario id (base@id) if it was, the first base otherwise.
+func nearest(results map[string]result, base, id string) result {
+	if r, ok := results[base+"@"+id]; ok {
+		return r
+	}
+	return results[base]
+}
+
 // printTable prints the scenarios' figures with ratios against the bare
 // proxy (b) and the bare proxy with a buffer pool (bp), and, for
 // tollgate's scenarios, the token cache's hit rate and the garbage
 // collector's cycles and share of the gateway's CPU.
-// baseline returns the (bp) a scenario's ratios are to: the one measured
-// just before it if there is one (bp@id), the first otherwise.
-func baseline(results map[string]result) func(id string) result {
-	return func(id string) result {
-		if r, ok := results["bp@"+id]; ok {
-			return r
-		}
-		return results["bp"]
-	}
-}
-
 func printTable(w io.Writer, results []result, b result, base func(id string) result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\trequests/s\t×(b)\t×(bp)\tp50\tp99\t×(bp)\tp99.9\tCPU µs/req\t−(bp)\tRSS MiB\tcache hits\tGC cycles\tGC CPU\terrors\t")
@@ -197,7 +203,7 @@ func printTable(w io.Writer, results []result, b result, base func(id string) re
 			r.cpuPer10k*100, (r.cpuPer10k-bp.cpuPer10k)*100, r.rssMiB, hits, cycles, share, r.errors)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "×(bp) and −(bp) of a scenario after a \"(bp) again\" row are to that row.")
+	fmt.Fprintln(w, "×(bp) and −(bp) of a scenario after a \"(bp) again\" row are to that row (a \"(bh) again\" row between them is the one before).")
 }
 
 func newLoadClient(conns int) *http.Client {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/signal"
@@ -36,11 +37,13 @@ func main() {
 }
 
 // The harness's own child processes are this binary run with one of these
-// as its only argument (and the upstream's URL after childBare).
+// as its first argument, then the upstream's URL for the bare proxies, and
+// after childBareHeaders the names and values of the headers it adds.
 const (
-	childUpstream = "child-upstream"
-	childBare     = "child-bare"
-	childBarePool = "child-bare-pool"
+	childUpstream    = "child-upstream"
+	childBare        = "child-bare"
+	childBarePool    = "child-bare-pool"
+	childBareHeaders = "child-bare-headers"
 )
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -52,7 +55,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if len(args) != 2 {
 				return fmt.Errorf("%s: want the upstream URL", args[0])
 			}
-			return serveBare(ctx, args[1], args[0] == childBarePool, stdout)
+			return serveBare(ctx, args[1], args[0] == childBarePool, nil, stdout)
+		case childBareHeaders:
+			if len(args) < 2 || len(args)%2 != 0 {
+				return fmt.Errorf("%s: want the upstream URL, then header names and values", args[0])
+			}
+			extra := http.Header{}
+			for i := 2; i < len(args); i += 2 {
+				extra.Add(args[i], args[i+1])
+			}
+			return serveBare(ctx, args[1], true, extra, stdout)
 		}
 	}
 	return bench(ctx, args, stdout, stderr)
@@ -164,6 +176,25 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	hot := []string{"Bearer " + access}
+	// (bh) is (bp) adding to each upstream request the headers tollgate
+	// adds (identity, request id, trace context), with the hot token's
+	// values: what carrying them costs the proxy, the upstream and the
+	// kernel, whatever the proxy.
+	added, err := headersAdded(ctx, client, barePool.url, gw.url, hot[0])
+	if err != nil {
+		return err
+	}
+	bhArgs := []string{childBareHeaders, upstream.url}
+	for _, k := range slices.Sorted(maps.Keys(added)) {
+		for _, v := range added[k] {
+			bhArgs = append(bhArgs, k, v)
+		}
+	}
+	bareHeaders, err := startChild(ctx, self, bhArgs...)
+	if err != nil {
+		return err
+	}
+	defer bareHeaders.stop()
 	get := func(base string, auths []string) request {
 		return func(i int) (*http.Request, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/channels/1", nil)
@@ -191,10 +222,19 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		stats    string       // statistics of the process: its GC, and a gateway's cache; "": none
 		before   func() error // run before the clock starts (a fleet's warm-up); nil: nothing
 	}
+	bh := func(id string) scenario {
+		s := scenario{id: "bh", name: fmt.Sprintf("(bh) (bp) adding tollgate's %d upstream headers", len(added)),
+			proc: bareHeaders, load: shared(get(bareHeaders.url, hot)), stats: bareHeaders.admin}
+		if id != "" {
+			s.id, s.name = "bh@"+id, "(bh) again"
+		}
+		return s
+	}
 	scenarios := []scenario{
 		{id: "a", name: "(a) direct upstream", proc: upstream, load: shared(get(upstream.url, nil))},
 		{id: "b", name: "(b) bare httputil.ReverseProxy", proc: bare, load: shared(get(bare.url, hot)), stats: bare.admin},
 		{id: "bp", name: "(bp) bare httputil.ReverseProxy with a BufferPool", proc: barePool, admin: barePool.admin, load: shared(get(barePool.url, hot)), stats: barePool.admin},
+		bh(""),
 		{id: "c", name: "(c) tollgate, one hot token, fresh process", proc: gw.child, admin: gw.admin, load: shared(get(gw.url, hot)), stats: gw.admin},
 	}
 	// The fleet scenarios: each size's tokens cycle after a warm-up pass
@@ -249,9 +289,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for i := 0; i < len(scenarios); i++ {
 		if s := scenarios[i]; strings.HasPrefix(s.id, "g") || s.id == "c-full" || s.id == "d" {
 			scenarios = slices.Insert(scenarios, i, scenario{id: "bp@" + s.id, name: "(bp) again, before " + s.name[:strings.IndexByte(s.name, ')')+1],
-				proc: barePool, admin: barePool.admin, load: shared(get(barePool.url, hot)), stats: barePool.admin, before: s.before})
-			scenarios[i+1].before = nil
-			i++
+				proc: barePool, admin: barePool.admin, load: shared(get(barePool.url, hot)), stats: barePool.admin, before: s.before},
+				bh(s.id))
+			scenarios[i+2].before = nil
+			i += 2
 		}
 	}
 	// The store scenarios run next to the one they are compared with, so
@@ -375,6 +416,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		printFleetRatios(stdout, results, fleetSizes)
 	}
+	fmt.Fprintln(stdout)
+	printSameHeaders(stdout, results, fleetSizes, slices.Sorted(maps.Keys(added)))
 	if *store != "" {
 		fmt.Fprintln(stdout)
 		printStoreRatios(stdout, results)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/http/pprof"
+	"net/textproto"
 	"net/url"
 	"os"
 	"os/exec"
@@ -110,18 +111,66 @@ func raiseFileLimit() {
 	}
 }
 
+// echoHeaders is the query that makes the upstream answer with the header
+// of the request it received (headersAdded).
+const echoHeaders = "echo-headers"
+
 // serveUpstream answers 204 to everything: the upstream of the harness.
+// A request with the query echoHeaders gets 200 and its own header in
+// wire format.
 func serveUpstream(ctx context.Context, stdout io.Writer) error {
-	return serveAnnounced(ctx, stdout, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return serveAnnounced(ctx, stdout, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery == echoHeaders {
+			r.Header.Write(w)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
+}
+
+// headersAdded returns the header lines the proxy at gateway adds to the
+// upstream request for a GET with authorization that the bare proxy at
+// bare does not, as the upstream received them (echoHeaders).
+func headersAdded(ctx context.Context, client *http.Client, bare, gateway, authorization string) (http.Header, error) {
+	received := func(base string) (http.Header, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/channels/1?"+echoHeaders, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", authorization)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%s: the upstream's header echo: %s", base, resp.Status)
+		}
+		h, err := textproto.NewReader(bufio.NewReader(io.MultiReader(resp.Body, strings.NewReader("\r\n")))).ReadMIMEHeader()
+		return http.Header(h), err
+	}
+	ours, err := received(bare)
+	if err != nil {
+		return nil, err
+	}
+	theirs, err := received(gateway)
+	if err != nil {
+		return nil, err
+	}
+	for k := range theirs {
+		if _, ok := ours[k]; ok {
+			delete(theirs, k)
+		}
+	}
+	return theirs, nil
 }
 
 // serveBare is the baseline: httputil.ReverseProxy with Rewrite, a
 // transport tuned like tollgate's, and nothing else — with pool, also a
 // BufferPool for its copy buffers, as tollgate has (the honest baseline:
-// without one, each request allocates a 32 KiB buffer).
-func serveBare(ctx context.Context, upstream string, pool bool, stdout io.Writer) error {
+// without one, each request allocates a 32 KiB buffer). It adds extra to
+// every outbound request's header, the same values each time.
+func serveBare(ctx context.Context, upstream string, pool bool, extra http.Header, stdout io.Writer) error {
 	target, err := url.Parse(upstream)
 	if err != nil {
 		return err
@@ -130,7 +179,13 @@ func serveBare(ctx context.Context, upstream string, pool bool, stdout io.Writer
 	t.Proxy = nil
 	t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 64
 	rp := &httputil.ReverseProxy{
-		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+			for k, v := range extra {
+				pr.Out.Header[k] = v
+			}
+		},
 		Transport: t,
 	}
 	if pool {
