@@ -80,7 +80,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cold scenario (d), each sent once: it ends early when they run out")
 	fleet := fs.String("fleet", "10000,100000", "fleet sizes: for each, that many distinct tokens cycling after a warm-up pass (comma-separated, ascending; empty: none)")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
-	profiles := fs.String("profile", "", "directory for CPU profiles of the process under test in scenarios (bp) (each time), (c), (c-full), (d) and (e), and in the -store ones (empty: none)")
+	profiles := fs.String("profile", "", "directory for CPU profiles of the process under test in scenarios (bp) and (bh) (each time), (c), (c-full), (d) and (e), and in the -store ones (empty: none)")
 	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
 	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
 	store := fs.String("store", "", "add the session store scenarios: memory, redis or all (empty: none)")
@@ -224,7 +224,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	bh := func(id string) scenario {
 		s := scenario{id: "bh", name: fmt.Sprintf("(bh) (bp) adding tollgate's %d upstream headers", len(added)),
-			proc: bareHeaders, load: shared(get(bareHeaders.url, hot)), stats: bareHeaders.admin}
+			proc: bareHeaders, admin: bareHeaders.admin, load: shared(get(bareHeaders.url, hot)), stats: bareHeaders.admin}
 		if id != "" {
 			s.id, s.name = "bh@"+id, "(bh) again"
 		}
