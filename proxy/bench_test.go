@@ -3,9 +3,10 @@ package proxy_test
 import (
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"testing"
+
+	"github.com/tollgate/tollgate/internal/bareproxy"
 
 	"github.com/tollgate/tollgate/internal/testkit"
 	"github.com/tollgate/tollgate/proxy"
@@ -38,8 +39,8 @@ func BenchmarkMiddleware(b *testing.B) {
 	}
 	p := newProxy(b, cfg, f.v, proxy.WrapTransport(func(http.RoundTripper) http.RoundTripper { return testkit.Catalogue{} }))
 	target, _ := url.Parse("http://upstream.invalid")
-	bare := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
-		Transport: testkit.Catalogue{}, BufferPool: &testPool{}}
+	bare := bareproxy.New(target, true, nil)
+	bare.Transport = testkit.Catalogue{}
 	tok := "Bearer " + f.token(b, nil)
 	for _, h := range []struct {
 		name string

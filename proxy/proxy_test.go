@@ -615,17 +615,6 @@ func BenchmarkBareReverseProxy(b *testing.B) {
 	}
 }
 
-type testPool struct{ p sync.Pool }
-
-func (t *testPool) Get() []byte {
-	if b, ok := t.p.Get().(*[]byte); ok {
-		return *b
-	}
-	return make([]byte, 32<<10)
-}
-
-func (t *testPool) Put(b []byte) { t.p.Put(&b) }
-
 // revokedSessions is a SessionCheck over a fixed set of session ids.
 type revokedSessions map[string]bool
 

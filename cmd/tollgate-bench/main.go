@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/bareproxy"
 )
 
 // must returns v, for values that cannot fail to parse.
@@ -180,7 +182,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// adds (identity, request id, trace context), with the hot token's
 	// values: what carrying them costs the proxy, the upstream and the
 	// kernel, whatever the proxy.
-	added, err := headersAdded(ctx, client, barePool.url, gw.url, hot[0])
+	added, err := bareproxy.HeadersAdded(ctx, client, barePool.url, gw.url, "/api/channels/1", hot[0])
 	if err != nil {
 		return err
 	}

@@ -8,18 +8,17 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/http/pprof"
-	"net/textproto"
 	"net/url"
 	"os"
 	"os/exec"
 	"runtime/metrics"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/bareproxy"
 )
 
 // child is a process under test.
@@ -111,101 +110,27 @@ func raiseFileLimit() {
 	}
 }
 
-// echoHeaders is the query that makes the upstream answer with the header
-// of the request it received (headersAdded).
-const echoHeaders = "echo-headers"
-
 // serveUpstream answers 204 to everything: the upstream of the harness.
-// A request with the query echoHeaders gets 200 and its own header in
-// wire format.
+// A request with the query bareproxy.EchoQuery gets 200 and its own
+// header (bareproxy.HeadersAdded).
 func serveUpstream(ctx context.Context, stdout io.Writer) error {
-	return serveAnnounced(ctx, stdout, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.RawQuery == echoHeaders {
-			r.Header.Write(w)
-			return
-		}
+	return serveAnnounced(ctx, stdout, bareproxy.Echo(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
-	}))
+	})))
 }
 
-// headersAdded returns the header lines the proxy at gateway adds to the
-// upstream request for a GET with authorization that the bare proxy at
-// bare does not, as the upstream received them (echoHeaders).
-func headersAdded(ctx context.Context, client *http.Client, bare, gateway, authorization string) (http.Header, error) {
-	received := func(base string) (http.Header, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/channels/1?"+echoHeaders, nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Authorization", authorization)
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("%s: the upstream's header echo: %s", base, resp.Status)
-		}
-		h, err := textproto.NewReader(bufio.NewReader(io.MultiReader(resp.Body, strings.NewReader("\r\n")))).ReadMIMEHeader()
-		return http.Header(h), err
-	}
-	ours, err := received(bare)
-	if err != nil {
-		return nil, err
-	}
-	theirs, err := received(gateway)
-	if err != nil {
-		return nil, err
-	}
-	for k := range theirs {
-		if _, ok := ours[k]; ok {
-			delete(theirs, k)
-		}
-	}
-	return theirs, nil
-}
-
-// serveBare is the baseline: httputil.ReverseProxy with Rewrite, a
-// transport tuned like tollgate's, and nothing else — with pool, also a
-// BufferPool for its copy buffers, as tollgate has (the honest baseline:
-// without one, each request allocates a 32 KiB buffer). It adds extra to
-// every outbound request's header, the same values each time.
+// serveBare is the baseline (bareproxy.New): httputil.ReverseProxy with
+// Rewrite, a transport tuned like tollgate's, and nothing else — with
+// pool, also a BufferPool for its copy buffers, as tollgate has (the
+// honest baseline). It adds extra to every outbound request's header, the
+// same values each time.
 func serveBare(ctx context.Context, upstream string, pool bool, extra http.Header, stdout io.Writer) error {
 	target, err := url.Parse(upstream)
 	if err != nil {
 		return err
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Proxy = nil
-	t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 64
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.SetXForwarded()
-			for k, v := range extra {
-				pr.Out.Header[k] = v
-			}
-		},
-		Transport: t,
-	}
-	if pool {
-		rp.BufferPool = &bufferPool{}
-	}
-	return serveAnnounced(ctx, stdout, rp)
+	return serveAnnounced(ctx, stdout, bareproxy.New(target, pool, extra))
 }
-
-// bufferPool is the plainest httputil.BufferPool: 32 KiB buffers in a
-// sync.Pool.
-type bufferPool struct{ p sync.Pool }
-
-func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
-	}
-	return make([]byte, 32<<10)
-}
-
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // serveAnnounced serves h on a loopback port until ctx is cancelled, and
 // the process's runtime statistics on another (runtimeStats), announcing

@@ -1,22 +1,20 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/bareproxy"
 
 	"go.uber.org/zap"
 
@@ -136,23 +134,19 @@ func BenchmarkServeChainTracing(b *testing.B) {
 
 // BenchmarkServeLoopback is a set-top box's API call through `tollgate
 // serve`'s public listener to an upstream answering 204, over loopback
-// keep-alive connections from 16 client goroutines, against bare
-// httputil.ReverseProxy baselines in the same process: with a buffer pool
-// (bp), and the same adding the upstream headers tollgate adds (bh:
-// identity, X-Request-Id, traceparent, learnt from what the upstream
-// received from each), as tollgate-bench's (bp) and (bh). Client, proxy
-// and upstream share the process, so cpu-µs/op is all three's: the
-// differences between the sub-benchmarks are the proxies'. Profile one at
-// a time (-bench 'ServeLoopback/tollgate$' -cpuprofile) to see where
-// (docs/PERFORMANCE.md, "Fleet", item 7).
+// keep-alive connections from 8 client goroutines per GOMAXPROCS, against
+// bare httputil.ReverseProxy baselines (internal/bareproxy) in the same
+// process: with a buffer pool (bp), and the same adding the upstream
+// headers tollgate adds (bh: identity, X-Request-Id, traceparent, learnt
+// from what the upstream received from each), as tollgate-bench's (bp)
+// and (bh). Client, proxy and upstream share the process, so cpu-µs/op is
+// all three's: the differences between the sub-benchmarks are the
+// proxies'. Profile one at a time (-bench 'ServeLoopback/tollgate$'
+// -cpuprofile) to see where (docs/PERFORMANCE.md, "Fleet", item 7).
 func BenchmarkServeLoopback(b *testing.B) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.RawQuery == "echo" {
-			r.Header.Write(w)
-			return
-		}
+	up := httptest.NewServer(bareproxy.Echo(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
-	}))
+	})))
 	b.Cleanup(up.Close)
 	m, tok := chainGatewayTo(b, nil, "TOLLGATE_UPSTREAM_URL="+up.URL)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -165,69 +159,25 @@ func BenchmarkServeLoopback(b *testing.B) {
 	auth := "Bearer " + tok
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.Cleanup(client.CloseIdleConnections)
-	bp := bareLoopback(b, up.URL, nil)
-	added := headersAdded(b, client, bp, gateway, auth)
-	if added.Get("X-User-Id") == "" || added.Get("X-Request-Id") == "" {
-		b.Fatalf("tollgate added no identity headers upstream: %v", added)
+	target, _ := url.Parse(up.URL)
+	bare := func(extra http.Header) string {
+		srv := httptest.NewUnstartedServer(bareproxy.New(target, true, extra))
+		srv.Config.ReadHeaderTimeout = 10 * time.Second
+		srv.Start()
+		b.Cleanup(srv.Close)
+		return srv.URL
 	}
-	for _, c := range []struct{ name, url string }{{"bp", bp}, {"bh", bareLoopback(b, up.URL, added)}, {"tollgate", gateway}} {
+	bp := bare(nil)
+	added, err := bareproxy.HeadersAdded(b.Context(), client, bp, gateway, "/channels/1", auth)
+	if err != nil || added.Get("X-User-Id") == "" || added.Get("X-Request-Id") == "" {
+		b.Fatalf("tollgate added no identity headers upstream: %v %v", added, err)
+	}
+	for _, c := range []struct{ name, url string }{{"bp", bp}, {"bh", bare(added)}, {"tollgate", gateway}} {
 		b.Run(c.name, func(b *testing.B) { loopbackLoad(b, client, c.url+"/channels/1", auth) })
 	}
 }
 
-// bareLoopback serves a bare httputil.ReverseProxy with a buffer pool to
-// upstream on loopback, adding extra to each upstream request, and returns
-// its URL.
-func bareLoopback(b *testing.B, upstream string, extra http.Header) string {
-	target, err := url.Parse(upstream)
-	if err != nil {
-		b.Fatal(err)
-	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Proxy, t.MaxIdleConns, t.MaxIdleConnsPerHost = nil, 256, 64
-	b.Cleanup(t.CloseIdleConnections)
-	srv := httptest.NewUnstartedServer(&httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.SetXForwarded()
-			for k, v := range extra {
-				pr.Out.Header[k] = v
-			}
-		},
-		Transport:  t,
-		BufferPool: &loopbackPool{},
-	})
-	srv.Config.ReadHeaderTimeout = 10 * time.Second
-	srv.Start()
-	b.Cleanup(srv.Close)
-	return srv.URL
-}
-
-// headersAdded returns the headers the upstream received from the proxy
-// at gateway and not from the one at bare, with their values.
-func headersAdded(b *testing.B, client *http.Client, bare, gateway, auth string) http.Header {
-	received := func(base string) http.Header {
-		req, _ := http.NewRequest(http.MethodGet, base+"/channels/1?echo", nil)
-		req.Header.Set("Authorization", auth)
-		resp, err := client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer resp.Body.Close()
-		h, err := textproto.NewReader(bufio.NewReader(io.MultiReader(resp.Body, strings.NewReader("\r\n")))).ReadMIMEHeader()
-		if resp.StatusCode != http.StatusOK || err != nil {
-			b.Fatalf("%s: %d %v", base, resp.StatusCode, err)
-		}
-		return http.Header(h)
-	}
-	ours, theirs := received(bare), received(gateway)
-	for k := range ours {
-		delete(theirs, k)
-	}
-	return theirs
-}
-
-// loopbackLoad sends b.N GETs of target with auth from 16 goroutines and
+// loopbackLoad sends b.N GETs of target with auth from 8 goroutines per GOMAXPROCS and
 // reports the process's CPU per request.
 func loopbackLoad(b *testing.B, client *http.Client, target, auth string) {
 	b.ReportAllocs()
@@ -260,15 +210,3 @@ func processCPU() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
-
-// loopbackPool is the plainest httputil.BufferPool, as the harness's.
-type loopbackPool struct{ p sync.Pool }
-
-func (l *loopbackPool) Get() []byte {
-	if v, ok := l.p.Get().(*[]byte); ok {
-		return *v
-	}
-	return make([]byte, 32<<10)
-}
-
-func (l *loopbackPool) Put(buf []byte) { l.p.Put(&buf) }
