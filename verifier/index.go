@@ -36,6 +36,13 @@ import (
 // sweep): what otter's LRU window did for tokens that stop being used,
 // such as one replaced by its refresh.
 //
+// Neither the halving of the counts nor the recency sweep runs in one go:
+// each is a pass that the lookups after a period's end carry a little of
+// each (ageChunk words, sweepChunk buckets), so that no request pays for a
+// whole table — at serve's cap of 10M entries, 128 MiB of counters and
+// two million buckets, tens of milliseconds. A pass ends within a small
+// part of its period.
+//
 // Concurrency: a way's key is 0 while it changes hands, and a reader
 // loads the key, the value and the key again. What it gets is only a
 // candidate: a way can change hands and come back to the same key between
@@ -52,11 +59,19 @@ type index struct {
 	// evicted or removed. It runs under the index's lock.
 	release   func(v uint32)
 	evictions atomic.Uint64
+	// swept is the next bucket of the recency pass under way (see sweep);
+	// len(buckets) or more when none is.
+	swept atomic.Int64
 }
 
 const (
 	bucketWays = 8
 	indexLocks = 256
+	// sweepChunk is how many buckets a lookup sweeps while a recency pass
+	// is under way: len(buckets)/sweepChunk lookups end a pass, against
+	// about 27 per bucket between two (five per entry, 8/1.5 entries a
+	// bucket).
+	sweepChunk = 8
 )
 
 type bucket struct {
@@ -75,6 +90,7 @@ func newIndex(size int, release func(uint32)) *index {
 		release: release,
 	}
 	x.freq.init(size)
+	x.swept.Store(int64(len(x.buckets)))
 	return x
 }
 
@@ -91,9 +107,13 @@ func (x *index) pair(key uint64) (b1, b2 int) {
 }
 
 // get returns key's value, counting the lookup in the frequency sketch
-// and marking key's way as found.
+// and marking key's way as found; it carries the recency pass under way a
+// step further (see sweep).
 func (x *index) get(key uint64) (uint32, bool) {
 	if x.freq.add(key) {
+		x.swept.Store(0)
+	}
+	if x.swept.Load() < int64(len(x.buckets)) {
 		x.sweep()
 	}
 	b1, b2 := x.pair(key)
@@ -126,9 +146,12 @@ func (b *bucket) find(key uint64) (uint32, bool) {
 // (TestCacheHitRateTokenTurnover). Five lookups per entry is long enough
 // for a cycle over a few times the cache's size to keep finding its
 // cached part (TestCacheHitRates), and short enough for tokens to turn
-// over. It runs on the lookup that ends a period.
+// over. A pass starts on the lookup that ends a period, and each lookup
+// while it is under way sweeps the next sweepChunk buckets: a bucket's
+// periods keep their length, each starting when the pass reaches it.
 func (x *index) sweep() {
-	for i := range x.buckets {
+	end := x.swept.Add(sweepChunk)
+	for i := max(end-sweepChunk, 0); i < min(end, int64(len(x.buckets))); i++ {
 		b := &x.buckets[i]
 		x.locks[i%indexLocks].Lock()
 		atomic.StoreUint32(&b.stale, ^atomic.SwapUint32(&b.ref, 0)&(1<<bucketWays-1))
@@ -275,7 +298,16 @@ type sketch struct {
 	adds   [countStripes]paddedCount
 	shares atomic.Uint64
 	share  uint64 // period / countStripes
+	// aged is the next word of the halving pass under way (see age);
+	// len(words) or more when none is.
+	aged atomic.Int64
 }
+
+// ageChunk is how many words an addition halves while a halving pass is
+// under way: a pass takes len(words)/ageChunk additions, under a
+// three-hundredth of the period (ten additions per entry, fewer than two
+// words per entry).
+const ageChunk = 64
 
 type paddedCount struct {
 	n atomic.Uint64
@@ -287,6 +319,7 @@ func (s *sketch) init(size int) {
 	s.words = make([]uint64, words)
 	s.blocks = uint64(words / 8)
 	s.share = max(1, 10*uint64(max(size, 1))/countStripes)
+	s.aged.Store(int64(len(s.words)))
 }
 
 // counter returns key's counter i (0–3): its word, and its shift within.
@@ -305,8 +338,10 @@ func spread(key uint64) uint64 {
 	return key
 }
 
-// add counts a lookup of key. Every period it halves every count; true
-// when it ended a period or half of one (the index's sweep: see sweep).
+// add counts a lookup of key, and carries the halving pass under way a
+// step further. Every period it starts a pass that halves every count;
+// true when it ended a period or half of one (the index's sweep: see
+// sweep).
 func (s *sketch) add(key uint64) bool {
 	h := spread(key)
 	for i := range 4 {
@@ -316,16 +351,27 @@ func (s *sketch) add(key uint64) bool {
 			atomic.CompareAndSwapUint64(w, old, old+1<<shift)
 		}
 	}
+	if s.aged.Load() < int64(len(s.words)) {
+		s.age()
+	}
 	if s.adds[stripe(h)].n.Add(1)%s.share != 0 {
 		return false
 	}
 	if n := s.shares.Add(1); n%countStripes != 0 {
 		return n%(countStripes/2) == 0
 	}
-	for i := range s.words {
+	s.aged.Store(0)
+	return true
+}
+
+// age halves the next ageChunk words of the pass under way. A count
+// added to before the pass reaches its word is halved with it: as
+// approximate as the sketch is anyway.
+func (s *sketch) age() {
+	end := s.aged.Add(ageChunk)
+	for i := max(end-ageChunk, 0); i < min(end, int64(len(s.words))); i++ {
 		atomic.StoreUint64(&s.words[i], atomic.LoadUint64(&s.words[i])>>1&0x7777777777777777)
 	}
-	return true
 }
 
 // estimate returns key's count: the least of its four counters.

@@ -164,6 +164,141 @@ func TestIndexAllocatesNothing(t *testing.T) {
 	}
 }
 
+// TestSketchAgesInSteps: the halving of the counts that ends a period is
+// spread over the additions after it, ageChunk words each, and halves
+// every count exactly once — no one lookup halves the whole sketch.
+func TestSketchAgesInSteps(t *testing.T) {
+	var s sketch
+	s.init(10000)
+	n := len(s.words)
+	if n <= 4*ageChunk {
+		t.Fatalf("%d words: too few to see steps of %d", n, ageChunk)
+	}
+	for i := range s.words {
+		s.words[i] = ^uint64(0) // every count 15
+	}
+	key := uint64(1)
+	for s.aged.Load() >= int64(n) { // until a period ends
+		s.add(key)
+		key++
+	}
+	// counts reports the words whose counts are all 15, all 7 or 8 (halved
+	// once, maybe added to since), and any other.
+	counts := func() (full, halved, other int) {
+		for _, w := range s.words {
+			switch {
+			case w == ^uint64(0):
+				full++
+			case func() bool {
+				for i := range 16 {
+					if c := w >> (4 * i) & 15; c != 7 && c != 8 {
+						return false
+					}
+				}
+				return true
+			}():
+				halved++
+			default:
+				other++
+			}
+		}
+		return
+	}
+	// The period's last addition only starts the pass; each one after
+	// halves the next ageChunk words (and counts itself in four counters,
+	// which stay 15 in a word not halved yet).
+	if full, halved, other := counts(); full != n || halved != 0 || other != 0 {
+		t.Fatalf("the period's end halved at once: %d full, %d halved, %d other of %d", full, halved, other, n)
+	}
+	for step := 1; step*ageChunk < n; step++ {
+		s.add(key + uint64(step))
+		if full, halved, other := counts(); halved+other != step*ageChunk || full != n-step*ageChunk || step == 1 && full < n/2 {
+			t.Fatalf("after %d additions: %d halved, %d other, %d full of %d", step, halved, other, full, n)
+		}
+	}
+	s.add(key)
+	if full, halved, other := counts(); halved != n || full != 0 || other != 0 {
+		t.Fatalf("after the pass: %d halved once, %d full, %d other of %d", halved, full, other, n)
+	}
+	if s.aged.Load() < int64(n) {
+		t.Fatal("the pass is still under way")
+	}
+}
+
+// TestIndexSweepsInSteps: the recency sweep a half period's end starts is
+// spread over the lookups after it, sweepChunk buckets each, and reaches
+// every bucket once: a key found before the sweep is stale after the next.
+func TestIndexSweepsInSteps(t *testing.T) {
+	x := newIndex(4000, func(uint32) {})
+	for k := uint64(1); k <= 4000; k++ {
+		x.set(k, uint32(k))
+	}
+	n := len(x.buckets)
+	referenced := func() int {
+		r := 0
+		for i := range x.buckets {
+			if x.buckets[i].ref != 0 {
+				r++
+			}
+		}
+		return r
+	}
+	used := 0
+	for i := range x.buckets {
+		if x.buckets[i].used() > 0 {
+			used++
+		}
+	}
+	if referenced() != used {
+		t.Fatalf("%d buckets referenced after the sets, %d used", referenced(), used)
+	}
+	// Look up a key outside the index until a pass starts: one lookup has
+	// swept sweepChunk buckets, not all of them.
+	lookups := 0
+	for x.swept.Load() >= int64(n) {
+		x.get(1 << 40)
+		if lookups++; lookups > 100*4000 {
+			t.Fatal("no sweep under way in 100 lookups per entry: none started, or one lookup swept every bucket")
+		}
+	}
+	if swept := used - referenced(); swept > sweepChunk || swept >= used/2 {
+		t.Fatalf("the lookup that started the sweep swept %d buckets (chunk %d)", swept, sweepChunk)
+	}
+	for x.swept.Load() < int64(n) {
+		x.get(1 << 40)
+	}
+	if r := referenced(); r != 0 {
+		t.Fatalf("%d buckets not swept by the end of the pass", r)
+	}
+	// staleKeys counts the stale ways that hold a key.
+	staleKeys := func() int {
+		stale := 0
+		for i := range x.buckets {
+			b := &x.buckets[i]
+			for w, k := range b.keys {
+				if k != 0 && b.stale&(1<<w) != 0 {
+					stale++
+				}
+			}
+		}
+		return stale
+	}
+	// Every key was set in the period that ended: none is stale. None is
+	// found in the next, so each is stale once the next pass has passed.
+	if stale := staleKeys(); stale != 0 {
+		t.Fatalf("%d keys stale after a period they were set in", stale)
+	}
+	for x.swept.Load() >= int64(n) {
+		x.get(1 << 40)
+	}
+	for x.swept.Load() < int64(n) {
+		x.get(1 << 40)
+	}
+	if stale := staleKeys(); stale != 4000 {
+		t.Errorf("%d keys stale after a period without lookups, want every one of 4000", stale)
+	}
+}
+
 // BenchmarkIndexGet is a lookup of a held key, with its frequency counted.
 func BenchmarkIndexGet(b *testing.B) {
 	const size = 100_000
