@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +21,15 @@ func TestBenchHarnessRuns(t *testing.T) {
 	if b, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
-	for _, alg := range []string{"ES256", "EdDSA"} {
+	// EdDSA also measures each fleet target twice (-repeat 2).
+	for _, c := range []struct {
+		alg    string
+		repeat int
+	}{{"ES256", 1}, {"EdDSA", 2}} {
+		alg := c.alg
 		t.Run(alg, func(t *testing.T) {
-			cmd := exec.CommandContext(ctx, bin, "-alg", alg, "-duration", "300ms", "-conns", "4", "-tokens", "200", "-fleet", "50,400", "-idle", "50")
+			cmd := exec.CommandContext(ctx, bin, "-alg", alg, "-duration", "300ms", "-conns", "4", "-tokens", "200", "-fleet", "50,400", "-idle", "50",
+				"-repeat", strconv.Itoa(c.repeat))
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
@@ -30,7 +37,7 @@ func TestBenchHarnessRuns(t *testing.T) {
 				t.Fatalf("tollgate-bench: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
 			}
 			checkBenchTable(t, string(out), alg)
-			checkFleet(t, string(out), alg)
+			checkFleet(t, string(out), alg, c.repeat)
 		})
 	}
 	// The session store and tracing scenarios, in the same run as the
@@ -113,7 +120,7 @@ func checkBenchTable(t *testing.T, table, alg string) {
 // rows, the token cache answering every request after the warm-up (the
 // hit-rate column), the memory per cached token, and the summary against
 // the targets.
-func checkFleet(t *testing.T, table, alg string) {
+func checkFleet(t *testing.T, table, alg string, repeat int) {
 	t.Helper()
 	for _, n := range []string{"50", "400"} {
 		row := "(g) tollgate, fleet of " + n + " distinct " + alg + " tokens after warm-up"
@@ -154,6 +161,26 @@ func checkFleet(t *testing.T, table, alg string) {
 		if !strings.Contains(same, s) {
 			t.Errorf("no %q in %q", s, same)
 		}
+	}
+	// With -repeat each fleet and (c-full) is measured again, with its
+	// baselines, and the summary gives the median; (d) is not repeated.
+	if repeat > 1 {
+		for _, row := range []string{"(g) tollgate, fleet of 50 distinct " + alg + " tokens after warm-up, #2", "(g) tollgate, fleet of 400 distinct " + alg + " tokens after warm-up, #2",
+			"(c-full) tollgate, one hot token, the fleet in the cache, #2", "(bp) again, before (c-full), #2", "(bh) again, #2"} {
+			if !strings.Contains(table, row) {
+				t.Errorf("no %q in:\n%s", row, table)
+			}
+		}
+		for _, line := range []string{"fleet: requests/s ×(bp) after warm-up", "fleet: one hot token with the cache full: ", "same upstream headers: tollgate requests/s ×(bh): "} {
+			if l := lineWith(table, line); !strings.Contains(l, "(median of 2: ") {
+				t.Errorf("no median of the repeats in %q", l)
+			}
+		}
+		if strings.Contains(table, "cold: every token new, #2") || strings.Contains(table, "each new, #2") {
+			t.Error("the cold scenario was repeated")
+		}
+	} else if strings.Contains(table, "median of") || strings.Contains(table, "#2") {
+		t.Errorf("repeats without -repeat:\n%s", table)
 	}
 	again := strings.TrimSpace(lineWith(table, "baseline: (bp) again before each fleet, (c-full) and (d): "))
 	if again = again[strings.LastIndexByte(again, ':')+1:]; len(strings.Split(again, ",")) != 4 {

@@ -19,6 +19,12 @@
 //	go run ./cmd/tollgate-bench [-duration 5s] [-conns 32] [-tokens 100000] [-fleet 10000,100000]
 //	                            [-idle 10000] [-profile DIR] [-alg ES256|EdDSA|RS256] [-tollgate PATH]
 //	                            [-store memory|redis|all] [-no-id-token] [-redis-server PATH] [-tracing]
+//	                            [-repeat N]
+//
+// -repeat measures each fleet and (c-full) N times in a row, each time
+// after its own (bp) and (bh), and the summary gives the median ratio and
+// the range: on a shared machine one measurement of a target can land in
+// a slow moment of its baseline or of itself.
 //
 // -tracing adds the hot token on two more gateways that export their spans
 // over OTLP/HTTP (to the upstream, which discards them), sampling 1% and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -201,21 +202,30 @@ func parseSizes(s string) ([]int, error) {
 
 // printFleetRatios prints the fleet scenarios against their targets
 // (docs/PERFORMANCE.md), as ratios to the bare proxy with a buffer pool
-// (bp) of the same run.
-func printFleetRatios(w io.Writer, results map[string]result, sizes []int) {
+// (bp) of the same run, each to the (bp) just before it; with -repeat,
+// the median of the repeats.
+func printFleetRatios(w io.Writer, results map[string]result, sizes []int, repeat int) {
 	base := baseline(results)
+	ratio := func(id string, r result) float64 { return r.rps / base(id).rps }
+	p99 := func(id string, r result) float64 { return float64(r.p99) / float64(base(id).p99) }
+	cpu := func(id string, r result) float64 { return (r.cpuPer10k - base(id).cpuPer10k) * 100 }
+	gc := func(_ string, r result) float64 { return 100 * r.gc.cpuShare }
 	var fleet, ids []string
 	for _, n := range sizes {
 		id := fmt.Sprintf("g%d", n)
 		ids = append(ids, id)
-		r := results[id]
-		fleet = append(fleet, fmt.Sprintf("%d tokens %.2f (hits %.1f%%, GC %.1f%% of CPU)", n, r.rps/base(id).rps, 100*r.gc.hitRate, 100*r.gc.cpuShare))
+		hits := results[id].gc.hitRate // the least of the repeats
+		for r := 2; r <= repeat; r++ {
+			hits = min(hits, results[fmt.Sprintf("%s#%d", id, r)].gc.hitRate)
+		}
+		fleet = append(fleet, fmt.Sprintf("%d tokens %s (hits %.1f%%, GC %s of CPU)", n,
+			across(results, id, repeat, "%.2f", ratio), 100*hits, across(results, id, repeat, "%.1f%%", gc)))
 	}
 	fmt.Fprintf(w, "fleet: requests/s ×(bp) after warm-up (target ≥ 0.9, GC ≤ 3%%): %s\n", strings.Join(fleet, ", "))
-	if c, ok := results["c-full"]; ok {
-		bp := base("c-full")
-		fmt.Fprintf(w, "fleet: one hot token with the cache full: %.2f×(bp) requests/s (target ≥ 0.95), p99 %.2f×(bp) (≤ 1.2), CPU %+.1f µs/req over (bp) (≤ 5), GC %.1f%% of CPU\n",
-			c.rps/bp.rps, float64(c.p99)/float64(bp.p99), (c.cpuPer10k-bp.cpuPer10k)*100, 100*c.gc.cpuShare)
+	if _, ok := results["c-full"]; ok {
+		fmt.Fprintf(w, "fleet: one hot token with the cache full: requests/s ×(bp) %s (target ≥ 0.95), p99 ×(bp) %s (≤ 1.2), CPU µs/req over (bp) %s (≤ 5), GC %s of CPU\n",
+			across(results, "c-full", repeat, "%.2f", ratio), across(results, "c-full", repeat, "%.2f", p99),
+			across(results, "c-full", repeat, "%+.1f", cpu), across(results, "c-full", repeat, "%.1f%%", gc))
 	}
 	if d, ok := results["d"]; ok {
 		fmt.Fprintf(w, "cold: every token new: %.2f×(bp) requests/s (target ≥ 0.5), %.2f×(b)\n", d.rps/base("d").rps, d.rps/results["b"].rps)
@@ -230,13 +240,43 @@ func printFleetRatios(w io.Writer, results map[string]result, sizes []int) {
 	fmt.Fprintf(w, "baseline: (bp) again before each fleet, (c-full) and (d): %s× the first (bp)\n", strings.Join(again, ", "))
 }
 
+// across is f of the scenario id and of its repeats (id#2 … id#repeat)
+// as one figure in format: the value alone, or with repeats their median
+// and range.
+func across(results map[string]result, id string, repeat int, format string, f func(id string, r result) float64) string {
+	var v []float64
+	for i := 1; i <= repeat; i++ {
+		rid := id
+		if i > 1 {
+			rid = fmt.Sprintf("%s#%d", id, i)
+		}
+		if r, ok := results[rid]; ok {
+			v = append(v, f(rid, r))
+		}
+	}
+	switch len(v) {
+	case 0:
+		return "–"
+	case 1:
+		return fmt.Sprintf(format, v[0])
+	}
+	slices.Sort(v)
+	median := v[len(v)/2]
+	if len(v)%2 == 0 {
+		median = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return fmt.Sprintf(format+" (median of %d: "+format+" to "+format+")", median, len(v), v[0], v[len(v)-1])
+}
+
 // printSameHeaders prints tollgate's scenarios against (bh), the bare
 // proxy with a buffer pool adding the upstream headers tollgate adds
-// (named in added), each to the (bh) measured just before it: the part of
-// the gap to (bp) that is not the cost of carrying those headers.
-func printSameHeaders(w io.Writer, results map[string]result, sizes []int, added []string) {
+// (named in added), each to the (bh) measured just before it (with
+// -repeat, the median of the repeats): the part of the gap to (bp) that is
+// not the cost of carrying those headers.
+func printSameHeaders(w io.Writer, results map[string]result, sizes []int, repeat int, added []string) {
 	bh := func(id string) result { return nearest(results, "bh", id) }
 	base := baseline(results)
+	ratio := func(id string, r result) float64 { return r.rps / bh(id).rps }
 	var costs, ratios []string
 	ids := []string{"c"}
 	for _, n := range sizes {
@@ -247,8 +287,7 @@ func printSameHeaders(w io.Writer, results map[string]result, sizes []int, added
 		costs = append(costs, fmt.Sprintf("%.2f", r.rps/results["bp"].rps))
 	}
 	for _, id := range ids {
-		r, ok := results[id]
-		if !ok {
+		if _, ok := results[id]; !ok {
 			continue
 		}
 		if again, ok := results["bh@"+id]; ok {
@@ -258,13 +297,14 @@ func printSameHeaders(w io.Writer, results map[string]result, sizes []int, added
 		if strings.HasPrefix(id, "g") {
 			label = id[1:] + " tokens"
 		}
-		ratios = append(ratios, fmt.Sprintf("%s %.2f", label, r.rps/bh(id).rps))
+		ratios = append(ratios, label+" "+across(results, id, repeat, "%.2f", ratio))
 	}
 	fmt.Fprintf(w, "same upstream headers: (bh) adds %s; (bh) ×(bp) requests/s %s\n", strings.Join(added, ", "), strings.Join(costs, ", "))
 	fmt.Fprintf(w, "same upstream headers: tollgate requests/s ×(bh): %s", strings.Join(ratios, ", "))
-	if c, ok := results["c-full"]; ok {
-		h := bh("c-full")
-		fmt.Fprintf(w, "; (c-full) p99 %.2f×(bh), CPU %+.1f µs/req over (bh)", float64(c.p99)/float64(h.p99), (c.cpuPer10k-h.cpuPer10k)*100)
+	if _, ok := results["c-full"]; ok {
+		p99 := func(id string, r result) float64 { return float64(r.p99) / float64(bh(id).p99) }
+		cpu := func(id string, r result) float64 { return (r.cpuPer10k - bh(id).cpuPer10k) * 100 }
+		fmt.Fprintf(w, "; (c-full) p99 ×(bh) %s, CPU µs/req over (bh) %s", across(results, "c-full", repeat, "%.2f", p99), across(results, "c-full", repeat, "%+.1f", cpu))
 	}
 	fmt.Fprintln(w)
 }

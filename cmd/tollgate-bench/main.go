@@ -82,6 +82,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tokens := fs.Int("tokens", 100000, "distinct valid tokens for the cold scenario (d), each sent once: it ends early when they run out")
 	fleet := fs.String("fleet", "10000,100000", "fleet sizes: for each, that many distinct tokens cycling after a warm-up pass (comma-separated, ascending; empty: none)")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
+	repeat := fs.Int("repeat", 1, "measure each fleet and (c-full), with the (bp) and (bh) before it, this many times in a row; the summary gives the median ratio")
 	profiles := fs.String("profile", "", "directory for CPU profiles of the process under test in scenarios (bp) and (bh) (each time), (c), (c-full), (d) and (e), and in the -store ones (empty: none)")
 	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
 	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
@@ -103,6 +104,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *conns <= 0 || *tokens <= 0 {
 		return errors.New("-conns and -tokens must be positive")
+	}
+	if *repeat < 1 || *repeat > 10 {
+		return errors.New("-repeat must be within [1, 10]")
 	}
 	fleetSizes, err := parseSizes(*fleet)
 	if err != nil {
@@ -297,6 +301,22 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			i += 2
 		}
 	}
+	// -repeat: each fleet and (c-full) again, with the baselines before
+	// it, right after itself (the cold scenario's tokens are each sent
+	// once, so it is not repeated). Repeat r of a scenario is id#r.
+	for i := 0; i < len(scenarios); i++ {
+		if s := scenarios[i]; strings.HasPrefix(s.id, "g") || s.id == "c-full" {
+			var more []scenario
+			for r := 2; r <= *repeat; r++ {
+				for _, m := range scenarios[i-2 : i+1] { // (bp) again, (bh) again, the scenario
+					m.id, m.name, m.before = fmt.Sprintf("%s#%d", m.id, r), fmt.Sprintf("%s, #%d", m.name, r), nil
+					more = append(more, m)
+				}
+			}
+			scenarios = slices.Insert(scenarios, i+1, more...)
+			i += len(more)
+		}
+	}
 	// The store scenarios run next to the one they are compared with, so
 	// that the machine's drift between them is least.
 	after := func(id string, s scenario) {
@@ -416,10 +436,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		for _, line := range fleetMemory {
 			fmt.Fprintln(stdout, line)
 		}
-		printFleetRatios(stdout, results, fleetSizes)
+		printFleetRatios(stdout, results, fleetSizes, *repeat)
 	}
 	fmt.Fprintln(stdout)
-	printSameHeaders(stdout, results, fleetSizes, slices.Sorted(maps.Keys(added)))
+	printSameHeaders(stdout, results, fleetSizes, *repeat, slices.Sorted(maps.Keys(added)))
 	if *store != "" {
 		fmt.Fprintln(stdout)
 		printStoreRatios(stdout, results)
