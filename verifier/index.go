@@ -51,17 +51,19 @@ import (
 // box names, so a reused slot is a miss, never another token.
 type index struct {
 	buckets []bucket
-	locks   [indexLocks]sync.Mutex
-	freq    sketch
-	size    int64 // the most entries
-	count   atomic.Int64
+	// swept is the next bucket of the recency pass under way (see sweep);
+	// len(buckets) or more when none is. Read by every lookup, written
+	// only during a pass: it sits with buckets, away from the counters
+	// every change writes.
+	swept atomic.Int64
+	locks [indexLocks]sync.Mutex
+	freq  sketch
+	size  int64 // the most entries
+	count atomic.Int64
 	// release is told of every value the index stops holding: replaced,
 	// evicted or removed. It runs under the index's lock.
 	release   func(v uint32)
 	evictions atomic.Uint64
-	// swept is the next bucket of the recency pass under way (see sweep);
-	// len(buckets) or more when none is.
-	swept atomic.Int64
 }
 
 const (
@@ -292,15 +294,17 @@ func (x *index) remove(key uint64, v uint32) {
 type sketch struct {
 	words  []uint64 // 16 counters each, 8 words a block
 	blocks uint64   // a power of two
+	// aged is the next word of the halving pass under way (see age);
+	// len(words) or more when none is. Read by every addition, written
+	// only during a pass: it sits with words, away from the addition
+	// counters.
+	aged atomic.Int64
 	// adds counts additions by stripe (see stripe), a stripe's share of
 	// the period at a time, so that lookups seldom write one cache line;
 	// shares counts the shares completed.
 	adds   [countStripes]paddedCount
 	shares atomic.Uint64
 	share  uint64 // period / countStripes
-	// aged is the next word of the halving pass under way (see age);
-	// len(words) or more when none is.
-	aged atomic.Int64
 }
 
 // ageChunk is how many words an addition halves while a halving pass is
