@@ -18,7 +18,8 @@ import (
 // al., "Balanced allocations", 1994; none of 2 million keys put into
 // twenty indexes of 100,000, against 382 with a quarter more ways), so
 // the index fills to its size. A lookup reads at most the two buckets,
-// without a lock; a change locks them (a mutex per bucket stripe).
+// without a lock (save one that carries a recency sweep a step: see
+// sweep); a change locks them (a mutex per bucket stripe).
 //
 // Policy: TinyLFU (Einziger, Friedman and Manes, "TinyLFU: a highly
 // efficient cache admission policy", 2017). A frequency sketch counts how
@@ -53,9 +54,10 @@ type index struct {
 	buckets []bucket
 	// swept is the next bucket of the recency pass under way (see sweep);
 	// len(buckets) or more when none is. Read by every lookup, written
-	// only during a pass: it sits with buckets, away from the counters
-	// every change writes.
+	// only during a pass: it sits with buckets, a cache line away from
+	// the locks every change takes.
 	swept atomic.Int64
+	_     [56]byte
 	locks [indexLocks]sync.Mutex
 	freq  sketch
 	size  int64 // the most entries
@@ -296,15 +298,19 @@ type sketch struct {
 	blocks uint64   // a power of two
 	// aged is the next word of the halving pass under way (see age);
 	// len(words) or more when none is. Read by every addition, written
-	// only during a pass: it sits with words, away from the addition
-	// counters.
+	// only during a pass: it sits with words, a cache line away from the
+	// addition counters.
 	aged atomic.Int64
+	_    [56]byte
 	// adds counts additions by stripe (see stripe), a stripe's share of
-	// the period at a time, so that lookups seldom write one cache line;
-	// shares counts the shares completed.
+	// a round (half a period) at a time, so that lookups seldom write one
+	// cache line; shares counts the shares completed. The stripes fill at
+	// about the same rate, so a round's shares complete together at its
+	// end: a round is countStripes shares, and the events add reports fall
+	// a round apart.
 	adds   [countStripes]paddedCount
 	shares atomic.Uint64
-	share  uint64 // period / countStripes
+	share  uint64 // round / countStripes
 }
 
 // ageChunk is how many words an addition halves while a halving pass is
@@ -322,7 +328,7 @@ func (s *sketch) init(size int) {
 	words := max(8, 1<<bits.Len(uint(max(size, 1)-1))) // the next power of two
 	s.words = make([]uint64, words)
 	s.blocks = uint64(words / 8)
-	s.share = max(1, 10*uint64(max(size, 1))/countStripes)
+	s.share = max(1, 5*uint64(max(size, 1))/countStripes) // a round: five additions per entry
 	s.aged.Store(int64(len(s.words)))
 }
 
@@ -343,9 +349,9 @@ func spread(key uint64) uint64 {
 }
 
 // add counts a lookup of key, and carries the halving pass under way a
-// step further. Every period it starts a pass that halves every count;
-// true when it ended a period or half of one (the index's sweep: see
-// sweep).
+// step further. Every period (two rounds, ten additions per entry) it
+// starts a pass that halves every count; true when it ended a round (the
+// index's sweep: see sweep).
 func (s *sketch) add(key uint64) bool {
 	h := spread(key)
 	for i := range 4 {
@@ -361,10 +367,13 @@ func (s *sketch) add(key uint64) bool {
 	if s.adds[stripe(h)].n.Add(1)%s.share != 0 {
 		return false
 	}
-	if n := s.shares.Add(1); n%countStripes != 0 {
-		return n%(countStripes/2) == 0
+	n := s.shares.Add(1)
+	if n%countStripes != 0 {
+		return false
 	}
-	s.aged.Store(0)
+	if n%(2*countStripes) == 0 {
+		s.aged.Store(0)
+	}
 	return true
 }
 

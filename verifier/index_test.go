@@ -178,10 +178,7 @@ func TestSketchAgesInSteps(t *testing.T) {
 		s.words[i] = ^uint64(0) // every count 15
 	}
 	key := uint64(1)
-	for s.aged.Load() >= int64(n) { // until a period ends
-		s.add(key)
-		key++
-	}
+	passes(t, "a period's end", 20*10000, func() bool { return s.aged.Load() < int64(n) }, func() { s.add(key); key++ })
 	// counts reports the words whose counts are all 15, all 7 or 8 (halved
 	// once, maybe added to since), and any other.
 	counts := func() (full, halved, other int) {
@@ -254,19 +251,14 @@ func TestIndexSweepsInSteps(t *testing.T) {
 	}
 	// Look up a key outside the index until a pass starts: one lookup has
 	// swept sweepChunk buckets, not all of them.
-	lookups := 0
-	for x.swept.Load() >= int64(n) {
-		x.get(1 << 40)
-		if lookups++; lookups > 100*4000 {
-			t.Fatal("no sweep under way in 100 lookups per entry: none started, or one lookup swept every bucket")
-		}
-	}
+	under := func() bool { return x.swept.Load() < int64(n) }
+	done := func() bool { return !under() }
+	lookup := func() { x.get(1 << 40) }
+	passes(t, "a sweep under way (none started, or one lookup swept every bucket)", 100*4000, under, lookup)
 	if swept := used - referenced(); swept > sweepChunk || swept >= used/2 {
 		t.Fatalf("the lookup that started the sweep swept %d buckets (chunk %d)", swept, sweepChunk)
 	}
-	for x.swept.Load() < int64(n) {
-		x.get(1 << 40)
-	}
+	passes(t, "the end of the sweep", 100*4000, done, lookup)
 	if r := referenced(); r != 0 {
 		t.Fatalf("%d buckets not swept by the end of the pass", r)
 	}
@@ -288,14 +280,61 @@ func TestIndexSweepsInSteps(t *testing.T) {
 	if stale := staleKeys(); stale != 0 {
 		t.Fatalf("%d keys stale after a period they were set in", stale)
 	}
-	for x.swept.Load() >= int64(n) {
-		x.get(1 << 40)
-	}
-	for x.swept.Load() < int64(n) {
-		x.get(1 << 40)
-	}
+	passes(t, "the next sweep", 100*4000, under, lookup)
+	passes(t, "the end of the next sweep", 100*4000, done, lookup)
 	if stale := staleKeys(); stale != 4000 {
 		t.Errorf("%d keys stale after a period without lookups, want every one of 4000", stale)
+	}
+}
+
+// TestIndexPassesEvenlySpaced: with lookups of many keys (spread over the
+// sketch's counting stripes, which fill together), a recency sweep starts
+// every five lookups per entry and a halving every ten — not in pairs at
+// the period's end, which would leave most keys stale for a period.
+func TestIndexPassesEvenlySpaced(t *testing.T) {
+	const size = 4000
+	x := newIndex(size, func(uint32) {})
+	var sweeps, halvings []int
+	idle := func() (bool, bool) {
+		return x.swept.Load() >= int64(len(x.buckets)), x.freq.aged.Load() >= int64(len(x.freq.words))
+	}
+	sweepIdle, ageIdle := idle()
+	for i := 1; i <= 25*5*size; i++ {
+		x.get(uint64(i)*0x9e3779b97f4a7c15 | 1)
+		s, a := idle()
+		if sweepIdle && !s {
+			sweeps = append(sweeps, i)
+		}
+		if ageIdle && !a {
+			halvings = append(halvings, i)
+		}
+		sweepIdle, ageIdle = s, a
+	}
+	check := func(what string, starts []int, every int) {
+		t.Helper()
+		if len(starts) < 10 {
+			t.Fatalf("%d %s in %d lookups, want one every %d", len(starts), what, 25*5*size, every)
+		}
+		for k := 1; k < len(starts); k++ {
+			if gap := starts[k] - starts[k-1]; gap < every*9/10 || gap > every*11/10 {
+				t.Errorf("%s %d and %d start %d lookups apart, want about %d: %v", what, k, k+1, gap, every, starts)
+				return
+			}
+		}
+	}
+	check("sweeps", sweeps, 5*size)
+	check("halvings", halvings, 10*size)
+}
+
+// passes calls step until done holds, and fails the test, saying what
+// was awaited, if it does not after limit calls.
+func passes(t *testing.T, what string, limit int, done func() bool, step func()) {
+	t.Helper()
+	for i := 0; !done(); i++ {
+		if i == limit {
+			t.Fatalf("waited for %s: not there after %d steps", what, limit)
+		}
+		step()
 	}
 }
 
