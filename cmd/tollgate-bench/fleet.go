@@ -270,36 +270,43 @@ func across(results map[string]result, id string, repeat int, format string, f f
 
 // printSameHeaders prints tollgate's scenarios against (bh), the bare
 // proxy with a buffer pool adding the upstream headers tollgate adds
-// (named in added), each to the (bh) measured just before it (with
-// -repeat, the median of the repeats): the part of the gap to (bp) that is
-// not the cost of carrying those headers.
-func printSameHeaders(w io.Writer, results map[string]result, sizes []int, repeat int, added []string) {
+// (named in added; removed names those tollgate removes, which (bh)
+// keeps), each to the (bh) measured just before it (with -repeat, the
+// median of the repeats): the part of the gap to (bp) that is not the
+// cost of carrying those headers.
+func printSameHeaders(w io.Writer, results map[string]result, sizes []int, repeat int, added, removed []string) {
 	bh := func(id string) result { return nearest(results, "bh", id) }
 	base := baseline(results)
-	ratio := func(id string, r result) float64 { return r.rps / bh(id).rps }
+	toBH := func(id string, r result) float64 { return r.rps / bh(id).rps }
+	toBP := func(id string, r result) float64 { return r.rps / base(id).rps }
 	var costs, ratios []string
 	ids := []string{"c"}
 	for _, n := range sizes {
 		ids = append(ids, fmt.Sprintf("g%d", n))
 	}
 	ids = append(ids, "c-full", "d")
-	if r, ok := results["bh"]; ok {
-		costs = append(costs, fmt.Sprintf("%.2f", r.rps/results["bp"].rps))
+	if _, ok := results["bh"]; ok {
+		costs = append(costs, "first "+across(results, "bh", 1, "%.2f", toBP))
 	}
 	for _, id := range ids {
 		if _, ok := results[id]; !ok {
 			continue
 		}
-		if again, ok := results["bh@"+id]; ok {
-			costs = append(costs, fmt.Sprintf("%.2f", again.rps/base(id).rps))
-		}
 		label := "(" + id + ")"
 		if strings.HasPrefix(id, "g") {
 			label = id[1:] + " tokens"
 		}
-		ratios = append(ratios, label+" "+across(results, id, repeat, "%.2f", ratio))
+		if _, ok := results["bh@"+id]; ok {
+			costs = append(costs, "before "+label+" "+across(results, "bh@"+id, repeat, "%.2f", toBP))
+		}
+		ratios = append(ratios, label+" "+across(results, id, repeat, "%.2f", toBH))
 	}
-	fmt.Fprintf(w, "same upstream headers: (bh) adds %s; (bh) ×(bp) requests/s %s\n", strings.Join(added, ", "), strings.Join(costs, ", "))
+	gone := "none"
+	if len(removed) > 0 {
+		gone = strings.Join(removed, ", ") + " (which (bh) keeps)"
+	}
+	fmt.Fprintf(w, "same upstream headers: (bh) adds %s; tollgate removes %s\n", strings.Join(added, ", "), gone)
+	fmt.Fprintf(w, "same upstream headers: (bh) requests/s ×(bp): %s\n", strings.Join(costs, ", "))
 	fmt.Fprintf(w, "same upstream headers: tollgate requests/s ×(bh): %s", strings.Join(ratios, ", "))
 	if _, ok := results["c-full"]; ok {
 		p99 := func(id string, r result) float64 { return float64(r.p99) / float64(bh(id).p99) }

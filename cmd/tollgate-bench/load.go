@@ -203,7 +203,7 @@ func printTable(w io.Writer, results []result, b result, base func(id string) re
 			r.cpuPer10k*100, (r.cpuPer10k-bp.cpuPer10k)*100, r.rssMiB, hits, cycles, share, r.errors)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "×(bp) and −(bp) of a scenario after a \"(bp) again\" row are to that row (a \"(bh) again\" row between them is the one before).")
+	fmt.Fprintln(w, "×(bp) and −(bp) of a fleet, (c-full) or (d) row, and of a \"(bh) again\" row, are to the \"(bp) again\" row before it; of the other rows, to the first (bp).")
 }
 
 func newLoadClient(conns int) *http.Client {

@@ -185,8 +185,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// (bh) is (bp) adding to each upstream request the headers tollgate
 	// adds (identity, request id, trace context), with the hot token's
 	// values: what carrying them costs the proxy, the upstream and the
-	// kernel, whatever the proxy.
-	added, err := bareproxy.HeadersAdded(ctx, client, barePool.url, gw.url, "/api/channels/1", hot[0])
+	// kernel, whatever the proxy. Headers tollgate removes, it keeps: the
+	// summary names them.
+	added, removed, err := bareproxy.HeaderDiff(ctx, client, barePool.url, gw.url, "/api/channels/1", hot[0])
 	if err != nil {
 		return err
 	}
@@ -201,6 +202,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer bareHeaders.stop()
+	if bhAdded, _, err := bareproxy.HeaderDiff(ctx, client, barePool.url, bareHeaders.url, "/api/channels/1", hot[0]); err != nil {
+		return err
+	} else if !maps.EqualFunc(bhAdded, added, slices.Equal) {
+		return fmt.Errorf("(bh) adds %v, not what tollgate adds: %v", bhAdded, added)
+	}
 	get := func(base string, auths []string) request {
 		return func(i int) (*http.Request, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/channels/1", nil)
@@ -228,11 +234,19 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		stats    string       // statistics of the process: its GC, and a gateway's cache; "": none
 		before   func() error // run before the clock starts (a fleet's warm-up); nil: nothing
 	}
-	bh := func(id string) scenario {
+	// label names a scenario in the rows of the baselines measured again
+	// before it: "(g) 10000 tokens", "(c-full)".
+	label := func(s scenario) string {
+		if n, ok := strings.CutPrefix(s.id, "g"); ok {
+			return "(g) " + n + " tokens"
+		}
+		return s.name[:strings.IndexByte(s.name, ')')+1]
+	}
+	bh := func(before *scenario) scenario {
 		s := scenario{id: "bh", name: fmt.Sprintf("(bh) (bp) adding tollgate's %d upstream headers", len(added)),
 			proc: bareHeaders, admin: bareHeaders.admin, load: shared(get(bareHeaders.url, hot)), stats: bareHeaders.admin}
-		if id != "" {
-			s.id, s.name = "bh@"+id, "(bh) again"
+		if before != nil {
+			s.id, s.name = "bh@"+before.id, "(bh) again, before "+label(*before)
 		}
 		return s
 	}
@@ -240,7 +254,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		{id: "a", name: "(a) direct upstream", proc: upstream, load: shared(get(upstream.url, nil))},
 		{id: "b", name: "(b) bare httputil.ReverseProxy", proc: bare, load: shared(get(bare.url, hot)), stats: bare.admin},
 		{id: "bp", name: "(bp) bare httputil.ReverseProxy with a BufferPool", proc: barePool, admin: barePool.admin, load: shared(get(barePool.url, hot)), stats: barePool.admin},
-		bh(""),
+		bh(nil),
 		{id: "c", name: "(c) tollgate, one hot token, fresh process", proc: gw.child, admin: gw.admin, load: shared(get(gw.url, hot)), stats: gw.admin},
 	}
 	// The fleet scenarios: each size's tokens cycle after a warm-up pass
@@ -294,9 +308,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// them.
 	for i := 0; i < len(scenarios); i++ {
 		if s := scenarios[i]; strings.HasPrefix(s.id, "g") || s.id == "c-full" || s.id == "d" {
-			scenarios = slices.Insert(scenarios, i, scenario{id: "bp@" + s.id, name: "(bp) again, before " + s.name[:strings.IndexByte(s.name, ')')+1],
+			scenarios = slices.Insert(scenarios, i, scenario{id: "bp@" + s.id, name: "(bp) again, before " + label(s),
 				proc: barePool, admin: barePool.admin, load: shared(get(barePool.url, hot)), stats: barePool.admin, before: s.before},
-				bh(s.id))
+				bh(&s))
 			scenarios[i+2].before = nil
 			i += 2
 		}
@@ -439,7 +453,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		printFleetRatios(stdout, results, fleetSizes, *repeat)
 	}
 	fmt.Fprintln(stdout)
-	printSameHeaders(stdout, results, fleetSizes, *repeat, slices.Sorted(maps.Keys(added)))
+	printSameHeaders(stdout, results, fleetSizes, *repeat, slices.Sorted(maps.Keys(added)), slices.Sorted(maps.Keys(removed)))
 	if *store != "" {
 		fmt.Fprintln(stdout)
 		printStoreRatios(stdout, results)

@@ -112,7 +112,7 @@ func raiseFileLimit() {
 
 // serveUpstream answers 204 to everything: the upstream of the harness.
 // A request with the query bareproxy.EchoQuery gets 200 and its own
-// header (bareproxy.HeadersAdded).
+// header (bareproxy.HeaderDiff).
 func serveUpstream(ctx context.Context, stdout io.Writer) error {
 	return serveAnnounced(ctx, stdout, bareproxy.Echo(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)

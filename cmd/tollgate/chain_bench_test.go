@@ -168,7 +168,7 @@ func BenchmarkServeLoopback(b *testing.B) {
 		return srv.URL
 	}
 	bp := bare(nil)
-	added, err := bareproxy.HeadersAdded(b.Context(), client, bp, gateway, "/channels/1", auth)
+	added, _, err := bareproxy.HeaderDiff(b.Context(), client, bp, gateway, "/channels/1", auth)
 	if err != nil || added.Get("X-User-Id") == "" || added.Get("X-Request-Id") == "" {
 		b.Fatalf("tollgate added no identity headers upstream: %v %v", added, err)
 	}

@@ -75,10 +75,12 @@ func Echo(next http.Handler) http.Handler {
 	})
 }
 
-// HeadersAdded returns the headers, with their values, that an upstream
-// behind Echo received for a GET of path with authorization through the
-// proxy at gateway and not through the one at bare (both base URLs).
-func HeadersAdded(ctx context.Context, client *http.Client, bare, gateway, path, authorization string) (http.Header, error) {
+// HeaderDiff compares what an upstream behind Echo receives for a GET of
+// path with authorization through the proxy at gateway and through the
+// one at bare (both base URLs): added holds the headers, with their
+// values, that only gateway's request has, removed those that only bare's
+// has.
+func HeaderDiff(ctx context.Context, client *http.Client, bare, gateway, path, authorization string) (added, removed http.Header, err error) {
 	received := func(base string) (http.Header, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path+"?"+EchoQuery, nil)
 		if err != nil {
@@ -98,14 +100,22 @@ func HeadersAdded(ctx context.Context, client *http.Client, bare, gateway, path,
 	}
 	ours, err := received(bare)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	theirs, err := received(gateway)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	for k := range ours {
-		delete(theirs, k)
+	added, removed = http.Header{}, http.Header{}
+	for k, v := range theirs {
+		if _, ok := ours[k]; !ok {
+			added[k] = v
+		}
 	}
-	return theirs, nil
+	for k, v := range ours {
+		if _, ok := theirs[k]; !ok {
+			removed[k] = v
+		}
+	}
+	return added, removed, nil
 }

@@ -3,14 +3,16 @@ package bareproxy
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"testing"
 )
 
-// TestHeadersAdded: between two bare proxies to one upstream, one adding
-// two headers, HeadersAdded finds exactly those two with their values,
-// and the upstream's other requests reach its own handler.
-func TestHeadersAdded(t *testing.T) {
+// TestHeaderDiff: between two bare proxies to one upstream, one adding
+// two headers, HeaderDiff finds exactly those two with their values, and
+// a proxy that drops the Authorization header has it removed; the
+// upstream's other requests reach its own handler.
+func TestHeaderDiff(t *testing.T) {
 	up := httptest.NewServer(Echo(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})))
@@ -22,15 +24,23 @@ func TestHeadersAdded(t *testing.T) {
 	adding := httptest.NewServer(New(target, true, extra))
 	defer adding.Close()
 
-	added, err := HeadersAdded(t.Context(), http.DefaultClient, bare.URL, adding.URL, "/api/x", "Bearer t")
+	added, removed, err := HeaderDiff(t.Context(), http.DefaultClient, bare.URL, adding.URL, "/api/x", "Bearer t")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(added) != 2 || added.Get("X-User-Id") != "u1" || added.Get("X-Scopes") != "openid profile" {
-		t.Errorf("added %v, want %v", added, extra)
+	if len(added) != 2 || added.Get("X-User-Id") != "u1" || added.Get("X-Scopes") != "openid profile" || len(removed) != 0 {
+		t.Errorf("added %v, removed %v; want %v added", added, removed, extra)
 	}
-	if added, err := HeadersAdded(t.Context(), http.DefaultClient, bare.URL, bare.URL, "/api/x", "Bearer t"); err != nil || len(added) != 0 {
-		t.Errorf("a proxy against itself: %v %v", added, err)
+	if added, removed, err := HeaderDiff(t.Context(), http.DefaultClient, bare.URL, bare.URL, "/api/x", "Bearer t"); err != nil || len(added)+len(removed) != 0 {
+		t.Errorf("a proxy against itself: %v %v %v", added, removed, err)
+	}
+	dropping := New(target, true, nil)
+	rewrite := dropping.Rewrite
+	dropping.Rewrite = func(pr *httputil.ProxyRequest) { rewrite(pr); pr.Out.Header.Del("Authorization") }
+	drops := httptest.NewServer(dropping)
+	defer drops.Close()
+	if added, removed, err := HeaderDiff(t.Context(), http.DefaultClient, bare.URL, drops.URL, "/api/x", "Bearer t"); err != nil || len(added) != 0 || removed.Get("Authorization") != "Bearer t" || len(removed) != 1 {
+		t.Errorf("a proxy dropping Authorization: added %v, removed %v, %v", added, removed, err)
 	}
 	resp, err := http.Get(adding.URL + "/api/x?other")
 	if err != nil {
@@ -43,7 +53,7 @@ func TestHeadersAdded(t *testing.T) {
 	// A proxy whose upstream does not echo is an error, not "nothing added".
 	plain := httptest.NewServer(http.NotFoundHandler())
 	defer plain.Close()
-	if _, err := HeadersAdded(t.Context(), http.DefaultClient, plain.URL, adding.URL, "/api/x", "Bearer t"); err == nil {
+	if _, _, err := HeaderDiff(t.Context(), http.DefaultClient, plain.URL, adding.URL, "/api/x", "Bearer t"); err == nil {
 		t.Error("no error from an upstream that does not echo")
 	}
 }
