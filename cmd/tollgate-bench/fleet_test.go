@@ -30,26 +30,28 @@ func TestSummaryRatios(t *testing.T) {
 	var fleet, same strings.Builder
 	printFleetRatios(&fleet, results, []int{10}, 2)
 	printSameHeaders(&same, results, []int{10}, 2, []string{"X-User-Id"}, nil)
-	for _, want := range []string{
+	containsAll(t, fleet.String(),
 		"10 tokens 0.40 (median of 2: 0.30 to 0.50)",
 		"requests/s ×(bp) 0.70 (median of 2: 0.60 to 0.80)",
 		"p99 ×(bp) 2.00 (median of 2: 1.50 to 2.50)",
 		"CPU µs/req over (bp) +20.0 (median of 2: +10.0 to +30.0)",
 		"cold: every token new: 0.45×(bp) requests/s (target ≥ 0.5), 0.90×(b)",
 		"baseline: (bp) again before each fleet, (c-full) and (d): 2.00, 1.00, 1.00× the first (bp)",
-	} {
-		if !strings.Contains(fleet.String(), want) {
-			t.Errorf("no %q in:\n%s", want, fleet.String())
-		}
-	}
-	for _, want := range []string{
+	)
+	containsAll(t, same.String(),
 		"(bh) adds X-User-Id; tollgate removes none",
 		"(bh) requests/s ×(bp): first 0.90, before 10 tokens 0.25 (median of 2: 0.20 to 0.30), before (c-full) 0.85 (median of 2: 0.80 to 0.90), before (d) 1.00",
 		"tollgate requests/s ×(bh): (c) 0.90, 10 tokens 1.75 (median of 2: 1.00 to 2.50), (c-full) 0.82 (median of 2: 0.75 to 0.89), (d) 0.45",
 		"(c-full) p99 ×(bh) 1.62 (median of 2: 0.75 to 2.50), CPU µs/req over (bh) +12.5 (median of 2: +5.0 to +20.0)",
-	} {
-		if !strings.Contains(same.String(), want) {
-			t.Errorf("no %q in:\n%s", want, same.String())
+	)
+}
+
+// containsAll fails the test for each of wants that text does not hold.
+func containsAll(t *testing.T, text string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in:\n%s", want, text)
 		}
 	}
 }
