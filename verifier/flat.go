@@ -42,7 +42,6 @@ func (c *tokenCache) encodeFlat(e *cacheEntry, rec *[slotWords]uint64) bool {
 	if !ok || tok.Claims != nil || memo == nil || len(memo) > maxFlatMemo {
 		return false
 	}
-	first := 14
 	if e.used != nil {
 		if len(e.used.remotes) != 1 {
 			return false
@@ -54,8 +53,8 @@ func (c *tokenCache) encodeFlat(e *cacheEntry, rec *[slotWords]uint64) bool {
 		}
 		oi |= flatRemote
 		rec[14] = uint64(ri) | rg.gen<<16
-		first = 15
 	}
+	first := flatFirst(oi)
 	buf := unsafe.Slice((*byte)(unsafe.Pointer(&rec[first])), (slotWords-first)*8)
 	n := 0
 	put := func(s string) (int, bool) {
@@ -127,16 +126,21 @@ func (c *tokenCache) flatUsable(rec *[slotWords]uint64, now time.Time, gen uint6
 	return snap.use, true, false
 }
 
+// flatFirst is the word where a record's bytes start, by its origin word
+// (rec[8]'s low half): after the remote set's word if it names one.
+func flatFirst(origin uint32) int {
+	if origin&flatRemote != 0 {
+		return 15
+	}
+	return 14
+}
+
 // decodeFlat builds the cache entry a record holds, for a hit: one
 // allocation for the entry with its Token, one for the strings, one for
 // the Memo value. d is the derivation whose value the record holds, use
 // what its validity depends on (flatUsable).
 func (c *tokenCache) decodeFlat(rec *[slotWords]uint64, d *derivation, use *keyUse) *cacheEntry {
-	first := 14
-	if uint32(rec[8])&flatRemote != 0 {
-		first = 15
-	}
-	s := strings.Clone(unsafe.String((*byte)(unsafe.Pointer(&rec[first])), int(rec[8]>>48)))
+	s := strings.Clone(unsafe.String((*byte)(unsafe.Pointer(&rec[flatFirst(uint32(rec[8]))])), int(rec[8]>>48)))
 	o := c.origins[uint32(rec[8])&^flatRemote]
 	lens := rec[9]
 	cut := func(off, n uint64) string { return s[off : off+n] }

@@ -191,8 +191,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	addedNames := slices.Sorted(maps.Keys(added))
 	bhArgs := []string{childBareHeaders, upstream.url}
-	for _, k := range slices.Sorted(maps.Keys(added)) {
+	for _, k := range addedNames {
 		for _, v := range added[k] {
 			bhArgs = append(bhArgs, k, v)
 		}
@@ -453,7 +454,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		printFleetRatios(stdout, results, fleetSizes, *repeat)
 	}
 	fmt.Fprintln(stdout)
-	printSameHeaders(stdout, results, fleetSizes, *repeat, slices.Sorted(maps.Keys(added)), slices.Sorted(maps.Keys(removed)))
+	printSameHeaders(stdout, results, fleetSizes, *repeat, addedNames, slices.Sorted(maps.Keys(removed)))
 	if *store != "" {
 		fmt.Fprintln(stdout)
 		printStoreRatios(stdout, results)
