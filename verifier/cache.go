@@ -96,10 +96,10 @@ func (b *boxes) init(max int) {
 // put boxes e under a free number; false when all are taken.
 func (b *boxes) put(e *cacheEntry) (uint32, bool) {
 	b.mu.Lock()
-	i, fresh, ok := b.numbers.take()
-	if ok && fresh && i%chunkSlots == 0 {
-		b.chunks[i/chunkSlots].Store(new([chunkSlots]atomic.Pointer[cacheEntry]))
-	}
+	i, ok := b.numbers.take(func(chunk uint32) bool {
+		b.chunks[chunk].Store(new([chunkSlots]atomic.Pointer[cacheEntry]))
+		return true
+	})
 	b.mu.Unlock()
 	if ok {
 		b.chunks[i/chunkSlots].Load()[i%chunkSlots].Store(e)

@@ -34,19 +34,21 @@ type freeList struct {
 	max  uint32
 }
 
-// take returns a number; false when all max are out. fresh reports one
-// never handed out before.
-func (f *freeList) take() (i uint32, fresh, ok bool) {
+// take returns a number; false when all max are out. Numbers are handed
+// out in chunks of chunkSlots: before the first number of a chunk goes out
+// for the first time, grow is told which chunk to make ready, and its
+// false keeps the number back and fails the take.
+func (f *freeList) take(grow func(chunk uint32) bool) (uint32, bool) {
 	if n := len(f.free); n > 0 {
-		i = f.free[n-1]
+		i := f.free[n-1]
 		f.free = f.free[:n-1]
-		return i, false, true
+		return i, true
 	}
-	if f.next >= f.max {
-		return 0, false, false
+	if f.next >= f.max || f.next%chunkSlots == 0 && !grow(f.next/chunkSlots) {
+		return 0, false
 	}
 	f.next++
-	return f.next - 1, true, true
+	return f.next - 1, true
 }
 
 func (f *freeList) give(i uint32) { f.free = append(f.free, i) }
@@ -70,21 +72,17 @@ func newSlab(max int) *slab {
 func (s *slab) alloc() (uint32, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i, fresh, ok := s.slots.take()
-	if !ok || !fresh || i%chunkSlots != 0 {
-		return i, ok
-	}
-	// The first slot of a chunk not mapped yet.
-	c, unmap := mapChunk()
-	if c == nil {
-		s.slots.next--
-		return 0, false
-	}
-	chunks := *s.chunks.Load()
-	grown := append(chunks[:len(chunks):len(chunks)], c)
-	s.chunks.Store(&grown)
-	runtime.AddCleanup(s, func(f func()) { f() }, unmap)
-	return i, true
+	return s.slots.take(func(uint32) bool {
+		c, unmap := mapChunk()
+		if c == nil {
+			return false
+		}
+		chunks := *s.chunks.Load()
+		grown := append(chunks[:len(chunks):len(chunks)], c)
+		s.chunks.Store(&grown)
+		runtime.AddCleanup(s, func(f func()) { f() }, unmap)
+		return true
+	})
 }
 
 // release puts slot i back on the free list.
