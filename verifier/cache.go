@@ -3,7 +3,6 @@ package verifier
 import (
 	"hash/maphash"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -83,44 +82,36 @@ const boxed = 1 << 31
 // cache's one table of pointers, a word per number, allocated a chunk at a
 // time as numbers are first used.
 type boxes struct {
-	mu      sync.Mutex // guards numbers and allocating chunks
-	numbers freeList
-	chunks  []atomic.Pointer[[chunkSlots]atomic.Pointer[cacheEntry]]
+	numbers numbered[[chunkSlots]atomic.Pointer[cacheEntry]]
 }
 
-func (b *boxes) init(max int) {
-	b.numbers.max = uint32(min(max, boxed-1))
-	b.chunks = make([]atomic.Pointer[[chunkSlots]atomic.Pointer[cacheEntry]], (max+chunkSlots-1)/chunkSlots)
-}
+func (b *boxes) init(max int) { b.numbers.init(min(max, boxed-1)) }
 
 // put boxes e under a free number; false when all are taken.
 func (b *boxes) put(e *cacheEntry) (uint32, bool) {
-	b.mu.Lock()
-	i, ok := b.numbers.take(func(chunk uint32) bool {
-		b.chunks[chunk].Store(new([chunkSlots]atomic.Pointer[cacheEntry]))
-		return true
+	i, ok := b.numbers.take(func() *[chunkSlots]atomic.Pointer[cacheEntry] {
+		return new([chunkSlots]atomic.Pointer[cacheEntry])
 	})
-	b.mu.Unlock()
 	if ok {
-		b.chunks[i/chunkSlots].Load()[i%chunkSlots].Store(e)
+		c, j := b.numbers.chunk(i)
+		c[j].Store(e)
 	}
 	return i, ok
 }
 
 // get returns the entry numbered i; nil if none.
 func (b *boxes) get(i uint32) *cacheEntry {
-	if c := b.chunks[i/chunkSlots].Load(); c != nil {
-		return c[i%chunkSlots].Load()
+	if c, j := b.numbers.chunk(i); c != nil {
+		return c[j].Load()
 	}
 	return nil
 }
 
 // release frees number i.
 func (b *boxes) release(i uint32) {
-	b.chunks[i/chunkSlots].Load()[i%chunkSlots].Store(nil)
-	b.mu.Lock()
+	c, j := b.numbers.chunk(i)
+	c[j].Store(nil)
 	b.numbers.give(i)
-	b.mu.Unlock()
 }
 
 // cacheEntry is one cached verification. The Token returned on a hit is

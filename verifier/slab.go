@@ -2,7 +2,6 @@ package verifier
 
 import (
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 )
@@ -21,90 +20,48 @@ import (
 // never a mix of two records; the reader then checks that the copy's tag
 // is the one it looked up.
 type slab struct {
-	chunks atomic.Pointer[[]*chunk]
-
-	mu    sync.Mutex // guards slots and growing chunks
-	slots freeList
+	slots numbered[chunk]
 }
 
-// freeList hands out numbers below max, reusing those given back.
-type freeList struct {
-	free []uint32
-	next uint32 // numbers below next have been handed out at least once
-	max  uint32
-}
-
-// take returns a number; false when all max are out. Numbers are handed
-// out in chunks of chunkSlots: before the first number of a chunk goes out
-// for the first time, grow is told which chunk to make ready, and its
-// false keeps the number back and fails the take.
-func (f *freeList) take(grow func(chunk uint32) bool) (uint32, bool) {
-	if n := len(f.free); n > 0 {
-		i := f.free[n-1]
-		f.free = f.free[:n-1]
-		return i, true
-	}
-	if f.next >= f.max || f.next%chunkSlots == 0 && !grow(f.next/chunkSlots) {
-		return 0, false
-	}
-	f.next++
-	return f.next - 1, true
-}
-
-func (f *freeList) give(i uint32) { f.free = append(f.free, i) }
-
-const (
-	slotWords  = 40 // 320 bytes: 112 of header, 208 for the strings
-	chunkSlots = 1024
-)
+const slotWords = 40 // 320 bytes: 112 of header, 208 for the strings
 
 type chunk [chunkSlots][slotWords]uint64
 
 // newSlab returns a slab of up to max slots. Its chunks are unmapped once
 // the slab is unreachable.
 func newSlab(max int) *slab {
-	s := &slab{slots: freeList{max: uint32(max)}}
-	s.chunks.Store(new([]*chunk))
+	s := &slab{}
+	s.slots.init(max)
 	return s
 }
 
 // alloc returns a free slot, or false when the slab is full.
 func (s *slab) alloc() (uint32, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.slots.take(func(uint32) bool {
+	return s.slots.take(func() *chunk {
 		c, unmap := mapChunk()
-		if c == nil {
-			return false
+		if c != nil {
+			runtime.AddCleanup(s, func(f func()) { f() }, unmap)
 		}
-		chunks := *s.chunks.Load()
-		grown := append(chunks[:len(chunks):len(chunks)], c)
-		s.chunks.Store(&grown)
-		runtime.AddCleanup(s, func(f func()) { f() }, unmap)
-		return true
+		return c
 	})
 }
 
 // release puts slot i back on the free list.
-func (s *slab) release(i uint32) {
-	s.mu.Lock()
-	s.slots.give(i)
-	s.mu.Unlock()
-}
+func (s *slab) release(i uint32) { s.slots.give(i) }
 
 // limit reports the bytes of the chunks a full slab maps.
 func (s *slab) limit() int {
-	chunks := (int(s.slots.max) + chunkSlots - 1) / chunkSlots
-	return chunks * int(unsafe.Sizeof(chunk{}))
+	return len(s.slots.chunks) * int(unsafe.Sizeof(chunk{}))
 }
 
 // mapped reports the bytes of the chunks mapped so far.
 func (s *slab) mapped() int {
-	return len(*s.chunks.Load()) * int(unsafe.Sizeof(chunk{}))
+	return int(s.slots.made.Load()) * int(unsafe.Sizeof(chunk{}))
 }
 
 func (s *slab) slot(i uint32) *[slotWords]uint64 {
-	return &(*s.chunks.Load())[i/chunkSlots][i%chunkSlots]
+	c, j := s.slots.chunk(i)
+	return &c[j]
 }
 
 // write stores rec in slot i, which the caller owns (from alloc, not yet
