@@ -21,7 +21,8 @@ func TestBenchHarnessRuns(t *testing.T) {
 	if b, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
-	// EdDSA also measures each fleet target twice (-repeat 2).
+	// EdDSA also measures each fleet target twice (-repeat 2), each with
+	// its baselines in turns, in two slices (-interleave 2).
 	for _, c := range []struct {
 		alg    string
 		repeat int
@@ -29,7 +30,7 @@ func TestBenchHarnessRuns(t *testing.T) {
 		alg := c.alg
 		t.Run(alg, func(t *testing.T) {
 			cmd := exec.CommandContext(ctx, bin, "-alg", alg, "-duration", "300ms", "-conns", "4", "-tokens", "200", "-fleet", "50,400", "-idle", "50",
-				"-repeat", strconv.Itoa(c.repeat))
+				"-repeat", strconv.Itoa(c.repeat), "-interleave", strconv.Itoa(c.repeat))
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
@@ -38,6 +39,7 @@ func TestBenchHarnessRuns(t *testing.T) {
 			}
 			checkBenchTable(t, string(out), alg)
 			checkFleet(t, string(out), alg, c.repeat)
+			checkInterleaved(t, stderr.String(), alg, c.repeat)
 		})
 	}
 	// The session store and tracing scenarios, in the same run as the
@@ -187,6 +189,29 @@ func checkFleet(t *testing.T, table, alg string, repeat int) {
 	again := strings.TrimSpace(lineWith(table, "baseline: (bp) again before each fleet, (c-full) and (d): "))
 	if again = again[strings.LastIndexByte(again, ':')+1:]; len(strings.Split(again, ",")) != 4 {
 		t.Errorf("want four repeated baselines (two fleets, (c-full), (d)): %q", again)
+	}
+}
+
+// checkInterleaved checks from the harness's progress lines that with
+// -interleave 2 each fleet and (c-full) was measured in two slices with
+// its baselines, in turns, and nothing else was; without, nothing was.
+func checkInterleaved(t *testing.T, progress, alg string, interleave int) {
+	t.Helper()
+	sliced := 0
+	for line := range strings.Lines(progress) {
+		if strings.Contains(line, " in 2 slices, in turns") {
+			sliced++
+			if strings.Contains(line, "(d)") || strings.Contains(line, "(c) ") || strings.Contains(line, "(e") {
+				t.Errorf("measured in slices: %s", line)
+			}
+		}
+	}
+	// Two fleets and (c-full), twice each (-repeat 2), with their (bp) and (bh).
+	if want := map[int]int{1: 0, 2: 3 * 2 * 3}[interleave]; sliced != want {
+		t.Errorf("%d scenarios measured in slices, want %d:\n%s", sliced, want, progress)
+	}
+	if interleave > 1 && !strings.Contains(progress, "(g) tollgate, fleet of 400 distinct "+alg+" tokens after warm-up, #2: 300ms in 2 slices") {
+		t.Errorf("the second fleet's repeat not in slices:\n%s", progress)
 	}
 }
 

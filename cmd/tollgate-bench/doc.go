@@ -19,12 +19,20 @@
 //	go run ./cmd/tollgate-bench [-duration 5s] [-conns 32] [-tokens 100000] [-fleet 10000,100000]
 //	                            [-idle 10000] [-profile DIR] [-alg ES256|EdDSA|RS256] [-tollgate PATH]
 //	                            [-store memory|redis|all] [-no-id-token] [-redis-server PATH] [-tracing]
-//	                            [-repeat N]
+//	                            [-repeat N] [-interleave N]
 //
 // -repeat measures each fleet and (c-full) N times in a row, each time
 // after its own (bp) and (bh), and the summary gives the median ratio and
 // the range: on a shared machine one measurement of a target can land in
-// a slow moment of its baseline or of itself.
+// a slow moment of its baseline or of itself. A fleet's repeats go on
+// through its tokens where the one before stopped.
+//
+// -interleave N measures each fleet and (c-full) together with its (bp)
+// and (bh): N slices of -duration/N each, in turns, the order rotating
+// each round so that each of the three is measured first, second and
+// last alike. A slow moment of the machine then falls on all three rather
+// than on one of them; a scenario's figures are its slices' added up.
+// With -profile, a profile covers a scenario's first slice.
 //
 // -tracing adds the hot token on two more gateways that export their spans
 // over OTLP/HTTP (to the upstream, which discards them), sampling 1% and

@@ -96,15 +96,32 @@ type gcFigures struct {
 	cpuShare float64
 }
 
-func figures(before, after gatewayStats) gcFigures {
-	f := gcFigures{measured: true, hitRate: -1, cycles: after.gcCycles - before.gcCycles}
-	if lookups := (after.hits - before.hits) + (after.misses - before.misses); lookups > 0 {
-		f.hitRate = (after.hits - before.hits) / lookups
+// figures are a scenario's from the change d in the process's statistics
+// over it.
+func figures(d gatewayStats) gcFigures {
+	f := gcFigures{measured: true, hitRate: -1, cycles: d.gcCycles}
+	if lookups := d.hits + d.misses; lookups > 0 {
+		f.hitRate = d.hits / lookups
 	}
-	if used := (after.cpuTotal - before.cpuTotal) - (after.cpuIdle - before.cpuIdle); used > 0 {
-		f.cpuShare = (after.gcCPU - before.gcCPU) / used
+	if used := d.cpuTotal - d.cpuIdle; used > 0 {
+		f.cpuShare = d.gcCPU / used
 	}
 	return f
+}
+
+// plus and minus add and subtract statistics field by field: changes over
+// stretches of time add up (the levels — entries, heapAlloc, offHeap —
+// mean nothing in a sum or a difference).
+func (a gatewayStats) plus(b gatewayStats) gatewayStats  { return a.combine(b, 1) }
+func (a gatewayStats) minus(b gatewayStats) gatewayStats { return a.combine(b, -1) }
+
+func (a gatewayStats) combine(b gatewayStats, sign float64) gatewayStats {
+	return gatewayStats{
+		gcCycles: a.gcCycles + sign*b.gcCycles, gcCPU: a.gcCPU + sign*b.gcCPU,
+		cpuTotal: a.cpuTotal + sign*b.cpuTotal, cpuIdle: a.cpuIdle + sign*b.cpuIdle,
+		hits: a.hits + sign*b.hits, misses: a.misses + sign*b.misses, entries: a.entries + sign*b.entries,
+		heapAlloc: a.heapAlloc + sign*b.heapAlloc, offHeap: a.offHeap + sign*b.offHeap,
+	}
 }
 
 // warm sends every token once through the gateway at base, on conns

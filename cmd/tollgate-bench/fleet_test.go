@@ -55,3 +55,55 @@ func containsAll(t *testing.T, text string, wants ...string) {
 		}
 	}
 }
+
+// TestSlicesAddUp: a scenario measured in slices (-interleave) is judged
+// by its slices added up: requests over the time they took together,
+// percentiles of all their latencies, CPU per request of all of them, and
+// the collector's share and the cache's hit rate from their changes
+// summed, not averaged.
+func TestSlicesAddUp(t *testing.T) {
+	ms := func(n ...int) []time.Duration {
+		var d []time.Duration
+		for _, v := range n {
+			d = append(d, time.Duration(v)*time.Millisecond)
+		}
+		return d
+	}
+	var first, second gatewayStats
+	first.gcCycles, first.gcCPU, first.cpuTotal, first.cpuIdle, first.hits, first.misses = 10, 1, 12, 2, 90, 10
+	second.gcCycles, second.gcCPU, second.cpuTotal, second.cpuIdle, second.hits, second.misses = 20, 2, 32, 2, 300, 0
+	// A process's statistics read around each slice: the second slice's
+	// change is after minus before.
+	before := gatewayStats{gcCycles: 100, gcCPU: 7, cpuTotal: 50, cpuIdle: 5, hits: 1000, misses: 100}
+	parts := []sample{
+		{lat: ms(1, 2, 3), failed: 1, elapsed: time.Second, cpu: 0.3, sideCPU: 0.03, stats: &first},
+		{lat: ms(9, 4, 5, 6, 7, 8, 10), elapsed: 4 * time.Second, cpu: 0.7, stats: ptr(before.plus(second).minus(before))},
+	}
+	var all sample
+	for _, s := range parts {
+		all.add(s)
+	}
+	r, err := all.result(42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.requests != 10 || r.errors != 1 || r.rps != 2 || r.rssMiB != 42 {
+		t.Errorf("requests %d, errors %d, %v/s, RSS %v: want 10, 1, 2/s (10 in 5s), 42", r.requests, r.errors, r.rps, r.rssMiB)
+	}
+	if r.p50 != 6*time.Millisecond || r.p99 != 10*time.Millisecond {
+		t.Errorf("p50 %v, p99 %v: want 6ms and 10ms, of the ten latencies together", r.p50, r.p99)
+	}
+	if r.cpuPer10k != 1000 || r.sidecarCPUPer10k != 30 {
+		t.Errorf("CPU per 10k %v, sidecar %v: want 1000 (1s for 10) and 30", r.cpuPer10k, r.sidecarCPUPer10k)
+	}
+	// GC: 3 of 40 seconds used (not the mean of 10% and 6.7%); hits 390
+	// of 400; 30 cycles.
+	if g := r.gc; !g.measured || g.cycles != 30 || g.cpuShare != 3.0/40 || g.hitRate != 390.0/400 {
+		t.Errorf("GC %+v: want 30 cycles, share 0.075, hit rate 0.975", g)
+	}
+	if _, err := (sample{failed: 3, elapsed: time.Second}).result(0); err == nil {
+		t.Error("a scenario with no successful request in any slice was judged")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

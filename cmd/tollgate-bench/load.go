@@ -69,26 +69,70 @@ type result struct {
 	sidecarCPUPer10k float64
 }
 
-// drive sends the requests of l on conns connections for d and measures
-// the process under test, and the CPU of sidecar if not nil.
-func drive(ctx context.Context, client *http.Client, proc, sidecar *child, l load, conns int, d time.Duration) (result, error) {
-	var r result
+// sample is what one stretch of load on a process measured. A scenario
+// measured in slices (-interleave) adds its slices' samples up.
+type sample struct {
+	lat          []time.Duration // of the successful requests
+	failed       int
+	elapsed      time.Duration
+	cpu, sideCPU float64       // seconds of the process's CPU, and of its sidecar's
+	stats        *gatewayStats // the change in the process's statistics; nil: not read
+}
+
+// add adds o's figures to s's.
+func (s *sample) add(o sample) {
+	s.lat = append(s.lat, o.lat...)
+	s.failed += o.failed
+	s.elapsed += o.elapsed
+	s.cpu += o.cpu
+	s.sideCPU += o.sideCPU
+	if o.stats != nil {
+		if s.stats == nil {
+			s.stats = new(gatewayStats)
+		}
+		*s.stats = s.stats.plus(*o.stats)
+	}
+}
+
+// result gives the figures of a scenario from its samples, added up, and
+// the process's RSS after them.
+func (s sample) result(rssMiB float64) (result, error) {
+	r := result{requests: len(s.lat), errors: s.failed, rssMiB: rssMiB}
+	if r.requests == 0 {
+		return r, fmt.Errorf("no successful request (%d failed)", r.errors)
+	}
+	all := slices.Sorted(slices.Values(s.lat))
+	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
+	r.rps = float64(r.requests) / s.elapsed.Seconds()
+	r.p50, r.p99, r.p999 = pct(0.50), pct(0.99), pct(0.999)
+	r.cpuPer10k = s.cpu / float64(r.requests) * 10000
+	r.sidecarCPUPer10k = s.sideCPU / float64(r.requests) * 10000
+	if s.stats != nil {
+		r.gc = figures(*s.stats)
+	}
+	return r, nil
+}
+
+// drive sends the requests of l on conns connections for d, numbering
+// them on from seq, and measures the process under test, and the CPU of
+// sidecar if not nil.
+func drive(ctx context.Context, client *http.Client, proc, sidecar *child, l load, seq *atomic.Int64, conns int, d time.Duration) (sample, error) {
+	var sm sample
 	senders := make([]sender, conns)
 	for c := range senders {
 		senders[c] = l(c)
 	}
 	cpu0, err := proc.cpu()
 	if err != nil {
-		return r, err
+		return sm, err
 	}
 	var side0 float64
 	if sidecar != nil {
 		if side0, err = sidecar.cpu(); err != nil {
-			return r, err
+			return sm, err
 		}
 	}
 	deadline := time.Now().Add(d)
-	var seq atomic.Int64
 	var failed atomic.Int64
 	lat := make([][]time.Duration, conns)
 	var wg sync.WaitGroup
@@ -135,35 +179,22 @@ func drive(ctx context.Context, client *http.Client, proc, sidecar *child, l loa
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	sm.elapsed = time.Since(start)
 	cpu1, err := proc.cpu()
 	if err != nil {
-		return r, err
+		return sm, err
 	}
-	var sideCPU float64
+	sm.cpu = cpu1 - cpu0
 	if sidecar != nil {
 		side1, err := sidecar.cpu()
 		if err != nil {
-			return r, err
+			return sm, err
 		}
-		sideCPU = side1 - side0
+		sm.sideCPU = side1 - side0
 	}
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	slices.Sort(all)
-	r.requests, r.errors = len(all), int(failed.Load())
-	if r.requests == 0 {
-		return r, fmt.Errorf("no successful request (%d failed)", r.errors)
-	}
-	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
-	r.rps = float64(r.requests) / elapsed.Seconds()
-	r.p50, r.p99, r.p999 = pct(0.50), pct(0.99), pct(0.999)
-	r.cpuPer10k = (cpu1 - cpu0) / float64(r.requests) * 10000
-	r.sidecarCPUPer10k = sideCPU / float64(r.requests) * 10000
-	r.rssMiB = proc.rss() / (1 << 20)
-	return r, nil
+	sm.lat = slices.Concat(lat...)
+	sm.failed = int(failed.Load())
+	return sm, nil
 }
 
 // baseline returns the (bp) a scenario's ratios are to: the one measured

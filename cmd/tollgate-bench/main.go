@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -83,7 +84,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fleet := fs.String("fleet", "10000,100000", "fleet sizes: for each, that many distinct tokens cycling after a warm-up pass (comma-separated, ascending; empty: none)")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
 	repeat := fs.Int("repeat", 1, "measure each fleet and (c-full), with the (bp) and (bh) before it, this many times in a row; the summary gives the median ratio")
-	profiles := fs.String("profile", "", "directory for CPU profiles of the process under test in scenarios (bp) and (bh) (each time), (c), (c-full), (d) and (e), and in the -store ones (empty: none)")
+	interleave := fs.Int("interleave", 1, "measure each fleet and (c-full), with the (bp) and (bh) before it, in this many slices of -duration/N each, taking turns in a rotating order, so that the machine's drift falls on all three alike (1: one after another)")
+	profiles := fs.String("profile", "", "directory for CPU profiles of the process under test in scenarios (bp) and (bh) (each time), (c), (c-full), (d) and (e), and in the -store ones (empty: none); under -interleave, of a scenario's first slice")
 	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
 	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
 	store := fs.String("store", "", "add the session store scenarios: memory, redis or all (empty: none)")
@@ -107,6 +109,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *repeat < 1 || *repeat > 10 {
 		return errors.New("-repeat must be within [1, 10]")
+	}
+	if *interleave < 1 || *interleave > 20 || *duration/time.Duration(*interleave) < 50*time.Millisecond {
+		return errors.New("-interleave must be within [1, 20], with slices of -duration/N at least 50ms")
 	}
 	fleetSizes, err := parseSizes(*fleet)
 	if err != nil {
@@ -234,6 +239,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		load     load
 		stats    string       // statistics of the process: its GC, and a gateway's cache; "": none
 		before   func() error // run before the clock starts (a fleet's warm-up); nil: nothing
+		// seq numbers the scenario's requests. A fleet's repeats share it,
+		// and so go on through the fleet's tokens where the one before
+		// stopped, as its slices do.
+		seq *atomic.Int64
 	}
 	// label names a scenario in the rows of the baselines measured again
 	// before it: "(g) 10000 tokens", "(c-full)".
@@ -268,7 +277,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			from = fleetSizes[i-1]
 		}
 		scenarios = append(scenarios, scenario{id: fmt.Sprintf("g%d", n), name: fmt.Sprintf("(g) tollgate, fleet of %d distinct %s tokens after warm-up", n, *alg),
-			proc: gw.child, load: shared(get(gw.url, fleetTokens[:n])), stats: gw.admin,
+			proc: gw.child, load: shared(get(gw.url, fleetTokens[:n])), stats: gw.admin, seq: new(atomic.Int64),
 			before: func() error {
 				if i == 0 {
 					if beforeFleet, err = heapStats(ctx, gw.admin); err != nil {
@@ -405,47 +414,97 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		after("e", scenario{id: "e-memory", name: "(e-memory) refresh grant, memory store", proc: gwm.child, admin: gwm.admin, load: refreshChains(ctx, gwm.url, handles)})
 	}
-	results := map[string]result{}
-	var table []result
-	for _, s := range scenarios {
-		if s.before != nil {
-			if err := s.before(); err != nil {
-				return fmt.Errorf("%s: %w", s.name, err)
-			}
+	for i := range scenarios {
+		if scenarios[i].seq == nil {
+			scenarios[i].seq = new(atomic.Int64)
 		}
-		var stats gatewayStats
+	}
+	// measure runs s's load for d, reading its process's statistics around
+	// it, and takes a CPU profile meanwhile into the file profile ("": none).
+	measure := func(s scenario, d time.Duration, profile string) (sample, error) {
+		var before gatewayStats
 		if s.stats != "" {
-			if stats, err = scrapeStats(ctx, s.stats); err != nil {
-				return err
+			if before, err = scrapeStats(ctx, s.stats); err != nil {
+				return sample{}, err
 			}
 		}
-		fmt.Fprintf(stderr, "%s: %s…\n", s.name, *duration)
 		var profiled chan error
-		if *profiles != "" && s.admin != "" {
+		if profile != "" && s.admin != "" {
 			profiled = make(chan error, 1)
-			go func() { profiled <- cpuProfile(ctx, s.admin, *duration, filepath.Join(*profiles, s.id+".pprof")) }()
+			go func() { profiled <- cpuProfile(ctx, s.admin, d, profile) }()
 		}
-		r, err := drive(ctx, client, s.proc, s.sidecar, s.load, *conns, *duration)
+		sm, err := drive(ctx, client, s.proc, s.sidecar, s.load, s.seq, *conns, d)
 		if profiled != nil {
 			if perr := <-profiled; perr != nil {
 				fmt.Fprintf(stderr, "profile of %s: %v\n", s.name, perr)
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
+			return sm, err
 		}
 		if s.stats != "" {
 			after, err := scrapeStats(ctx, s.stats)
 			if err != nil {
-				return err
+				return sm, err
 			}
-			r.gc = figures(stats, after)
+			change := after.minus(before)
+			sm.stats = &change
 		}
-		r.name, r.id = s.name, s.id
-		results[s.id] = r
-		table = append(table, r)
+		return sm, nil
+	}
+	results := map[string]result{}
+	var table []result
+	for i := 0; i < len(scenarios); {
+		// A group is measured together: a fleet or (c-full) with the
+		// (bp) and (bh) before it, in turns, under -interleave.
+		group, rounds := scenarios[i:i+1], 1
+		if t, ok := strings.CutPrefix(scenarios[i].id, "bp@"); ok && *interleave > 1 && (strings.HasPrefix(t, "g") || strings.HasPrefix(t, "c-full")) {
+			group, rounds = scenarios[i:i+3], *interleave
+		}
+		i += len(group)
+		if s := group[0]; s.before != nil {
+			if err := s.before(); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+		}
+		slice := *duration / time.Duration(rounds)
+		for _, s := range group {
+			if rounds > 1 {
+				fmt.Fprintf(stderr, "%s: %s in %d slices, in turns with the others of its group…\n", s.name, *duration, rounds)
+			} else {
+				fmt.Fprintf(stderr, "%s: %s…\n", s.name, *duration)
+			}
+		}
+		samples := make([]sample, len(group))
+		for round := range rounds {
+			for k := range group {
+				j := (k + round) % len(group) // each takes every place in the order in turn
+				s, profile := group[j], ""
+				if *profiles != "" && round == 0 {
+					profile = filepath.Join(*profiles, s.id+".pprof")
+				}
+				sm, err := measure(s, slice, profile)
+				if err != nil {
+					return fmt.Errorf("%s: %w", s.name, err)
+				}
+				samples[j].add(sm)
+			}
+		}
+		for j, s := range group {
+			r, err := samples[j].result(s.proc.rss() / (1 << 20))
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			r.name, r.id = s.name, s.id
+			results[s.id] = r
+			table = append(table, r)
+		}
 	}
 	printTable(stdout, table, results["b"], baseline(results))
+	if *interleave > 1 {
+		fmt.Fprintf(stdout, "-interleave %d: each fleet and (c-full), and the (bp) and (bh) again before it, measured in %d slices of %s each, the three in turns.\n",
+			*interleave, *interleave, *duration/time.Duration(*interleave))
+	}
 	if len(fleetMemory) > 0 {
 		fmt.Fprintln(stdout)
 		for _, line := range fleetMemory {
