@@ -29,10 +29,10 @@
 //
 // -interleave N measures each fleet and (c-full) together with its (bp)
 // and (bh): N slices of -duration/N each, in turns, the order rotating
-// each round so that each of the three is measured first, second and
-// last alike. A slow moment of the machine then falls on all three rather
-// than on one of them; a scenario's figures are its slices' added up.
-// With -profile, a profile covers a scenario's first slice.
+// each round so that none of the three is always first or last. A slow
+// moment of the machine then falls on all three rather than on one of
+// them; a scenario's figures are its slices' added up. With -profile, a
+// profile covers a scenario's first slice.
 //
 // -tracing adds the hot token on two more gateways that export their spans
 // over OTLP/HTTP (to the upstream, which discards them), sampling 1% and
