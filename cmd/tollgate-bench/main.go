@@ -84,7 +84,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fleet := fs.String("fleet", "10000,100000", "fleet sizes: for each, that many distinct tokens cycling after a warm-up pass (comma-separated, ascending; empty: none)")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
 	repeat := fs.Int("repeat", 1, "measure each fleet and (c-full), with the (bp) and (bh) before it, this many times in a row; the summary gives the median ratio")
-	interleave := fs.Int("interleave", 1, "measure each fleet and (c-full), with the (bp) and (bh) before it, in this many slices of -duration/N each, taking turns in a rotating order, so that the machine's drift falls on all three alike (1: one after another)")
+	interleave := fs.Int("interleave", 5, "measure each fleet and (c-full), with the (bp) and (bh) before it, in this many slices of -duration/N each, taking turns in a rotating order, so that the machine's drift falls on all three alike (1: one after another)")
 	profiles := fs.String("profile", "", "directory for CPU profiles of the process under test in scenarios (bp) and (bh) (each time), (c), (c-full), (d) and (e), and in the -store ones (empty: none); under -interleave, of a scenario's first slice")
 	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
 	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
@@ -111,7 +111,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("-repeat must be within [1, 10]")
 	}
 	if *interleave < 1 || *interleave > 20 || *duration/time.Duration(*interleave) < 50*time.Millisecond {
-		return errors.New("-interleave must be within [1, 20], with slices of -duration/N at least 50ms")
+		return fmt.Errorf("-interleave %d with -duration %s: want 1 to 20 slices of at least 50ms each (-interleave 1 measures one scenario after another)", *interleave, *duration)
 	}
 	fleetSizes, err := parseSizes(*fleet)
 	if err != nil {
