@@ -57,9 +57,9 @@ func (n *numbered[C]) chunk(i uint32) (*C, uint32) {
 
 // freeList hands out numbers below max, reusing those given back last
 // first. The numbers given back are kept in blocks of freeBlock: giving
-// one back never copies the others, however many there are (at serve's
-// cap of 10M cached tokens a single slice would, when it grows, copy up
-// to 20 MB under the cache's lock).
+// one back never copies the others, however many there are (a single
+// slice, when it grows, copies every number in it under the cache's lock:
+// up to 40 MB at serve's cap of 10M cached tokens).
 type freeList struct {
 	blocks [][]uint32 // the last may be partly full; none is empty
 	spare  []uint32   // an emptied block, kept so that a take and a give at a block's edge allocate nothing
