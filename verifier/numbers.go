@@ -10,15 +10,18 @@ import (
 const chunkSlots = 1024
 
 // numbered hands out numbers below a maximum, each naming a place in a
-// chunk of C (chunkSlots places), and takes them back for reuse. The
-// chunk of a number is made when the number first goes out. Chunks are
-// found through a directory sized for the maximum once, so a lookup is
-// one atomic load and no chunk made later ever copies the directory.
+// chunk (a C: an array of chunkSlots places), and takes them back for
+// reuse. The chunk of a number is made when the number first goes out.
+// Chunks are found through a directory sized for the maximum once, so a
+// lookup is one atomic load and no chunk made later ever copies the
+// directory. A chunk is stored before any of its numbers goes out, so a
+// reader given a number (through the index) finds its chunk without the
+// lock.
 type numbered[C any] struct {
-	mu     sync.Mutex // guards free and making chunks
-	free   freeList
+	mu     sync.Mutex
+	free   freeList // guarded by mu
 	chunks []atomic.Pointer[C]
-	made   atomic.Int32
+	made   atomic.Int32 // chunks made so far
 }
 
 func (n *numbered[C]) init(max int) {
@@ -31,12 +34,12 @@ func (n *numbered[C]) init(max int) {
 func (n *numbered[C]) take(newChunk func() *C) (uint32, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.free.take(func(chunk uint32) bool {
+	return n.free.take(func(k uint32) bool {
 		c := newChunk()
 		if c == nil {
 			return false
 		}
-		n.chunks[chunk].Store(c)
+		n.chunks[k].Store(c)
 		n.made.Add(1)
 		return true
 	})
@@ -62,18 +65,20 @@ func (n *numbered[C]) chunk(i uint32) (*C, uint32) {
 // up to 40 MB at serve's cap of 10M cached tokens).
 type freeList struct {
 	blocks [][]uint32 // the last may be partly full; none is empty
-	spare  []uint32   // an emptied block, kept so that a take and a give at a block's edge allocate nothing
-	next   uint32     // numbers below next have been handed out at least once
-	max    uint32
+	// spare is an emptied block, kept so that a take and a give at a
+	// block's edge allocate nothing.
+	spare []uint32
+	next  uint32 // numbers below next have been handed out at least once
+	max   uint32
 }
 
 const freeBlock = 1024
 
 // take returns a number; false when all max are out. Numbers are handed
-// out in chunks of chunkSlots: before the first number of a chunk goes out
-// for the first time, grow is told which chunk to make ready, and its
+// out in chunks of chunkSlots: before the first number of chunk k goes out
+// for the first time, grow(k) is asked to make the chunk ready, and its
 // false keeps the number back and fails the take.
-func (f *freeList) take(grow func(chunk uint32) bool) (uint32, bool) {
+func (f *freeList) take(grow func(k uint32) bool) (uint32, bool) {
 	if n := len(f.blocks); n > 0 {
 		b := f.blocks[n-1]
 		i := b[len(b)-1]

@@ -2,6 +2,8 @@ package verifier
 
 import (
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -174,5 +176,58 @@ func TestNumberedChunks(t *testing.T) {
 	n.give(5)
 	if i, ok := n.take(newChunk); !ok || i != 5 || made != 3 {
 		t.Fatalf("take = %d, %v after giving 5 back (%d chunks made)", i, ok, made)
+	}
+}
+
+// TestNumberedReadersWhileChunksAreMade: readers look numbers up without
+// the lock while a taker makes chunk after chunk and publishes each number
+// it takes (as the index does). Every published number's chunk is there,
+// with what was written to its place before it was published; -race
+// checks the publication.
+func TestNumberedReadersWhileChunksAreMade(t *testing.T) {
+	const total = 8 * chunkSlots
+	var n numbered[[chunkSlots]atomic.Int64]
+	n.init(total)
+	var published atomic.Int64 // numbers below it are published
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				p := published.Load()
+				if p == 0 {
+					continue
+				}
+				i := uint32(rand.Int64N(p))
+				c, j := n.chunk(i)
+				if c == nil {
+					t.Errorf("number %d published, its chunk missing", i)
+					return
+				}
+				if got := c[j].Load(); got != int64(i)+1 {
+					t.Errorf("number %d holds %d", i, got)
+					return
+				}
+			}
+		})
+	}
+	for want := range uint32(total) {
+		i, ok := n.take(func() *[chunkSlots]atomic.Int64 { return new([chunkSlots]atomic.Int64) })
+		if !ok || i != want {
+			t.Fatalf("take = %d, %v; want %d", i, ok, want)
+		}
+		c, j := n.chunk(i)
+		c[j].Store(int64(i) + 1)
+		published.Store(int64(i) + 1)
+	}
+	close(done)
+	wg.Wait()
+	if n.made.Load() != 8 {
+		t.Fatalf("%d chunks made for 8 chunks' numbers", n.made.Load())
 	}
 }
