@@ -27,13 +27,15 @@
 // a slow moment of its baseline or of itself. A fleet's repeats go on
 // through its tokens where the one before stopped.
 //
-// -interleave N (5 unless set) measures each fleet and (c-full) together
-// with its (bp) and (bh): N slices of -duration/N each, in turns, the order rotating
-// each round so that none of the three is always first or last. A slow
-// moment of the machine then falls on all three rather than on one of
-// them; a scenario's figures are its slices' added up. With -profile, a
-// profile covers a scenario's first slice. -interleave 1 measures each
-// scenario whole, one after another.
+// -interleave N (6 unless set) measures each fleet and (c-full) together
+// with its (bp) and (bh): N slices of -duration/N each, in turns, the
+// order rotating each round, so that over three rounds each of the three
+// is measured first, second and last once. A slow moment of the machine
+// then falls on all three rather than on one of them; a scenario's
+// figures are its slices' added up. The load client keeps every process's
+// connections open between turns. With -profile, a profile covers a
+// scenario's first slice. -interleave 1 measures each scenario whole, one
+// after another.
 //
 // -tracing adds the hot token on two more gateways that export their spans
 // over OTLP/HTTP (to the upstream, which discards them), sampling 1% and

@@ -107,3 +107,30 @@ func TestSlicesAddUp(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestOrderRotates: in each round a group's scenarios are each measured
+// once, and over three rounds (or six) each is measured first, second and
+// last equally often.
+func TestOrderRotates(t *testing.T) {
+	for _, rounds := range []int{3, 6} {
+		var places [3][3]int // places[scenario][place]
+		for r := range rounds {
+			o := order(r, 3)
+			seen := map[int]bool{}
+			for place, j := range o {
+				seen[j] = true
+				places[j][place]++
+			}
+			if len(seen) != 3 {
+				t.Fatalf("round %d: order %v does not measure each scenario once", r, o)
+			}
+		}
+		for j, p := range places {
+			for place, count := range p {
+				if count != rounds/3 {
+					t.Errorf("%d rounds: scenario %d measured in place %d %d times, want %d", rounds, j, place, count, rounds/3)
+				}
+			}
+		}
+	}
+}

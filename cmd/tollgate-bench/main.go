@@ -84,7 +84,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fleet := fs.String("fleet", "10000,100000", "fleet sizes: for each, that many distinct tokens cycling after a warm-up pass (comma-separated, ascending; empty: none)")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections for the memory measurement (0: skip)")
 	repeat := fs.Int("repeat", 1, "measure each fleet and (c-full), with the (bp) and (bh) before it, this many times in a row; the summary gives the median ratio")
-	interleave := fs.Int("interleave", 5, "measure each fleet and (c-full), with the (bp) and (bh) before it, in this many slices of -duration/N each, taking turns in a rotating order, so that the machine's drift falls on all three alike (1: one after another)")
+	interleave := fs.Int("interleave", 6, "measure each fleet and (c-full), with the (bp) and (bh) before it, in this many slices of -duration/N each, taking turns in a rotating order, so that the machine's drift falls on all three alike (1: one after another; a multiple of 3 puts each in each place equally often)")
 	profiles := fs.String("profile", "", "directory for CPU profiles of the process under test in scenarios (bp) and (bh) (each time), (c), (c-full), (d) and (e), and in the -store ones (empty: none); under -interleave, of a scenario's first slice")
 	alg := fs.String("alg", "ES256", "algorithm of the gateway's signing key, so of every token: ES256, EdDSA or RS256")
 	tollgate := fs.String("tollgate", "", "tollgate binary to measure (empty: build ./cmd/tollgate of this module)")
@@ -110,7 +110,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *repeat < 1 || *repeat > 10 {
 		return errors.New("-repeat must be within [1, 10]")
 	}
-	if *interleave < 1 || *interleave > 20 || *duration/time.Duration(*interleave) < 50*time.Millisecond {
+	if *interleave < 1 || *interleave > 20 || *interleave > 1 && *duration/time.Duration(*interleave) < 50*time.Millisecond {
 		return fmt.Errorf("-interleave %d with -duration %s: want 1 to 20 slices of at least 50ms each (-interleave 1 measures one scenario after another)", *interleave, *duration)
 	}
 	fleetSizes, err := parseSizes(*fleet)
@@ -424,6 +424,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	measure := func(s scenario, d time.Duration, profile string) (sample, error) {
 		var before gatewayStats
 		if s.stats != "" {
+			var err error
 			if before, err = scrapeStats(ctx, s.stats); err != nil {
 				return sample{}, err
 			}
@@ -443,23 +444,25 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return sm, err
 		}
 		if s.stats != "" {
-			after, err := scrapeStats(ctx, s.stats)
+			now, err := scrapeStats(ctx, s.stats)
 			if err != nil {
 				return sm, err
 			}
-			change := after.minus(before)
+			change := now.minus(before)
 			sm.stats = &change
 		}
 		return sm, nil
 	}
 	results := map[string]result{}
 	var table []result
+	sliced := false
 	for i := 0; i < len(scenarios); {
 		// A group is measured together: a fleet or (c-full) with the
 		// (bp) and (bh) before it, in turns, under -interleave.
 		group, rounds := scenarios[i:i+1], 1
 		if t, ok := strings.CutPrefix(scenarios[i].id, "bp@"); ok && *interleave > 1 && (strings.HasPrefix(t, "g") || strings.HasPrefix(t, "c-full")) {
 			group, rounds = scenarios[i:i+3], *interleave
+			sliced = true
 		}
 		i += len(group)
 		if s := group[0]; s.before != nil {
@@ -477,8 +480,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		samples := make([]sample, len(group))
 		for round := range rounds {
-			for k := range group {
-				j := (k + round) % len(group) // each takes every place in the order in turn
+			for _, j := range order(round, len(group)) {
 				s, profile := group[j], ""
 				if *profiles != "" && round == 0 {
 					profile = filepath.Join(*profiles, s.id+".pprof")
@@ -501,7 +503,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	printTable(stdout, table, results["b"], baseline(results))
-	if *interleave > 1 {
+	if sliced {
 		fmt.Fprintf(stdout, "-interleave %d: each fleet and (c-full), and the (bp) and (bh) again before it, measured in %d slices of %s each, the three in turns.\n",
 			*interleave, *interleave, *duration/time.Duration(*interleave))
 	}
@@ -534,6 +536,17 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "\n%s, GOMAXPROCS %d, %d connections, %s per scenario; load generator on the same machine\n",
 		time.Now().Format("2006-01-02"), runtime.GOMAXPROCS(0), *conns, *duration)
 	return nil
+}
+
+// order is the order in which the n scenarios of a group are measured in
+// round r: rotated by one each round, so that over n rounds each is
+// measured in each place once.
+func order(r, n int) []int {
+	o := make([]int, n)
+	for k := range o {
+		o[k] = (k + r) % n
+	}
+	return o
 }
 
 // freshIdleMemory measures idle connections on a gateway of its own: the
