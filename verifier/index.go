@@ -52,12 +52,9 @@ import (
 // box names, so a reused slot is a miss, never another token.
 type index struct {
 	buckets []bucket
-	// swept is the next bucket of the recency pass under way (see sweep);
-	// len(buckets) or more when none is. Read by every lookup, written
-	// only during a pass: it sits with buckets, a cache line away from
-	// the locks every change takes.
-	swept atomic.Int64
-	_     [56]byte
+	// swept is the recency pass over the buckets (see sweep); it sits
+	// with buckets, a cache line away from the locks every change takes.
+	swept pass
 	locks [indexLocks]sync.Mutex
 	freq  sketch
 	size  int64 // the most entries
@@ -94,7 +91,7 @@ func newIndex(size int, release func(uint32)) *index {
 		release: release,
 	}
 	x.freq.init(size)
-	x.swept.Store(int64(len(x.buckets)))
+	x.swept.idle(len(x.buckets))
 	return x
 }
 
@@ -115,9 +112,9 @@ func (x *index) pair(key uint64) (b1, b2 int) {
 // step further (see sweep).
 func (x *index) get(key uint64) (uint32, bool) {
 	if x.freq.add(key) {
-		x.swept.Store(0)
+		x.swept.start()
 	}
-	if x.swept.Load() < int64(len(x.buckets)) {
+	if x.swept.running(len(x.buckets)) {
 		x.sweep()
 	}
 	b1, b2 := x.pair(key)
@@ -154,8 +151,8 @@ func (b *bucket) find(key uint64) (uint32, bool) {
 // while it is under way sweeps the next sweepChunk buckets: a bucket's
 // periods keep their length, each starting when the pass reaches it.
 func (x *index) sweep() {
-	end := x.swept.Add(sweepChunk)
-	for i := max(end-sweepChunk, 0); i < min(end, int64(len(x.buckets))); i++ {
+	from, to := x.swept.step(sweepChunk, len(x.buckets))
+	for i := from; i < to; i++ {
 		b := &x.buckets[i]
 		x.locks[i%indexLocks].Lock()
 		atomic.StoreUint32(&b.stale, ^atomic.SwapUint32(&b.ref, 0)&(1<<bucketWays-1))
@@ -296,12 +293,9 @@ func (x *index) remove(key uint64, v uint32) {
 type sketch struct {
 	words  []uint64 // 16 counters each, 8 words a block
 	blocks uint64   // a power of two
-	// aged is the next word of the halving pass under way (see age);
-	// len(words) or more when none is. Read by every addition, written
-	// only during a pass: it sits with words, a cache line away from the
-	// addition counters.
-	aged atomic.Int64
-	_    [56]byte
+	// aged is the halving pass over the words (see age); it sits with
+	// words, a cache line away from the addition counters.
+	aged pass
 	// adds counts additions by stripe (see stripe), a stripe's share of
 	// a round (half a period) at a time, so that lookups seldom write one
 	// cache line; shares counts the shares completed. The stripes fill at
@@ -319,6 +313,31 @@ type sketch struct {
 // words per entry).
 const ageChunk = 64
 
+// pass is the cursor of a pass over a table of n items that lookups
+// carry a step at a time: the next item to take, n or more when no pass
+// is under way. Every lookup reads it and only a pass writes it, so it is
+// padded off the cache lines lookups write.
+type pass struct {
+	next atomic.Int64
+	_    [56]byte
+}
+
+// idle marks no pass under way over a table of n items.
+func (p *pass) idle(n int) { p.next.Store(int64(n)) }
+
+// start starts a pass from the first item.
+func (p *pass) start() { p.next.Store(0) }
+
+// running reports whether a pass over n items is under way.
+func (p *pass) running(n int) bool { return p.next.Load() < int64(n) }
+
+// step takes the next chunk items of the pass over n: items from to to-1
+// (none when the pass has ended meanwhile).
+func (p *pass) step(chunk, n int) (from, to int) {
+	end := int(p.next.Add(int64(chunk)))
+	return max(end-chunk, 0), min(end, n)
+}
+
 type paddedCount struct {
 	n atomic.Uint64
 	_ [56]byte
@@ -329,7 +348,7 @@ func (s *sketch) init(size int) {
 	s.words = make([]uint64, words)
 	s.blocks = uint64(words / 8)
 	s.share = max(1, 5*uint64(max(size, 1))/countStripes) // a round: five additions per entry
-	s.aged.Store(int64(len(s.words)))
+	s.aged.idle(len(s.words))
 }
 
 // counter returns key's counter i (0–3): its word, and its shift within.
@@ -361,7 +380,7 @@ func (s *sketch) add(key uint64) bool {
 			atomic.CompareAndSwapUint64(w, old, old+1<<shift)
 		}
 	}
-	if s.aged.Load() < int64(len(s.words)) {
+	if s.aged.running(len(s.words)) {
 		s.age()
 	}
 	if s.adds[stripe(h)].n.Add(1)%s.share != 0 {
@@ -372,7 +391,7 @@ func (s *sketch) add(key uint64) bool {
 		return false
 	}
 	if n%(2*countStripes) == 0 {
-		s.aged.Store(0)
+		s.aged.start()
 	}
 	return true
 }
@@ -381,8 +400,8 @@ func (s *sketch) add(key uint64) bool {
 // added to before the pass reaches its word is halved with it: as
 // approximate as the sketch is anyway.
 func (s *sketch) age() {
-	end := s.aged.Add(ageChunk)
-	for i := max(end-ageChunk, 0); i < min(end, int64(len(s.words))); i++ {
+	from, to := s.aged.step(ageChunk, len(s.words))
+	for i := from; i < to; i++ {
 		atomic.StoreUint64(&s.words[i], atomic.LoadUint64(&s.words[i])>>1&0x7777777777777777)
 	}
 }

@@ -178,7 +178,7 @@ func TestSketchAgesInSteps(t *testing.T) {
 		s.words[i] = ^uint64(0) // every count 15
 	}
 	key := uint64(1)
-	passes(t, "a period's end", 20*10000, func() bool { return s.aged.Load() < int64(n) }, func() { s.add(key); key++ })
+	passes(t, "a period's end", 20*10000, func() bool { return s.aged.running(n) }, func() { s.add(key); key++ })
 	// counts reports the words whose counts are all 15, all 7 or 8 (halved
 	// once, maybe added to since), and any other.
 	counts := func() (full, halved, other int) {
@@ -217,7 +217,7 @@ func TestSketchAgesInSteps(t *testing.T) {
 	if full, halved, other := counts(); halved != n || full != 0 || other != 0 {
 		t.Fatalf("after the pass: %d halved once, %d full, %d other of %d", halved, full, other, n)
 	}
-	if s.aged.Load() < int64(n) {
+	if s.aged.running(n) {
 		t.Fatal("the pass is still under way")
 	}
 }
@@ -251,7 +251,7 @@ func TestIndexSweepsInSteps(t *testing.T) {
 	}
 	// Look up a key outside the index until a pass starts: one lookup has
 	// swept sweepChunk buckets, not all of them.
-	under := func() bool { return x.swept.Load() < int64(n) }
+	under := func() bool { return x.swept.running(n) }
 	done := func() bool { return !under() }
 	lookup := func() { x.get(1 << 40) }
 	passes(t, "a sweep under way (none started, or one lookup swept every bucket)", 100*4000, under, lookup)
@@ -296,7 +296,7 @@ func TestIndexPassesEvenlySpaced(t *testing.T) {
 	x := newIndex(size, func(uint32) {})
 	var sweeps, halvings []int
 	idle := func() (bool, bool) {
-		return x.swept.Load() >= int64(len(x.buckets)), x.freq.aged.Load() >= int64(len(x.freq.words))
+		return !x.swept.running(len(x.buckets)), !x.freq.aged.running(len(x.freq.words))
 	}
 	sweepIdle, ageIdle := idle()
 	for i := 1; i <= 25*5*size; i++ {
