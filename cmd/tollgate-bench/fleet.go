@@ -223,9 +223,7 @@ func parseSizes(s string) ([]int, error) {
 // the median of the repeats.
 func printFleetRatios(w io.Writer, results map[string]result, sizes []int, repeat int) {
 	base := baseline(results)
-	ratio := func(id string, r result) float64 { return r.rps / base(id).rps }
-	p99 := func(id string, r result) float64 { return float64(r.p99) / float64(base(id).p99) }
-	cpu := func(id string, r result) float64 { return (r.cpuPer10k - base(id).cpuPer10k) * 100 }
+	ratio, p99, cpu := against(base)
 	gc := func(_ string, r result) float64 { return 100 * r.gc.cpuShare }
 	var fleet, ids []string
 	for _, n := range sizes {
@@ -233,7 +231,7 @@ func printFleetRatios(w io.Writer, results map[string]result, sizes []int, repea
 		ids = append(ids, id)
 		hits := results[id].gc.hitRate // the least of the repeats
 		for r := 2; r <= repeat; r++ {
-			hits = min(hits, results[fmt.Sprintf("%s#%d", id, r)].gc.hitRate)
+			hits = min(hits, results[repeatID(id, r)].gc.hitRate)
 		}
 		fleet = append(fleet, fmt.Sprintf("%d tokens %s (hits %.1f%%, GC %s of CPU)", n,
 			across(results, id, repeat, "%.2f", ratio), 100*hits, across(results, id, repeat, "%.1f%%", gc)))
@@ -257,16 +255,32 @@ func printFleetRatios(w io.Writer, results map[string]result, sizes []int, repea
 	fmt.Fprintf(w, "baseline: (bp) again before each fleet, (c-full) and (d): %s× the first (bp)\n", strings.Join(again, ", "))
 }
 
+// against gives a scenario's figures against the baseline base gives for
+// it: requests/s as a ratio, p99 as a ratio, and CPU per request as µs
+// over.
+func against(base func(id string) result) (rps, p99, cpu func(id string, r result) float64) {
+	rps = func(id string, r result) float64 { return r.rps / base(id).rps }
+	p99 = func(id string, r result) float64 { return float64(r.p99) / float64(base(id).p99) }
+	cpu = func(id string, r result) float64 { return (r.cpuPer10k - base(id).cpuPer10k) * 100 }
+	return rps, p99, cpu
+}
+
+// repeatID names repeat r of the scenario id: id itself for the first,
+// id#r after it.
+func repeatID(id string, r int) string {
+	if r == 1 {
+		return id
+	}
+	return fmt.Sprintf("%s#%d", id, r)
+}
+
 // across is f of the scenario id and of its repeats (id#2 … id#repeat)
 // as one figure in format: the value alone, or with repeats their median
 // and range.
 func across(results map[string]result, id string, repeat int, format string, f func(id string, r result) float64) string {
 	var v []float64
 	for i := 1; i <= repeat; i++ {
-		rid := id
-		if i > 1 {
-			rid = fmt.Sprintf("%s#%d", id, i)
-		}
+		rid := repeatID(id, i)
 		if r, ok := results[rid]; ok {
 			v = append(v, f(rid, r))
 		}
@@ -292,10 +306,8 @@ func across(results map[string]result, id string, repeat int, format string, f f
 // median of the repeats): the part of the gap to (bp) that is not the
 // cost of carrying those headers.
 func printSameHeaders(w io.Writer, results map[string]result, sizes []int, repeat int, added, removed []string) {
-	bh := func(id string) result { return nearest(results, "bh", id) }
-	base := baseline(results)
-	toBH := func(id string, r result) float64 { return r.rps / bh(id).rps }
-	toBP := func(id string, r result) float64 { return r.rps / base(id).rps }
+	toBH, p99, cpu := against(func(id string) result { return nearest(results, "bh", id) })
+	toBP, _, _ := against(baseline(results))
 	var costs, ratios []string
 	ids := []string{"c"}
 	for _, n := range sizes {
@@ -326,8 +338,6 @@ func printSameHeaders(w io.Writer, results map[string]result, sizes []int, repea
 	fmt.Fprintf(w, "same upstream headers: (bh) requests/s ×(bp): %s\n", strings.Join(costs, ", "))
 	fmt.Fprintf(w, "same upstream headers: tollgate requests/s ×(bh): %s", strings.Join(ratios, ", "))
 	if _, ok := results["c-full"]; ok {
-		p99 := func(id string, r result) float64 { return float64(r.p99) / float64(bh(id).p99) }
-		cpu := func(id string, r result) float64 { return (r.cpuPer10k - bh(id).cpuPer10k) * 100 }
 		fmt.Fprintf(w, "; (c-full) p99 ×(bh) %s, CPU µs/req over (bh) %s", across(results, "c-full", repeat, "%.2f", p99), across(results, "c-full", repeat, "%+.1f", cpu))
 	}
 	fmt.Fprintln(w)

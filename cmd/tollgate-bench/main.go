@@ -333,7 +333,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			var more []scenario
 			for r := 2; r <= *repeat; r++ {
 				for _, m := range scenarios[i-2 : i+1] { // (bp) again, (bh) again, the scenario
-					m.id, m.name, m.before = fmt.Sprintf("%s#%d", m.id, r), fmt.Sprintf("%s, #%d", m.name, r), nil
+					m.id, m.name, m.before = repeatID(m.id, r), fmt.Sprintf("%s, #%d", m.name, r), nil
 					more = append(more, m)
 				}
 			}
