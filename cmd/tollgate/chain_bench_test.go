@@ -14,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/internal/bareproxy"
-
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/bareproxy"
 	"github.com/tollgate/tollgate/internal/testkit"
 	"github.com/tollgate/tollgate/issuer"
 )
